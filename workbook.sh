@@ -23,7 +23,7 @@ missing_debian_packages() {
     for pkg in "$@"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
     done
-    printf '%s\n' "${missing[@]+"${missing[@]}"}"
+    [ ${#missing[@]} -eq 0 ] || printf '%s\n' "${missing[@]}"
 }
 
 apt_install() {

@@ -12,6 +12,11 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+# mkstemp creates files readable by the owner only; give results the usual umask-based mode.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -29,6 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:  # flush the data to disk before the rename makes it visible
             os.fsync(handle.fileno())
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
