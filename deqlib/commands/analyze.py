@@ -1,0 +1,153 @@
+"""``deq analyze``: images or embeddings -> 3-D t-SNE -> clusters -> likelihood bank (+ official pickle)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_ENCODER = "efficientnet-lite0"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "analyze",
+        help="embed, reduce (3-D t-SNE), cluster and write a likelihood bank",
+        description=(
+            "Run the DatasetEquity analysis on a dataset (or on saved embeddings) and write its "
+            "likelihood bank as Parquet, optionally also as the official forks' pickle. Every stage "
+            "is cached: re-running with another eps reuses the t-SNE. --mode reference reproduces "
+            "the official analysis (scikit-learn TSNE, DBSCAN on the raw eps, noise as one cluster)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = parser.add_argument_group("input")
+    data.add_argument("--source", default="fashion-mnist",
+                      help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
+    data.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
+    data.add_argument("--split", default=None, help="split, e.g. train / val")
+    data.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
+    data.add_argument("--embeddings", default=None, metavar="FILE.npz",
+                      help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids'")
+    data.add_argument("--encoder", default=DEFAULT_ENCODER,
+                      help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
+    data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
+    data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
+    data.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
+
+    stages = parser.add_argument_group("analysis")
+    stages.add_argument("--mode", choices=("default", "reference"), default="default",
+                        help="'reference' = the official analysis step for step")
+    stages.add_argument("--preset", choices=("kitti", "nuscenes", "waymo", "bdd100k"), default=None,
+                        help="the paper's DBSCAN eps / min_samples for a dataset")
+    stages.add_argument("--reducer", choices=("opentsne", "sklearn"), default=None,
+                        help="default: opentsne (sklearn in reference mode)")
+    stages.add_argument("--schedule", choices=("fast", "official"), default="fast",
+                        help="openTSNE iterations: fast = 125+100 (theta 0.8), official = 250+250 (theta 0.5)")
+    stages.add_argument("--perplexity", type=float, default=30.0)
+    stages.add_argument("--pca", type=int, default=50, metavar="DIMS",
+                        help="openTSNE: PCA pre-reduction (0 = none)")
+    stages.add_argument("--clusterer", choices=("dbscan", "hdbscan"), default="dbscan")
+    stages.add_argument("--eps", type=float, default=None, help="DBSCAN eps (default: the preset's, else 1.0)")
+    stages.add_argument("--min-samples", type=int, default=None, help="DBSCAN min_samples (default: preset's, else 10)")
+    stages.add_argument("--eps-scale", choices=("official", "knn", "raw"), default=None,
+                        help="unit of eps: official sklearn t-SNE units (default), k-NN distance, raw "
+                             "(reference mode: raw)")
+    stages.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default 10)")
+    stages.add_argument("--noise-policy", choices=("singleton", "as_cluster", "nearest"), default=None,
+                        help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
+    stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")
+    stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
+    stages.add_argument("--seed", type=int, default=33)
+
+    out = parser.add_argument_group("output")
+    out.add_argument("--output", default=None, metavar="BANK.parquet",
+                     help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet)")
+    out.add_argument("--export-official", default=None, metavar="PATH.pkl",
+                     help="also write the official forks' pickle (e.g. kitti_training_cluster_info.pkl)")
+    out.add_argument("--samples-csv", default=None, metavar="PATH.csv",
+                     help="also write the full per-sample table (coordinates, weights, metadata)")
+    out.add_argument("--cache-dir", default=None, help="stage cache root (default: data/interim/analysis)")
+    out.add_argument("--no-cache", action="store_true", help="recompute every stage")
+    out.add_argument("--no-progress", action="store_true", help="no progress lines")
+    parser.set_defaults(func=run)
+
+
+def build_stages(args: argparse.Namespace):
+    """Reducer and clusterer from the command-line options (None where the mode decides)."""
+    from deqlib.cluster import PRESETS, DBSCANClusterer, HDBSCANClusterer
+    from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer
+
+    reducer_name = args.reducer or ("sklearn" if args.mode == "reference" else "opentsne")
+    if reducer_name == "sklearn":
+        reducer = SklearnTSNEReducer(perplexity=args.perplexity)
+    else:
+        if args.mode == "reference":
+            raise ValueError("--mode reference uses scikit-learn's TSNE; drop --reducer opentsne")
+        reducer = OpenTSNEReducer(perplexity=args.perplexity, schedule=args.schedule, pca_components=args.pca or None)
+    setting = dict(PRESETS[args.preset]) if args.preset else {"eps": 1.0, "min_samples": 10}
+    if args.clusterer == "hdbscan":
+        if args.mode == "reference":
+            raise ValueError("--mode reference clusters with DBSCAN; drop --clusterer hdbscan")
+        clusterer = HDBSCANClusterer(min_cluster_size=args.min_cluster_size or setting["min_samples"])
+    else:
+        eps_scale = args.eps_scale or ("raw" if args.mode == "reference" else "official")
+        clusterer = DBSCANClusterer(eps=args.eps if args.eps is not None else setting["eps"],
+                                    min_samples=args.min_samples or setting["min_samples"], eps_scale=eps_scale)
+    return reducer, clusterer
+
+
+def _load_embeddings(path: str):
+    import numpy as np
+
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"no embeddings file at {file}")
+    with np.load(file, allow_pickle=False) as data:
+        missing = {"vectors", "sample_ids"} - set(data.files)
+        if missing:
+            raise ValueError(f"{file} must hold arrays 'vectors' and 'sample_ids'; missing {sorted(missing)}")
+        return data["vectors"], [str(s) for s in data["sample_ids"]]
+
+
+def run(args: argparse.Namespace) -> int:
+    from deqlib.pipeline import analyze, default_bank_path
+
+    reducer, clusterer = build_stages(args)
+    common = dict(reducer=reducer, clusterer=clusterer, noise_policy=args.noise_policy, eta=args.eta,
+                  gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir, mode=args.mode, preset=args.preset,
+                  cache=not args.no_cache, progress=not args.no_progress)
+    if args.embeddings:
+        vectors, ids = _load_embeddings(args.embeddings)
+        result = analyze(embeddings=vectors, sample_ids=ids, dataset=Path(args.embeddings).stem, **common)
+        encoder_name = "precomputed"
+    else:
+        from deqlib.commands.embed import FirstImages
+        from deqlib.embed import get_encoder
+        from deqlib.sources import open_source
+
+        source = open_source(args.source, root=args.root, split=args.split)
+        if args.max_images is not None:
+            if args.max_images < 1:
+                raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+            source = FirstImages(source, args.max_images)
+        encoder = get_encoder(args.encoder, weights=args.weights)
+        embed_options = {"device": args.device}
+        if args.batch_size:
+            embed_options["batch_size"] = args.batch_size
+        result = analyze(source=source, encoder=encoder, embed_options=embed_options, **common)
+        encoder_name = encoder.name
+    output = Path(args.output) if args.output else default_bank_path(
+        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"])
+    result.write(output)
+    print(f"deq analyze: {result.summary()}")
+    print(f"deq analyze: bank written to {output}")
+    if args.export_official:
+        result.export_official(args.export_official)
+        print(f"deq analyze: official pickle written to {args.export_official}")
+    if args.samples_csv:
+        from deqlib._atomic import atomic_path
+
+        with atomic_path(args.samples_csv) as tmp:
+            result.samples.to_csv(tmp, index=False)
+        print(f"deq analyze: per-sample table written to {args.samples_csv}")
+    return 0

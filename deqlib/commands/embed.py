@@ -1,0 +1,104 @@
+"""``deq embed``: a dataset's images -> cached, resumable embeddings (also under ``torchrun``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from deqlib import paths
+
+DEFAULT_ENCODER = "efficientnet-lite0"
+
+
+class FirstImages:
+    """The first ``n`` samples of a source (``--max-images``), same name and root so that a
+    later full run reuses their cached vectors. Picklable like the source it wraps."""
+
+    def __init__(self, source, n: int):
+        self.source = source
+        self.n = min(int(n), len(source))
+        self.name = source.name
+        self.root = getattr(source, "root", None)
+        self.split = getattr(source, "split", None)
+        self.sample_ids = list(source.sample_ids)[: self.n]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def load(self, index: int, draft=None):
+        if not 0 <= index < self.n:
+            raise IndexError(index)
+        return self.source.load(index, draft=draft)
+
+    def metadata(self):
+        return self.source.metadata().iloc[: self.n].reset_index(drop=True)
+
+    def fingerprint(self) -> str:
+        return f"{self.source.fingerprint()}:first{self.n}"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "embed",
+        help="embed a dataset's images (cached, resumable, torchrun-aware)",
+        description=(
+            "Embed every image of a dataset with an encoder and cache the vectors in shards "
+            "(an interrupted run resumes; added images embed only the new ones). Runs under "
+            "`torchrun --nproc_per_node N` too: each rank embeds a share, rank 0 checks the merge."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--source", default="fashion-mnist",
+                        help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
+    parser.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
+    parser.add_argument("--split", default=None, help="split, e.g. train / val (default: the source's default)")
+    parser.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
+                        help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
+    parser.add_argument("--weights", default=None, metavar="FILE",
+                        help="local weights file (or a hub tag, or 'random' for speed tests)")
+    parser.add_argument("--preprocessing", choices=("reference", "fast"), default=None,
+                        help="'reference' decodes every image in full; 'fast' allows JPEG draft mode "
+                             "(default: the encoder's own; resnet101 is 'reference')")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the per-device table")
+    parser.add_argument("--workers", type=int, default=None, help="decode worker processes (0: main process)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads for a CPU run (override)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="compute precision (autocast); outputs are float32 either way")
+    parser.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
+    parser.add_argument("--output", default=None, metavar="DIR",
+                        help="cache/output root (default: data/interim/embeddings)")
+    parser.add_argument("--shard-size", type=int, default=1024, help="samples per cache shard")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deqlib.embed import embed_source, get_encoder, init_distributed
+    from deqlib.sources import open_source
+
+    distributed = init_distributed()
+    source = open_source(args.source, root=args.root, split=args.split)
+    if args.max_images is not None:
+        if args.max_images < 1:
+            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
+        source = FirstImages(source, args.max_images)
+    kwargs = {"preprocessing": args.preprocessing} if args.preprocessing else {}
+    encoder = get_encoder(args.encoder, weights=args.weights, **kwargs)
+    output = args.output or paths.interim_dir() / "embeddings"
+    result = embed_source(
+        source, encoder, cache_dir=output, batch_size=args.batch_size, num_workers=args.workers,
+        device=args.device, normalize=args.normalize, progress=not args.no_progress,
+        shard_size=args.shard_size, num_threads=args.threads, precision=args.precision)
+    rank = 0
+    if distributed:
+        import torch.distributed
+
+        rank = torch.distributed.get_rank()
+    if rank == 0:
+        print(f"deq embed: {source.name} with {encoder.name}: {result.summary()}")
+        if len(result.failures):
+            print(f"deq embed: {len(result.failures)} images failed; see {result.cache_path / 'failures.csv'}")
+    if distributed:
+        torch.distributed.destroy_process_group()
+    return 0

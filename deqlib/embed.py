@@ -1,0 +1,625 @@
+"""Step one of the method: a dataset's images -> one float32 vector per sample, cached on disk.
+
+:func:`embed_source` runs any :class:`~deqlib.encoders.Encoder` over any image source
+(``deqlib.sources.ImageSource``: ``sample_ids``, ``load(index, draft=None)``, ``metadata()``):
+
+* **fast on a GPU, sane on a CPU**: a DataLoader whose worker processes decode and resize
+  (they ship ``uint8`` tensors; normalisation happens on the device), pinned memory and
+  non-blocking copies, ``torch.inference_mode``, autocast (bf16 where supported, else fp16)
+  and channels_last on CUDA; bf16 autocast on CPUs with native bf16 (AMX / AVX512-BF16). Batch size, decode workers and CPU threads come from
+  :data:`RUN_SETTINGS` (measured per device and model family; user arguments win).
+* **never silently short**: an image that cannot be decoded is skipped, logged, listed in
+  ``failures.csv`` and counted; ``len(result.sample_ids) + len(result.failures) == len(source)``.
+* **resumable cache**: vectors are written in shards (``.npz`` with ``sample_ids`` and
+  ``vectors``, each written atomically) under ``cache_dir/<source>/<encoder key>/``. The
+  folder name hashes the encoder's :meth:`~deqlib.encoders.Encoder.cache_key` (model, weights
+  identity, preprocessing), so a changed model never reuses stale vectors. An interrupted run
+  keeps every complete shard and embeds only what is missing; added images embed only the new
+  ones. The cache stores raw (un-normalised) vectors, and ``normalize=True`` applies L2
+  normalisation on the way out, so both views share one cache without any staleness.
+* **torchrun**: when ``torch.distributed`` is initialised (or :func:`init_distributed` is
+  called under ``torchrun``), each rank embeds a strided share of the missing samples and
+  writes its own shards; rank 0 checks that every sample is embedded or failed exactly once,
+  then writes the index; every rank returns the same merged result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import hashlib
+import io
+import json
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deqlib import __version__
+from deqlib._atomic import atomic_path, write_text_atomic
+from deqlib.encoders import (  # re-exported: the architecture contract names them in deqlib.embed
+    ENCODER_NAMES,
+    ClipEncoder,
+    EfficientNetLite0Encoder,
+    Encoder,
+    ResNet101Encoder,
+    WeightsUnavailableError,
+    get_encoder,
+)
+
+__all__ = [
+    "Encoder",
+    "EfficientNetLite0Encoder",
+    "ResNet101Encoder",
+    "ClipEncoder",
+    "WeightsUnavailableError",
+    "ENCODER_NAMES",
+    "get_encoder",
+    "EmbeddingResult",
+    "RunSettings",
+    "RUN_SETTINGS",
+    "run_settings",
+    "resolve_device",
+    "resolve_precision",
+    "cache_key",
+    "embed_source",
+    "init_distributed",
+    "cache_folder",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SHARD_SIZE = 1024  # samples per cache shard: the most work an interruption can lose
+FAILURE_COLUMNS = ["sample_id", "location", "error"]
+# What counts as "this image is bad" (skip, log, list) rather than "the run is broken" (raise).
+# ImageLoadError from deqlib.sources is an OSError; PIL raises SyntaxError/ValueError for some
+# corrupt PNGs and oversized images.
+IMAGE_ERRORS = (OSError, SyntaxError, ValueError)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run settings per device and model family
+@dataclass(frozen=True)
+class RunSettings:
+    """How to feed one model on one kind of device.
+
+    ``num_workers`` DataLoader processes decode and resize; ``torch_threads`` intra-op threads
+    run the model in the main process (CPU only; None leaves torch's default).
+    """
+
+    batch_size: int
+    num_workers: int
+    torch_threads: int | None = None
+    channels_last: bool = True
+    cpu_bf16: bool = True  # precision="auto" on a bf16-native CPU: autocast to bf16 (conv nets gain)
+
+
+#: Measured defaults (benchmarks/embedding/README.md; 2-core CPU with AMX bf16, shared machine).
+#: CPU: EfficientNet-Lite0 is cheap enough that decoding matters: one decode worker per spare
+#: core, the model on the remaining core(s), small batches (4: 82 img/s on 1242x375 PNGs and
+#: 93 on 1600x900 JPEGs vs 46-80 with two model threads or batch 16). ResNet101@384 is
+#: compute-bound: one decode worker, torch's default threads, batch 4 with bf16 (13.8 img/s vs
+#: 10.9 at batch 1). CLIP ViT-B/32 prefers batch 32 (22 img/s vs 15 at batch 1, ENVIRONMENT.md)
+#: and float32 (bf16 autocast made it slower here). ``-1`` workers/threads are resolved from the
+#: machine's core count by :func:`run_settings`; ``None`` threads leaves torch's default.
+RUN_SETTINGS: dict[tuple[str, str], RunSettings] = {
+    ("cpu", "efficientnet"): RunSettings(batch_size=4, num_workers=-1, torch_threads=-1, channels_last=True),
+    ("cpu", "resnet"): RunSettings(batch_size=4, num_workers=1, torch_threads=None, channels_last=True),
+    ("cpu", "vit"): RunSettings(batch_size=32, num_workers=1, torch_threads=None, channels_last=False,
+                                cpu_bf16=False),
+    ("cpu", "convnet"): RunSettings(batch_size=4, num_workers=-1, torch_threads=-1, channels_last=True),
+    # GPUs: large batches, as many decode workers as there are cores (up to 8): decoding is
+    # the bottleneck there, not the model.
+    ("cuda", "efficientnet"): RunSettings(batch_size=256, num_workers=-1, channels_last=True),
+    ("cuda", "resnet"): RunSettings(batch_size=128, num_workers=-1, channels_last=True),
+    ("cuda", "vit"): RunSettings(batch_size=256, num_workers=-1, channels_last=False),
+    ("cuda", "convnet"): RunSettings(batch_size=128, num_workers=-1, channels_last=True),
+}
+
+
+def _cpu_count() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - macOS / Windows
+        return max(1, os.cpu_count() or 1)
+
+
+def run_settings(device: torch.device | str, encoder: Encoder, batch_size: int | None = None,
+                 num_workers: int | None = None, num_threads: int | None = None) -> RunSettings:
+    """The table's settings for ``(device type, encoder family)``, with user overrides applied."""
+    device = torch.device(device)
+    kind = "cuda" if device.type == "cuda" else "cpu"
+    table = RUN_SETTINGS.get((kind, encoder.family)) or RUN_SETTINGS[(kind, "convnet")]
+    cores = _cpu_count()
+    workers = table.num_workers
+    if workers < 0:  # CPU: one decoder per core but one (the model needs one); GPU: up to 8
+        workers = max(1, cores - 1) if kind == "cpu" else min(8, cores)
+    threads = table.torch_threads
+    if threads is not None and threads < 0:
+        threads = max(1, cores - (workers if num_workers is None else int(num_workers)))
+    if batch_size is not None:
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        table = dataclasses.replace(table, batch_size=int(batch_size))
+    if num_workers is not None:
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0 (0 decodes in the main process), got {num_workers}")
+        workers = int(num_workers)
+    if num_threads is not None:
+        if int(num_threads) < 1:
+            raise ValueError(f"num_threads must be >= 1, got {num_threads}")
+        threads = int(num_threads)
+    return dataclasses.replace(table, num_workers=workers, torch_threads=threads)
+
+
+def resolve_device(device: str | torch.device = "auto", local_rank: int | None = None) -> torch.device:
+    """``"auto"``: this rank's CUDA device when CUDA is available, else the CPU."""
+    if isinstance(device, torch.device):
+        return device
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank if local_rank is not None else torch.cuda.current_device())
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device={device!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use device='cpu' or 'auto'")
+    return resolved
+
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16; Linux ``/proc/cpuinfo``).
+
+    oneDNN emulates bf16 on older CPUs, which is slower than float32 there.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags
+
+
+def resolve_precision(device: torch.device, precision: str = "auto", cpu_bf16: bool = True) -> str:
+    """``"auto"``: bf16 on CUDA when supported (else fp16); on a CPU bf16 when the CPU has native
+    bf16 and ``cpu_bf16`` (the model family gains from it: measured here, ResNet101@384 2.4x and
+    EfficientNet-Lite0 1.5x faster with cosine to the float32 vectors >= 0.998, CLIP ViT-B/32
+    slower), else fp32. Outputs are float32 whatever the compute precision."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}; 'fp32' computes exactly")
+    if precision != "auto":
+        if precision == "fp16" and device.type != "cuda":
+            raise ValueError("precision='fp16' is for CUDA; on a CPU use 'bf16' or 'fp32'")
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
+        return "bf16"
+    return "fp32"
+
+
+_AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributed helpers
+def _dist():
+    """``(rank, world_size, local_rank)`` of an initialised process group, else ``(0, 1, None)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        local = os.environ.get("LOCAL_RANK")
+        return torch.distributed.get_rank(), torch.distributed.get_world_size(), int(local) if local else None
+    return 0, 1, None
+
+
+def init_distributed() -> bool:
+    """Initialise torch.distributed from torchrun's environment (``WORLD_SIZE`` > 1).
+
+    NCCL when this machine has CUDA, gloo otherwise. Returns whether a process group is active.
+    """
+    if not torch.distributed.is_available():
+        return False
+    if torch.distributed.is_initialized():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def _all_gather(obj: Any, world_size: int) -> list:
+    if world_size == 1:
+        return [obj]
+    gathered: list = [None] * world_size
+    torch.distributed.all_gather_object(gathered, obj)
+    return gathered
+
+
+def _barrier(world_size: int) -> None:
+    if world_size > 1:
+        torch.distributed.barrier()
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache: atomic shards under cache_dir/<source>/<encoder key>/
+def _short_hash(text: str, length: int = 16) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+def _source_identity(source) -> str:
+    """Folder name for a source: its name plus a hash of its root (ids are unique within one root).
+
+    Not the source's fingerprint: adding images to a dataset must keep the cache of the others.
+    """
+    name = str(getattr(source, "name", type(source).__name__))
+    root = getattr(source, "root", None)
+    root_text = str(Path(root).expanduser().resolve()) if root is not None else "<default>"
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    return f"{safe}-{_short_hash(root_text, 8)}"
+
+
+def cache_key(encoder: Encoder, precision: str) -> dict:
+    """The encoder's key plus the compute precision (bf16 vectors differ from float32 ones)."""
+    return dict(encoder.cache_key(), precision=precision)
+
+
+def cache_folder(cache_dir: str | os.PathLike, source, encoder: Encoder, precision: str = "fp32") -> Path:
+    """Where :func:`embed_source` keeps ``source``'s vectors for ``encoder`` at ``precision``
+    (a resolved precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``)."""
+    key = json.dumps(cache_key(encoder, precision), sort_keys=True)
+    slug = encoder.name.replace(":", "-").replace("/", "-")
+    return Path(cache_dir) / _source_identity(source) / f"{slug}-{_short_hash(key)}"
+
+
+class _ShardStore:
+    """Vectors in shards; ``folder=None`` keeps them in memory (no cache)."""
+
+    def __init__(self, folder: Path | None, encoder_key: dict):
+        self.folder = folder
+        self._memory: list[tuple[np.ndarray, np.ndarray]] = []
+        if folder is not None:
+            (folder / "shards").mkdir(parents=True, exist_ok=True)
+            key_file = folder / "encoder.json"
+            text = json.dumps(encoder_key, sort_keys=True, indent=1)
+            if key_file.exists() and json.loads(key_file.read_text()) != encoder_key:
+                raise RuntimeError(f"{folder}: encoder.json does not match this encoder (hash collision?)")
+            if not key_file.exists():
+                write_text_atomic(key_file, text)
+
+    def shard_paths(self) -> list[Path]:
+        if self.folder is None:
+            return []
+        return sorted((self.folder / "shards").glob("*.npz"))
+
+    def cached_ids(self) -> dict[str, tuple[int, int]]:
+        """``sample_id -> (shard number, row)`` over every complete shard (first one wins)."""
+        where: dict[str, tuple[int, int]] = {}
+        shards = self._memory if self.folder is None else self.shard_paths()
+        for number, shard in enumerate(shards):
+            ids = shard[0] if self.folder is None else np.load(shard)["sample_ids"]
+            for row, sample_id in enumerate(ids.tolist()):
+                where.setdefault(sample_id, (number, row))
+        return where
+
+    def write(self, ids: list[str], vectors: np.ndarray, rank: int) -> None:
+        ids_array = np.asarray(ids, dtype=str)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.folder is None:
+            self._memory.append((ids_array, vectors))
+            return
+        name = f"r{rank:03d}-{_short_hash(chr(10).join(ids))}.npz"
+        with atomic_path(self.folder / "shards" / name) as tmp:
+            with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to the name
+                np.savez(handle, sample_ids=ids_array, vectors=vectors)
+
+    def gather(self, sample_ids: Sequence[str], dim: int) -> np.ndarray:
+        """Vectors for ``sample_ids`` in that order (all must be cached)."""
+        where = self.cached_ids()
+        out = np.empty((len(sample_ids), dim), dtype=np.float32)
+        shards = self._memory if self.folder is None else self.shard_paths()
+        by_shard: dict[int, list[tuple[int, int]]] = {}
+        for position, sample_id in enumerate(sample_ids):
+            number, row = where[sample_id]
+            by_shard.setdefault(number, []).append((position, row))
+        for number, pairs in by_shard.items():
+            vectors = shards[number][1] if self.folder is None else np.load(shards[number])["vectors"]
+            positions, rows = zip(*pairs)
+            out[list(positions)] = vectors[list(rows)]
+        return out
+
+    def write_index(self, sample_ids: Sequence[str]) -> None:
+        """``index.parquet``: sample_id -> shard file and row, for readers other than this module."""
+        if self.folder is None:
+            return
+        where = self.cached_ids()
+        names = [p.name for p in self.shard_paths()]
+        frame = pd.DataFrame({
+            "sample_id": list(sample_ids),
+            "shard": [names[where[s][0]] for s in sample_ids],
+            "row": np.asarray([where[s][1] for s in sample_ids], dtype=np.int64),
+        })
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        with atomic_path(self.folder / "index.parquet") as tmp:
+            tmp.write_bytes(buffer.getvalue())
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: a Dataset that never raises for a bad image, and a collate that keeps the good ones
+class _EncodedImages(torch.utils.data.Dataset):
+    """``index -> (index, uint8 tensor or None, error or None)``; picklable for worker processes."""
+
+    def __init__(self, source, encoder: Encoder, indices: Sequence[int]):
+        self.source = source
+        self.encoder = encoder
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int):
+        index = self.indices[position]
+        try:
+            image = self.source.load(index, draft=self.encoder.draft_size)
+            return index, self.encoder.transform(image), None
+        except IMAGE_ERRORS as exc:
+            return index, None, f"{type(exc).__name__}: {exc}"
+
+
+def _collate_tolerant(items):
+    """Stack the decoded images; keep failed ones aside as ``(index, error)``."""
+    good = [(index, tensor) for index, tensor, error in items if error is None]
+    failed = [(index, error) for index, _, error in items if error is not None]
+    indices = [index for index, _ in good]
+    images = torch.stack([tensor for _, tensor in good]) if good else None
+    return indices, images, failed
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EmbeddingResult:
+    """Vectors of every sample that could be embedded, and the list of those that could not.
+
+    Attributes
+    ----------
+    sample_ids : list of str
+        Embedded samples, in the source's order.
+    vectors : np.ndarray, float32, shape (len(sample_ids), dim)
+    failures : pandas.DataFrame
+        ``sample_id, location, error`` for every sample that could not be decoded.
+        ``len(sample_ids) + len(failures) == len(source)``, always.
+    stats : dict
+        Counts (``n_samples``, ``n_embedded``, ``n_cached``, ``n_failed``), speed
+        (``images_per_s`` over the samples embedded in this run, ``seconds``), run settings,
+        device, encoder cache key and versions.
+    cache_path : Path or None
+        The cache folder (shards, ``index.parquet``, ``failures.csv``, ``manifest.json``).
+    """
+
+    sample_ids: list[str]
+    vectors: np.ndarray
+    failures: pd.DataFrame
+    stats: dict = field(default_factory=dict)
+    cache_path: Path | None = None
+
+    def summary(self) -> str:
+        s = self.stats
+        return (
+            f"{s['n_samples']} samples: {len(self.sample_ids)} embedded "
+            f"({s['n_embedded']} now, {s['n_cached']} from cache), {len(self.failures)} failed; "
+            f"{s['images_per_s']:.1f} images/s on {s['device']}"
+            + (f"; cache {self.cache_path}" if self.cache_path else "")
+        )
+
+
+def _failure_frame(source, failed: dict[int, str], ids: Sequence[str]) -> pd.DataFrame:
+    if not failed:
+        return pd.DataFrame({c: pd.Series(dtype=str) for c in FAILURE_COLUMNS})
+    order = sorted(failed)
+    try:
+        locations = source.metadata()["location"].astype(str).tolist()
+        location = [locations[i] for i in order]
+    except Exception:  # metadata is a convenience here; the ids and errors are what matter
+        location = [""] * len(order)
+    return pd.DataFrame({"sample_id": [ids[i] for i in order], "location": location,
+                         "error": [failed[i] for i in order]})
+
+
+def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | None = None,
+                 batch_size: int | None = None, num_workers: int | None = None,
+                 device: str | torch.device = "auto", normalize: bool = False, progress: bool = True,
+                 shard_size: int = DEFAULT_SHARD_SIZE, num_threads: int | None = None,
+                 precision: str = "auto") -> EmbeddingResult:
+    """Embed every image of ``source`` with ``encoder``, reusing and extending the cache.
+
+    Parameters
+    ----------
+    source : ImageSource
+        ``sample_ids``, ``__len__``, ``load(index, draft=None) -> RGB PIL image`` (raising an
+        ``OSError`` such as ``ImageLoadError`` for a bad image), ``metadata()``; picklable.
+    encoder : Encoder or str
+        An encoder or a name for :func:`get_encoder` (e.g. ``"efficientnet-lite0"``).
+    cache_dir : path, optional
+        Cache root; vectors go to ``cache_folder(cache_dir, source, encoder)``. None keeps them in
+        memory only (no resume). Required under torch.distributed.
+    batch_size, num_workers, num_threads : int, optional
+        Override :data:`RUN_SETTINGS` for this device and model family (``num_workers=0`` decodes
+        in the main process; ``num_threads`` is torch's intra-op threads for a CPU run).
+    device : str or torch.device, default "auto"
+        ``"auto"`` picks this rank's CUDA device when available, else the CPU.
+    normalize : bool, default False
+        L2-normalise the returned vectors (the cache keeps raw vectors).
+    progress : bool, default True
+        Show a tqdm progress bar (rank 0 only).
+    shard_size : int, default 1024
+        Samples per cache shard: the most an interruption can lose.
+    precision : {"auto", "fp32", "bf16", "fp16"}, default "auto"
+        Compute precision (autocast); see :func:`resolve_precision`. Part of the cache key.
+
+    Returns
+    -------
+    EmbeddingResult
+    """
+    if isinstance(encoder, str):
+        encoder = get_encoder(encoder)
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"encoder must be a deqlib Encoder or a name for get_encoder, got {type(encoder).__name__}")
+    if int(shard_size) < 1:
+        raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+    ids = [str(s) for s in source.sample_ids]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{getattr(source, 'name', source)!r} lists duplicate sample ids; ids must be unique")
+    rank, world_size, local_rank = _dist()
+    if world_size > 1 and cache_dir is None:
+        raise ValueError("under torch.distributed, pass cache_dir: the ranks merge their vectors through it")
+    device = resolve_device(device, local_rank)
+    settings = run_settings(device, encoder, batch_size, num_workers, num_threads)
+    precision = resolve_precision(device, precision, settings.cpu_bf16)
+    encoder_key = cache_key(encoder, precision)
+    folder = cache_folder(cache_dir, source, encoder, precision) if cache_dir is not None else None
+    if folder is not None and rank == 0:
+        _ShardStore(folder, encoder_key)  # create folder and encoder.json once
+    _barrier(world_size)
+    store = _ShardStore(folder, encoder_key)
+
+    started = time.perf_counter()
+    cached = store.cached_ids()
+    _barrier(world_size)  # every rank has listed the cache before any rank adds to it
+    todo = [i for i, sample_id in enumerate(ids) if sample_id not in cached]
+    my_todo = todo[rank::world_size]
+    n_cached = len(ids) - len(todo)
+
+    embedded_now: list[str] = []
+    failed: dict[int, str] = {}
+    build_seconds = 0.0
+    embed_seconds = 0.0
+    if my_todo:
+        embedded_now, failed, build_seconds, embed_seconds = _embed_indices(
+            source, encoder, ids, my_todo, store, device, settings, shard_size, rank,
+            autocast_dtype=_AUTOCAST_DTYPES[precision], progress=progress and rank == 0)
+
+    # Merge: every sample cached before, embedded now by exactly one rank, or failed.
+    per_rank = _all_gather((embedded_now, failed, embed_seconds), world_size)
+    all_failed: dict[int, str] = {}
+    counts: dict[str, int] = {}
+    for rank_ids, rank_failed, _ in per_rank:
+        for sample_id in rank_ids:
+            counts[sample_id] = counts.get(sample_id, 0) + 1
+        all_failed.update(rank_failed)
+    duplicated = [s for s, c in counts.items() if c > 1]
+    if duplicated:
+        raise RuntimeError(f"{len(duplicated)} samples were embedded by more than one rank, e.g. {duplicated[:3]}")
+    _barrier(world_size)
+    now_cached = store.cached_ids()
+    missing = [ids[i] for i in range(len(ids)) if ids[i] not in now_cached and i not in all_failed]
+    if missing:
+        raise RuntimeError(f"{len(missing)} samples are neither embedded nor failed, e.g. {missing[:3]}")
+
+    ok_ids = [s for i, s in enumerate(ids) if i not in all_failed]
+    failures = _failure_frame(source, all_failed, ids)
+    if rank == 0 and folder is not None:
+        store.write_index(ok_ids)
+    vectors = store.gather(ok_ids, encoder.dim)
+    if normalize:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, np.finfo(np.float32).tiny)
+    n_now = sum(len(r[0]) for r in per_rank)
+    slowest = max((r[2] for r in per_rank), default=0.0)
+    stats = {
+        "n_samples": len(ids),
+        "n_embedded": n_now,
+        "n_cached": n_cached,
+        "n_failed": len(all_failed),
+        "images_per_s": n_now / slowest if slowest > 0 else 0.0,
+        "seconds": time.perf_counter() - started,
+        "model_build_seconds": build_seconds,
+        "device": str(device),
+        "world_size": world_size,
+        "batch_size": settings.batch_size,
+        "num_workers": settings.num_workers,
+        "torch_threads": settings.torch_threads,
+        "channels_last": settings.channels_last,
+        "normalize": bool(normalize),
+        "precision": precision,
+        "shard_size": int(shard_size),
+        "encoder": encoder_key,
+        "source": getattr(source, "name", type(source).__name__),
+        "versions": {"deqlib": __version__, "torch": torch.__version__, "numpy": np.__version__,
+                     "python": platform.python_version()},
+    }
+    if rank == 0 and folder is not None:
+        with atomic_path(folder / "failures.csv") as tmp:
+            failures.to_csv(tmp, index=False)
+        manifest = dict(stats, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                        sample_count=len(ok_ids), machine=platform.node())
+        write_text_atomic(folder / "manifest.json", json.dumps(manifest, indent=1, default=str))
+    if all_failed and rank == 0:
+        logger.warning("%d of %d images could not be decoded; listed in %s", len(all_failed), len(ids),
+                       folder / "failures.csv" if folder else "result.failures")
+    _barrier(world_size)
+    return EmbeddingResult(ok_ids, vectors, failures, stats, folder)
+
+
+def _embed_indices(source, encoder: Encoder, ids: list[str], indices: list[int], store: _ShardStore,
+                   device: torch.device, settings: RunSettings, shard_size: int, rank: int,
+                   autocast_dtype: torch.dtype | None, progress: bool):
+    """Embed ``indices`` and write them to ``store`` in shards; returns ids, failures, timings."""
+    from tqdm.auto import tqdm
+
+    on_cuda = device.type == "cuda"
+    previous_threads = torch.get_num_threads()
+    if not on_cuda and settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    try:
+        build_start = time.perf_counter()
+        model = encoder.build(device, channels_last=settings.channels_last)
+        build_seconds = time.perf_counter() - build_start
+        loader = torch.utils.data.DataLoader(
+            _EncodedImages(source, encoder, indices), batch_size=settings.batch_size, shuffle=False,
+            num_workers=settings.num_workers, collate_fn=_collate_tolerant, pin_memory=on_cuda,
+            prefetch_factor=4 if settings.num_workers else None)
+
+        embedded: list[str] = []
+        failed: dict[int, str] = {}
+        pending_ids: list[str] = []
+        pending_vectors: list[np.ndarray] = []
+        bar = tqdm(total=len(indices), desc=f"embed {encoder.name}", unit="img", disable=not progress)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for batch_indices, images, batch_failed in loader:
+                for index, error in batch_failed:
+                    logger.warning("skipping %s: %s", ids[index], error)
+                    failed[index] = error
+                if images is not None:
+                    images = images.to(device, non_blocking=on_cuda)
+                    with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                        features = model(images)
+                    pending_vectors.append(features.float().cpu().numpy())
+                    pending_ids.extend(ids[i] for i in batch_indices)
+                while len(pending_ids) >= shard_size:  # flush complete shards as soon as they exist
+                    stacked = np.concatenate(pending_vectors)
+                    store.write(pending_ids[:shard_size], stacked[:shard_size], rank)
+                    embedded.extend(pending_ids[:shard_size])
+                    pending_ids, pending_vectors = pending_ids[shard_size:], [stacked[shard_size:]]
+                bar.update(len(batch_indices) + len(batch_failed))
+        if pending_ids:
+            store.write(pending_ids, np.concatenate(pending_vectors), rank)
+            embedded.extend(pending_ids)
+        embed_seconds = time.perf_counter() - start
+        bar.close()
+    finally:
+        torch.set_num_threads(previous_threads)
+    return embedded, failed, build_seconds, embed_seconds

@@ -1,0 +1,423 @@
+"""The analysis as one call: images (or embeddings) -> t-SNE -> clusters -> likelihoods -> weights.
+
+:func:`analyze` chains the stages and caches each on disk under a key made of its inputs:
+
+* embeddings: :func:`deqlib.embed.embed_source`'s own shard cache (by source and encoder);
+* reduction: ``<cache>/reduce/<key>.npz`` with key = hash(embedding content, reducer params);
+* clustering: ``<cache>/cluster/<key>.npz`` with key = hash(reduction key, clusterer params).
+
+So changing eps reuses the t-SNE, and a different encoder (different vectors) recomputes
+everything after it. Likelihoods and weights take milliseconds and are always recomputed.
+
+Two modes:
+
+``mode="default"``
+    openTSNE 3-D with the ``"fast"`` schedule and PCA-50, DBSCAN with a scale-aware eps
+    (``eps_scale="official"``), noise policy ``"singleton"``.
+``mode="reference"``
+    The official analysis step for step: scikit-learn TSNE (``n_components=3, perplexity=30,
+    max_iter=500, learning_rate='auto', init='pca'``, seed 33), DBSCAN with the raw eps, all
+    noise counted as one cluster (``noise_policy="as_cluster"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from deqlib import __version__, paths
+from deqlib._atomic import atomic_path
+from deqlib.alignment import align, attribute_columns
+from deqlib.bank import LikelihoodBank, bank_from_labels, export_official_pickle, write_bank
+from deqlib.cluster import PRESETS, ClusterResult, DBSCANClusterer, HDBSCANClusterer
+from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES
+from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer, check_embeddings
+from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
+
+__all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "analyze", "default_bank_path"]
+
+logger = logging.getLogger(__name__)
+MODES = ("default", "reference")
+#: Default clusterer of ``mode="default"`` when no preset applies: nuScenes/Waymo's setting.
+DEFAULT_DBSCAN = {"eps": 1.0, "min_samples": 10}
+
+
+class DegenerateClusteringWarning(UserWarning):
+    """The clustering cannot rank samples by rarity (all noise, or one cluster holds all)."""
+
+
+@dataclass
+class AnalysisResult:
+    """Everything one analysis produced.
+
+    Attributes
+    ----------
+    samples : DataFrame
+        One row per sample: ``sample_id, location, x, y, z, cluster_id`` (the bank's id: the
+        clusterer's label, ``-1`` for noise, except under ``'nearest'``), ``raw_cluster_id`` (the
+        clusterer's label), ``is_noise, cluster_size, largest_cluster_size, likelihood``,
+        ``outlier_score`` (HDBSCAN), ``weight`` (eq. 4 with ``eta``, ``gamma``), then the
+        source's metadata columns.
+    clusters : DataFrame
+        One row per cluster (and one ``-1`` row for noise): ``cluster_id, n_samples, fraction,
+        likelihood`` (mean over members; all equal except for noise), ``weight``, centroid
+        ``x, y, z``, ``is_noise``. Sorted by size, largest first.
+    params : dict
+        Every stage's parameters, versions, cache keys and whether each stage came from cache.
+    bank : LikelihoodBank
+        The bank a training run reads (write it with :meth:`write`).
+    timings : dict
+        Seconds per stage (``embed, reduce, cluster, likelihood``).
+    alignment : DataFrame or None
+        NMI/ARI/purity of the clusters with each metadata attribute (:func:`deqlib.alignment.align`).
+    likelihood_by_value : dict
+        Mean likelihood per attribute value, per attribute.
+    """
+
+    samples: pd.DataFrame
+    clusters: pd.DataFrame
+    params: dict
+    bank: LikelihoodBank
+    timings: dict = field(default_factory=dict)
+    alignment: pd.DataFrame | None = None
+    likelihood_by_value: dict = field(default_factory=dict)
+
+    @property
+    def degenerate(self) -> str | None:
+        return self.params["cluster"].get("degenerate")
+
+    def write(self, path: str | Path) -> Path:
+        """Write the bank as Parquet (atomic)."""
+        return write_bank(path, self.bank)
+
+    def export_official(self, path: str | Path) -> Path:
+        """Write the official forks' pickle (atomic)."""
+        return export_official_pickle(self.bank, path)
+
+    def summary(self) -> str:
+        """Clusters, noise, likelihood quantiles and time per stage, in a few lines."""
+        c = self.params["cluster"]
+        q = np.quantile(self.samples["likelihood"], [0.0, 0.1, 0.5, 0.9, 1.0])
+        lines = [
+            f"{len(self.samples)} samples, {c['n_clusters']} clusters, noise {c['noise_fraction']:.1%} "
+            f"(policy {self.params['noise_policy']!r}), mode {self.params['mode']!r}",
+            "likelihood quantiles 0/10/50/90/100%: " + " / ".join(f"{v:.4g}" for v in q),
+            "time per stage: " + ", ".join(
+                f"{k} {v:.1f}s" + (" (cached)" if self.params.get("cached", {}).get(k) else "")
+                for k, v in self.timings.items()),
+        ]
+        if self.degenerate:
+            lines.append(f"DEGENERATE RESULT: {self.degenerate}")
+        if self.alignment is not None and len(self.alignment):
+            for row in self.alignment.itertuples(index=False):
+                lines.append(f"alignment with {row.attribute!r}: NMI {row.nmi:.3f}, ARI {row.ari:.3f}, "
+                             f"purity {row.purity:.3f}")
+        return "\n".join(lines)
+
+
+def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str) -> Path:
+    """``data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet``."""
+    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in f"{dataset}_{encoder}_{mode}_{noise_policy}")
+    return paths.processed_dir() / f"{safe}.parquet"
+
+
+# ------------------------------------------------------------------------------------- caching
+def _hash(*parts: Any) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(str((part.dtype.str, part.shape)).encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _load_npz(path: Path | None) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:  # a damaged cache file is recomputed, not trusted
+        logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+        return None
+
+
+def _save_npz(path: Path | None, **arrays) -> None:
+    if path is None:
+        return
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
+# --------------------------------------------------------------------------------- resolution
+def _resolve_stages(mode, reducer, clusterer, noise_policy, preset, seed):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if preset is not None and preset.lower() not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if mode == "reference":
+        if reducer is not None and not isinstance(reducer, SklearnTSNEReducer):
+            raise ValueError("mode='reference' runs scikit-learn's TSNE as the official code does; "
+                             "leave reducer=None or pass a SklearnTSNEReducer (or use mode='default')")
+        if clusterer is not None and not (isinstance(clusterer, DBSCANClusterer) and clusterer.eps_scale == "raw"):
+            raise ValueError("mode='reference' clusters with DBSCAN on the raw eps; leave clusterer=None or "
+                             "pass DBSCANClusterer(..., eps_scale='raw')")
+        if noise_policy not in (None, "as_cluster"):
+            raise ValueError(f"mode='reference' counts noise as one cluster as the official code does; "
+                             f"noise_policy={noise_policy!r} contradicts it (use mode='default')")
+        reducer = reducer if reducer is not None else SklearnTSNEReducer()
+        if clusterer is None:
+            setting = PRESETS[preset.lower()] if preset else DEFAULT_DBSCAN
+            clusterer = DBSCANClusterer(**setting, eps_scale="raw")
+        noise_policy = "as_cluster"
+    else:
+        reducer = reducer if reducer is not None else OpenTSNEReducer()
+        if clusterer is None:
+            clusterer = DBSCANClusterer.from_preset(preset) if preset else DBSCANClusterer(**DEFAULT_DBSCAN)
+        noise_policy = noise_policy if noise_policy is not None else DEFAULT_NOISE_POLICY
+    if noise_policy not in NOISE_POLICIES:
+        raise ValueError(f"noise_policy must be one of {NOISE_POLICIES}, got {noise_policy!r}")
+    if not hasattr(reducer, "fit_transform") or not hasattr(reducer, "cache_key"):
+        raise TypeError(f"reducer must be a deqlib reducer (fit_transform, cache_key), got {type(reducer).__name__}")
+    if not hasattr(clusterer, "fit") or not hasattr(clusterer, "cache_key"):
+        raise TypeError(f"clusterer must be a deqlib clusterer (fit, cache_key), got {type(clusterer).__name__}")
+    reducer = clone(reducer)
+    if seed is not None:
+        reducer.set_params(random_state=int(seed))
+    return reducer, clone(clusterer), noise_policy
+
+
+def _embeddings_from_source(source, encoder, embed_options, progress):
+    from deqlib.embed import embed_source, get_encoder
+
+    if isinstance(source, str):
+        from deqlib.sources import open_source
+
+        source = open_source(source)
+    encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
+    options = dict(embed_options or {})
+    options.setdefault("cache_dir", paths.interim_dir() / "embeddings")
+    result = embed_source(source, encoder, progress=progress, **options)
+    metadata = source.metadata()
+    info = {"dataset": getattr(source, "name", type(source).__name__), "encoder": encoder.name,
+            "encoder_key": result.stats.get("encoder"), "n_failed": int(len(result.failures)),
+            "source_fingerprint": source.fingerprint() if hasattr(source, "fingerprint") else None}
+    if len(result.failures):
+        warnings.warn(f"{len(result.failures)} images could not be embedded and are left out of the bank "
+                      f"(e.g. {result.failures['sample_id'].head(3).tolist()})", stacklevel=3)
+    return list(result.sample_ids), result.vectors, metadata, info
+
+
+def _check_ids(sample_ids, n: int) -> list[str]:
+    ids = [str(s) for s in sample_ids]
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} sample ids for {n} embeddings: they must match one to one")
+    if len(set(ids)) != len(ids):
+        seen, dupes = set(), []
+        for s in ids:
+            if s in seen:
+                dupes.append(s)
+            seen.add(s)
+        raise ValueError(f"sample ids must be unique; duplicated: {dupes[:5]}")
+    return ids
+
+
+def _say(progress: bool, message: str) -> None:
+    logger.info(message)
+    if progress:
+        print(f"[deq analyze] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------- analyze
+def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=None, noise_policy=None,
+            eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA, seed: int | None = 33, cache_dir=None,
+            *, embeddings=None, sample_ids=None, metadata: pd.DataFrame | None = None, mode: str = "default",
+            preset: str | None = None, dataset: str | None = None, attributes: list[str] | None = None,
+            cache: bool = True, embed_options: dict | None = None, progress: bool = False) -> AnalysisResult:
+    """Run the analysis (steps 1-4 of the method) and return samples, clusters, params and bank.
+
+    Parameters
+    ----------
+    source : ImageSource or str, optional
+        Images to embed (or a source kind for :func:`deqlib.sources.open_source`). Leave None
+        and pass ``embeddings`` + ``sample_ids`` to start from vectors.
+    encoder : str or Encoder, default='efficientnet-lite0'
+        Used with ``source`` only.
+    reducer : OpenTSNEReducer or SklearnTSNEReducer, optional
+        Default by ``mode``.
+    clusterer : DBSCANClusterer or HDBSCANClusterer, optional
+        Default by ``mode`` and ``preset``: DBSCAN eps 1.0 / min_samples 10 when no preset.
+    noise_policy : {'singleton', 'as_cluster', 'nearest'}, optional
+        Default ``'singleton'``; ``'as_cluster'`` (and only that) in reference mode.
+    eta, gamma : float
+        Weight parameters of eq. 4 for the ``weight`` column (default: KITTI's 1.0 / 5.0).
+    seed : int or None, default=33
+        Sets the reducer's ``random_state`` (None keeps the reducer's own).
+    cache_dir : path, optional
+        Stage cache root; default ``deqlib.paths.interim_dir() / 'analysis'``.
+    embeddings : array (N, D), optional
+        Precomputed embeddings (rows must be finite).
+    sample_ids : sequence of str, optional
+        Ids of ``embeddings`` rows (default ``'0'..'N-1'``).
+    metadata : DataFrame, optional
+        Per-sample attributes with a ``sample_id`` column (merged by id). With a ``source`` its
+        own ``metadata()`` is used unless this is given.
+    mode : {'default', 'reference'}, default='default'
+    preset : {'kitti', 'nuscenes', 'waymo', 'bdd100k'}, optional
+        The paper's DBSCAN setting (raw eps in reference mode, scale-aware otherwise).
+    dataset : str, optional
+        Name recorded in the bank (default: the source's name, or ``'embeddings'``).
+    attributes : list of str, optional
+        Metadata columns to align the clusters with (default: every attribute-like column).
+    cache : bool, default=True
+        Read and write the reduce/cluster caches.
+    embed_options : dict, optional
+        Passed to :func:`deqlib.embed.embed_source` (``batch_size``, ``device``, ``cache_dir``, ...).
+    progress : bool, default=False
+        Print one line per stage to stderr.
+
+    Returns
+    -------
+    AnalysisResult
+    """
+    reducer, clusterer, noise_policy = _resolve_stages(mode, reducer, clusterer, noise_policy, preset, seed)
+    timings: dict[str, float] = {}
+    cached: dict[str, bool] = {}
+    cache_root = Path(cache_dir) if cache_dir is not None else paths.interim_dir() / "analysis"
+
+    # 1. embeddings
+    started = time.perf_counter()
+    if (source is None) == (embeddings is None):
+        raise ValueError("pass either source (images to embed) or embeddings (precomputed vectors), not both")
+    if source is not None:
+        _say(progress, "embedding images")
+        ids, vectors, source_meta, embed_info = _embeddings_from_source(source, encoder, embed_options, progress)
+        metadata = source_meta if metadata is None else metadata
+    else:
+        vectors = embeddings
+        ids = None
+        embed_info = {"dataset": "embeddings", "encoder": "precomputed", "n_failed": 0}
+    vectors = check_embeddings(vectors, name="embeddings")
+    ids = _check_ids(ids if ids is not None else (sample_ids if sample_ids is not None
+                                                  else [str(i) for i in range(len(vectors))]), len(vectors))
+    embedding_key = _hash("embeddings", ids, vectors.astype(np.float64, copy=False))
+    timings["embed"] = time.perf_counter() - started
+    dataset = dataset or embed_info["dataset"]
+
+    # 2. reduction
+    started = time.perf_counter()
+    reduce_key = _hash(embedding_key, reducer.cache_key())
+    reduce_path = cache_root / "reduce" / f"{reduce_key}.npz" if cache else None
+    stored = _load_npz(reduce_path)
+    if stored is not None:
+        coords, reduce_params = stored["coords"], json.loads(str(stored["params"]))
+        cached["reduce"] = True
+        _say(progress, f"reduce: {len(ids)} points from cache {reduce_path}")
+    else:
+        _say(progress, f"reduce: {type(reducer).__name__} on {len(ids)} x {vectors.shape[1]} ...")
+        coords = reducer.fit_transform(vectors)
+        reduce_params = getattr(reducer, "params_", reducer.cache_key())
+        _save_npz(reduce_path, coords=coords, params=np.array(json.dumps(reduce_params, default=str)))
+        cached["reduce"] = False
+    timings["reduce"] = time.perf_counter() - started
+    _say(progress, f"reduce: done in {timings['reduce']:.1f}s")
+
+    # 3. clustering
+    started = time.perf_counter()
+    cluster_key = _hash(reduce_key, clusterer.cache_key())
+    cluster_path = cache_root / "cluster" / f"{cluster_key}.npz" if cache else None
+    stored = _load_npz(cluster_path)
+    if stored is not None:
+        scores = stored["outlier_scores"] if stored["outlier_scores"].size else None
+        clustering = ClusterResult(stored["labels"].astype(np.int64), scores, json.loads(str(stored["params"])))
+        cached["cluster"] = True
+    else:
+        _say(progress, f"cluster: {type(clusterer).__name__} ...")
+        clustering = clusterer.fit(coords)
+        scores = clustering.outlier_scores
+        _save_npz(cluster_path, labels=clustering.labels,
+                  outlier_scores=scores if scores is not None else np.empty(0),
+                  params=np.array(json.dumps(clustering.params, default=str)))
+        cached["cluster"] = False
+    timings["cluster"] = time.perf_counter() - started
+    _say(progress, f"cluster: {clustering.summary()} in {timings['cluster']:.1f}s")
+    if clustering.degenerate:
+        warnings.warn(f"degenerate clustering: {clustering.degenerate}", DegenerateClusteringWarning, stacklevel=2)
+
+    # 4. likelihoods, weights, bank
+    started = time.perf_counter()
+    params = {
+        "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
+        "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids),
+                                                      "dim": int(vectors.shape[1]), "key": embedding_key},
+        "reduce": {**reduce_params, "key": reduce_key}, "cluster": {**clustering.params, "key": cluster_key},
+        "deqlib": __version__,
+    }
+    extra = {"outlier_score": clustering.outlier_scores} if clustering.outlier_scores is not None else None
+    bank = bank_from_labels(ids, clustering.labels, noise_policy=noise_policy, coords=coords,
+                            metadata=params, extra_columns=extra)
+    samples = bank.table.copy()
+    samples.insert(samples.columns.get_loc("cluster_id") + 1, "raw_cluster_id", clustering.labels)
+    samples.insert(samples.columns.get_loc("raw_cluster_id") + 1, "is_noise", clustering.labels == -1)
+    samples["weight"] = gfl_weight(samples["likelihood"].to_numpy(), eta=eta, gamma=gamma)
+    samples = _merge_metadata(samples, metadata)
+    clusters = _cluster_table(samples)
+    alignment, by_value = None, {}
+    if metadata is not None:
+        if attributes is None:  # only the dataset's own columns, never the analysis' results
+            attributes = [c for c in attribute_columns(samples[[c for c in samples.columns if c in set(metadata.columns)
+                                                                 or c.startswith("meta_")]])]
+        if attributes:
+            alignment, by_value = align(samples, attributes)
+    timings["likelihood"] = time.perf_counter() - started
+    params["cached"] = cached
+    return AnalysisResult(samples=samples, clusters=clusters, params=params, bank=bank, timings=timings,
+                          alignment=alignment, likelihood_by_value=by_value)
+
+
+def _merge_metadata(samples: pd.DataFrame, metadata: pd.DataFrame | None) -> pd.DataFrame:
+    if metadata is None:
+        if "location" not in samples.columns:
+            samples.insert(1, "location", samples["sample_id"])
+        return samples
+    if "sample_id" not in metadata.columns:
+        raise ValueError(f"metadata needs a 'sample_id' column to merge on; it has {list(metadata.columns)}")
+    meta = metadata.copy()
+    meta["sample_id"] = meta["sample_id"].astype(str)
+    if meta["sample_id"].duplicated().any():
+        raise ValueError("metadata lists some sample_id more than once")
+    clashes = [c for c in meta.columns if c != "sample_id" and c in samples.columns]
+    meta = meta.rename(columns={c: f"meta_{c}" for c in clashes})
+    merged = samples.merge(meta, on="sample_id", how="left", validate="one_to_one")
+    if "location" not in merged.columns:
+        merged["location"] = merged["sample_id"]
+    front = ["sample_id", "location"]
+    return merged[front + [c for c in merged.columns if c not in front]]
+
+
+def _cluster_table(samples: pd.DataFrame) -> pd.DataFrame:
+    columns = {"n_samples": ("sample_id", "size"), "likelihood": ("likelihood", "mean"), "weight": ("weight", "mean")}
+    for axis in ("x", "y", "z"):
+        if axis in samples.columns:
+            columns[axis] = (axis, "mean")
+    if "outlier_score" in samples.columns:
+        columns["mean_outlier_score"] = ("outlier_score", "mean")
+    table = samples.groupby("raw_cluster_id").agg(**columns).reset_index().rename(columns={"raw_cluster_id": "cluster_id"})
+    table.insert(2, "fraction", table["n_samples"] / len(samples))
+    table["is_noise"] = table["cluster_id"] == -1
+    return table.sort_values(["n_samples", "cluster_id"], ascending=[False, True]).reset_index(drop=True)

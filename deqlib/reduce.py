@@ -1,0 +1,333 @@
+"""Step two of the method: embeddings -> 3-D t-SNE coordinates.
+
+Two reducers with one interface (``fit_transform(X) -> ndarray[N, n_components]``,
+``get_params()``, ``cache_key()``):
+
+:class:`OpenTSNEReducer` (default)
+    openTSNE, multi-threaded. 3-D needs Barnes-Hut (openTSNE's FFT method refuses more than
+    two dimensions); ``n_components=2`` may use FFT, a documented deviation from the paper's
+    3-D plots. The iteration schedule is explicit and named (:data:`SCHEDULES`):
+
+    * ``"official"``: 250 early-exaggeration + 250 normal iterations, theta 0.5: the same
+      schedule as the official scikit-learn run (its ``n_iter=500`` *includes* the 250
+      exaggerated iterations);
+    * ``"fast"`` (default): 125 + 100 iterations, theta 0.8: measured on Fashion-MNIST to give
+      clusters as close to the classes (NMI) as ``"official"`` about 3x faster
+      (``docs/analysis.md``, ``benchmarks/analysis``).
+
+    Optional PCA pre-reduction (default 50 dims, when the input has more) before the
+    affinities; past ``sample_threshold`` samples it fits on a random ``sample_size`` subset
+    and places the rest with openTSNE's ``transform`` (or, with ``placement="neighbors"``, at
+    the median of their nearest fitted neighbours, without optimisation).
+:class:`SklearnTSNEReducer`
+    scikit-learn's TSNE exactly as the official analysis configures it (``n_components=3,
+    perplexity=30, max_iter=500, learning_rate='auto', init='pca'``, seed 33). Used by the
+    ``reference`` mode of :func:`deqlib.pipeline.analyze`.
+
+The two give coordinates of different spread (openTSNE's is about 3x wider on 20,000 points),
+which is why :mod:`deqlib.cluster` offers a scale-aware eps.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+import os
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+__all__ = [
+    "SCHEDULES",
+    "DEFAULT_SCHEDULE",
+    "OpenTSNEReducer",
+    "SklearnTSNEReducer",
+    "get_reducer",
+    "check_embeddings",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Named iteration schedules of :class:`OpenTSNEReducer`.
+SCHEDULES = {
+    # The official run: sklearn TSNE(n_iter=500) = 250 exaggerated + 250 normal iterations.
+    "official": {"early_exaggeration_iter": 250, "n_iter": 250, "theta": 0.5},
+    # Measured (ENVIRONMENT.md, benchmarks/analysis): same NMI with the classes, ~3x faster.
+    "fast": {"early_exaggeration_iter": 125, "n_iter": 100, "theta": 0.8},
+}
+DEFAULT_SCHEDULE = "fast"
+PLACEMENTS = ("transform", "neighbors")
+
+
+def check_embeddings(X, name: str = "X") -> np.ndarray:
+    """Validate an embedding matrix: 2-D, non-empty, numeric, finite. Returns float64."""
+    try:
+        array = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array (samples x features): {exc}") from exc
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (samples x features), got shape {array.shape}")
+    bad_rows = ~np.isfinite(array).all(axis=1)
+    if bad_rows.any():
+        rows = np.flatnonzero(bad_rows)
+        raise ValueError(
+            f"{name} has NaN or infinite values in {rows.size} of {array.shape[0]} rows "
+            f"(first rows: {rows[:5].tolist()}); drop or re-embed those samples before reducing"
+        )
+    return array
+
+
+def _n_jobs(n_jobs) -> int:
+    if n_jobs is None or n_jobs == -1:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(n_jobs)
+
+
+def _check_positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _pca(X: np.ndarray, n_components: int | None, random_state: int) -> tuple[np.ndarray, dict]:
+    """PCA pre-reduction when asked and useful; returns the data and what was done."""
+    if n_components is None or n_components >= min(X.shape):
+        return X, {"pca_components": None}
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=n_components, svd_solver="randomized", random_state=random_state)
+    reduced = pca.fit_transform(X)
+    return reduced, {"pca_components": int(n_components),
+                     "pca_explained_variance": float(pca.explained_variance_ratio_.sum())}
+
+
+class OpenTSNEReducer(BaseEstimator):
+    """openTSNE embedding in 3-D (Barnes-Hut) with an explicit, named schedule.
+
+    Parameters
+    ----------
+    n_components : int, default=3
+        Output dimensions. 3 (the paper) uses Barnes-Hut; 2 may use FFT (``"auto"``).
+    perplexity : float, default=30
+        As in the official run. Needs at least ``3 * perplexity + 1`` samples.
+    schedule : {'fast', 'official'}, default='fast'
+        Named iteration schedule (:data:`SCHEDULES`); ``early_exaggeration_iter``, ``n_iter``
+        and ``theta`` override single entries.
+    early_exaggeration_iter, n_iter : int, optional
+        Iterations with and after early exaggeration (openTSNE counts them separately).
+    theta : float, optional
+        Barnes-Hut accuracy (0.5 exact-ish, larger faster).
+    learning_rate : float or 'auto', default='auto'
+        openTSNE's ``'auto'`` is ``max(N / 12, 200)``.
+    pca_components : int or None, default=50
+        PCA pre-reduction before the affinities (skipped when the input has fewer dims).
+    sample_threshold : int, default=250_000
+        Above this many samples, fit on a random subset of ``sample_size`` and place the rest.
+    sample_size : int, default=100_000
+        Size of that subset.
+    placement : {'transform', 'neighbors'}, default='transform'
+        How the rest are placed: openTSNE's ``transform`` (optimises the new points against
+        the fixed fit) or ``'neighbors'`` (median of the 25 nearest fitted points, no optimisation).
+    negative_gradient_method : {'auto', 'bh', 'fft'}, default='auto'
+        ``'auto'``: ``'bh'`` in 3-D (FFT refuses it), ``'fft'`` in 2-D.
+    random_state : int, default=33
+        The official seed.
+    n_jobs : int, default=-1
+        Threads; -1 means every core this process may use.
+    verbose : bool, default=False
+
+    Attributes
+    ----------
+    fit_indices_ : ndarray of int or None
+        Samples the t-SNE was fitted on, when subsampled (others were placed).
+    params_ : dict
+        Every parameter as resolved for the last run (schedule numbers, PCA, threads, method).
+    """
+
+    def __init__(self, n_components=3, perplexity=30.0, schedule=DEFAULT_SCHEDULE, early_exaggeration_iter=None,
+                 n_iter=None, theta=None, learning_rate="auto", pca_components=50, sample_threshold=250_000,
+                 sample_size=100_000, placement="transform", negative_gradient_method="auto", random_state=33,
+                 n_jobs=-1, verbose=False):
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.schedule = schedule
+        self.early_exaggeration_iter = early_exaggeration_iter
+        self.n_iter = n_iter
+        self.theta = theta
+        self.learning_rate = learning_rate
+        self.pca_components = pca_components
+        self.sample_threshold = sample_threshold
+        self.sample_size = sample_size
+        self.placement = placement
+        self.negative_gradient_method = negative_gradient_method
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def resolved_params(self) -> dict:
+        """Parameters with the schedule expanded into numbers and choices checked."""
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        plan = dict(SCHEDULES[self.schedule])
+        for key in ("early_exaggeration_iter", "n_iter", "theta"):
+            if getattr(self, key) is not None:
+                plan[key] = getattr(self, key)
+        n_components = _check_positive_int("n_components", self.n_components)
+        method = self.negative_gradient_method
+        if method == "auto":
+            method = "fft" if n_components <= 2 else "bh"
+        if method not in ("bh", "fft"):
+            raise ValueError(f"negative_gradient_method must be 'auto', 'bh' or 'fft', got {method!r}")
+        if method == "fft" and n_components > 2:
+            raise ValueError("openTSNE's FFT method supports at most 2 dimensions; use 'bh' for 3-D")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
+        if not isinstance(self.perplexity, numbers.Real) or self.perplexity <= 0:
+            raise ValueError(f"perplexity must be a positive number, got {self.perplexity!r}")
+        if self.pca_components is not None:
+            _check_positive_int("pca_components", self.pca_components)
+        return {
+            "reducer": "opentsne",
+            "n_components": n_components,
+            "perplexity": float(self.perplexity),
+            "schedule": self.schedule,
+            "early_exaggeration_iter": _check_positive_int("early_exaggeration_iter", plan["early_exaggeration_iter"], 0),
+            "n_iter": _check_positive_int("n_iter", plan["n_iter"], 0),
+            "theta": float(plan["theta"]),
+            "learning_rate": self.learning_rate,
+            "pca_components": self.pca_components,
+            "sample_threshold": _check_positive_int("sample_threshold", self.sample_threshold),
+            "sample_size": _check_positive_int("sample_size", self.sample_size),
+            "placement": self.placement,
+            "negative_gradient_method": method,
+            "random_state": self.random_state,
+        }
+
+    def cache_key(self) -> dict:
+        """What the output depends on (threads and verbosity excluded)."""
+        import openTSNE
+
+        return {**self.resolved_params(), "opentsne": openTSNE.__version__}
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates."""
+        import openTSNE
+
+        params = self.resolved_params()
+        X = check_embeddings(X)
+        n_samples = X.shape[0]
+        seed = self.random_state
+        X, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
+
+        fit_indices = None
+        if n_samples > params["sample_threshold"] and params["sample_size"] < n_samples:
+            rng = np.random.default_rng(seed)
+            fit_indices = np.sort(rng.choice(n_samples, size=params["sample_size"], replace=False))
+        n_fit = n_samples if fit_indices is None else fit_indices.size
+        minimum = int(np.floor(3 * params["perplexity"])) + 1
+        if n_fit < minimum:
+            raise ValueError(
+                f"t-SNE with perplexity {params['perplexity']:g} needs at least {minimum} samples "
+                f"(3 x perplexity neighbours each), got {n_fit}; lower perplexity below {n_fit / 3:.1f} "
+                "or add samples"
+            )
+        tsne = openTSNE.TSNE(
+            n_components=params["n_components"], perplexity=params["perplexity"],
+            learning_rate=params["learning_rate"], early_exaggeration_iter=params["early_exaggeration_iter"],
+            n_iter=params["n_iter"], theta=params["theta"], initialization="pca",
+            negative_gradient_method=params["negative_gradient_method"], n_jobs=_n_jobs(self.n_jobs),
+            random_state=seed, verbose=self.verbose,
+        )
+        if fit_indices is None:
+            coords = np.asarray(tsne.fit(X), dtype=np.float64)
+        else:
+            embedding = tsne.fit(X[fit_indices])
+            rest = np.setdiff1d(np.arange(n_samples), fit_indices)
+            if params["placement"] == "transform":
+                placed = embedding.transform(X[rest])
+            else:
+                placed = embedding.prepare_partial(X[rest], initialization="median", k=25)
+            coords = np.empty((n_samples, params["n_components"]), dtype=np.float64)
+            coords[fit_indices] = np.asarray(embedding)
+            coords[rest] = np.asarray(placed)
+        if not np.isfinite(coords).all():
+            raise RuntimeError("openTSNE returned non-finite coordinates; try a smaller learning_rate")
+        self.fit_indices_ = fit_indices
+        self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
+                        "n_jobs": _n_jobs(self.n_jobs), "opentsne": openTSNE.__version__}
+        return coords
+
+
+class SklearnTSNEReducer(BaseEstimator):
+    """scikit-learn TSNE as the official analysis runs it (the ``reference`` reducer).
+
+    The official notebooks call ``TSNE(n_components=3, perplexity=30, n_iter=500,
+    learning_rate='auto', init='pca')`` after ``np.random.seed(33)``; ``random_state=33`` gives
+    the same random stream. ``max_iter`` counts all iterations including the 250 of early
+    exaggeration (``n_iter`` in older scikit-learn). No PCA pre-reduction, no subsampling.
+
+    Parameters
+    ----------
+    n_components : int, default=3
+    perplexity : float, default=30
+        Must be below the number of samples (scikit-learn's rule).
+    max_iter : int, default=500
+    learning_rate : float or 'auto', default='auto'
+        scikit-learn's ``'auto'`` is ``max(N / early_exaggeration / 4, 50)``.
+    init : {'pca', 'random'}, default='pca'
+    random_state : int, default=33
+    n_jobs : int or None, default=None
+        Threads for the neighbour search only (the official run left it unset).
+    """
+
+    def __init__(self, n_components=3, perplexity=30.0, max_iter=500, learning_rate="auto", init="pca",
+                 random_state=33, n_jobs=None):
+        self.n_components = n_components
+        self.perplexity = perplexity
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.init = init
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def resolved_params(self) -> dict:
+        _check_positive_int("n_components", self.n_components)
+        _check_positive_int("max_iter", self.max_iter, 250)  # sklearn needs >= 250 (the exaggeration phase)
+        return {"reducer": "sklearn", "n_components": int(self.n_components), "perplexity": float(self.perplexity),
+                "max_iter": int(self.max_iter), "learning_rate": self.learning_rate, "init": self.init,
+                "random_state": self.random_state, "pca_components": None}
+
+    def cache_key(self) -> dict:
+        import sklearn
+
+        return {**self.resolved_params(), "sklearn": sklearn.__version__}
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates."""
+        import sklearn
+        from sklearn.manifold import TSNE
+
+        params = self.resolved_params()
+        X = check_embeddings(X)
+        if X.shape[0] <= params["perplexity"]:
+            raise ValueError(
+                f"scikit-learn's t-SNE needs more samples than the perplexity ({params['perplexity']:g}), "
+                f"got {X.shape[0]}; lower perplexity or add samples"
+            )
+        tsne = TSNE(n_components=params["n_components"], perplexity=params["perplexity"],
+                    max_iter=params["max_iter"], learning_rate=params["learning_rate"], init=params["init"],
+                    random_state=self.random_state, n_jobs=self.n_jobs)
+        coords = np.asarray(tsne.fit_transform(X), dtype=np.float64)
+        self.params_ = {**params, "n_samples": int(X.shape[0]), "kl_divergence": float(tsne.kl_divergence_),
+                        "sklearn": sklearn.__version__}
+        return coords
+
+
+def get_reducer(name: str = "opentsne", **params):
+    """A reducer by name: ``'opentsne'`` (default) or ``'sklearn'`` (the official configuration)."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in ("opentsne", "default"):
+        return OpenTSNEReducer(**params)
+    if key in ("sklearn", "sklearntsne", "reference"):
+        return SklearnTSNEReducer(**params)
+    raise ValueError(f"unknown reducer {name!r}; choose 'opentsne' or 'sklearn'")

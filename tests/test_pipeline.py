@@ -1,0 +1,235 @@
+"""deqlib.pipeline.analyze and `deq analyze`: stages chained, cached, reproducible; reference mode."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import make_blobs
+from threadpoolctl import threadpool_limits
+
+from deqlib.bank import import_official_pickle, read_bank
+from deqlib.cli import main
+from deqlib.cluster import DBSCANClusterer, HDBSCANClusterer
+from deqlib.pipeline import DegenerateClusteringWarning, analyze
+from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer
+from deqlib.weights import gfl_weight
+
+SHORT = OpenTSNEReducer(early_exaggeration_iter=50, n_iter=50, n_jobs=1)
+KNN_DBSCAN = DBSCANClusterer(eps=1.5, min_samples=10, eps_scale="knn")
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Four 20-D blobs of unequal size (160, 80, 40, 20) with a class label and a rare flag."""
+    X, y = make_blobs(n_samples=[160, 80, 40, 20], n_features=20, cluster_std=1.0, random_state=3,
+                      centers=np.random.default_rng(3).normal(scale=8, size=(4, 20)))
+    ids = [f"img{i:03d}" for i in range(len(X))]
+    meta = pd.DataFrame({"sample_id": ids, "location": [f"/data/{s}.png" for s in ids], "label": y,
+                         "rare_blob": y == 3})
+    return X.astype(np.float32), ids, meta
+
+
+def run(data, tmp_path, **kw):
+    X, ids, meta = data
+    options = dict(embeddings=X, sample_ids=ids, metadata=meta, reducer=SHORT, clusterer=KNN_DBSCAN,
+                   cache_dir=tmp_path / "cache")
+    options.update(kw)
+    return analyze(**options)
+
+
+def test_samples_clusters_params_and_bank(data, tmp_path):
+    result = run(data, tmp_path, eta=0.5, gamma=2.0)
+    s = result.samples
+    assert len(s) == 300 and s["sample_id"].tolist() == data[1]
+    for column in ["sample_id", "location", "x", "y", "z", "cluster_id", "raw_cluster_id", "is_noise",
+                   "cluster_size", "largest_cluster_size", "likelihood", "weight", "label", "rare_blob"]:
+        assert column in s.columns, column
+    assert s["location"].iloc[0] == "/data/img000.png"
+    np.testing.assert_allclose(s["weight"], gfl_weight(s["likelihood"].to_numpy(), eta=0.5, gamma=2.0))
+    # the largest blob is the most likely, the blob of 20 the least (of the clustered samples)
+    clustered = s[~s["is_noise"]]
+    by_label = clustered.groupby("label")["likelihood"].median()
+    assert by_label[0] == 1.0 and by_label[3] == pytest.approx(by_label[3]) and by_label.idxmin() == 3
+    # per-cluster table: one row per cluster (+ noise), sizes add up, largest first
+    c = result.clusters
+    assert c["n_samples"].sum() == 300 and c["n_samples"].is_monotonic_decreasing
+    assert set(c["cluster_id"]) == set(s["raw_cluster_id"])
+    # alignment with the class labels
+    label_row = result.alignment.set_index("attribute").loc["label"]
+    assert label_row["nmi"] > 0.9 and label_row["purity"] > 0.95
+    rare = result.likelihood_by_value["rare_blob"].set_index("value")["mean_likelihood"]
+    assert rare["True"] < rare["False"]  # the rare blob is rarer
+    assert result.params["noise_policy"] == "singleton" and result.params["mode"] == "default"
+    assert result.params["reduce"]["reducer"] == "opentsne" and result.params["cluster"]["eps_scale"] == "knn"
+    assert result.bank.metadata["noise_policy"] == "singleton" and len(result.bank) == 300
+    text = result.summary()
+    assert "300 samples" in text and "likelihood quantiles" in text and "reduce" in text
+
+
+def test_same_inputs_and_seed_give_an_identical_bank(data, tmp_path):
+    first = run(data, tmp_path, cache=False, seed=7)
+    second = run(data, tmp_path / "other", cache=False, seed=7)
+    pd.testing.assert_frame_equal(first.bank.table, second.bank.table)
+    assert first.bank.metadata == second.bank.metadata
+    first.write(tmp_path / "a.parquet")
+    second.write(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(read_bank(tmp_path / "a.parquet").table, read_bank(tmp_path / "b.parquet").table)
+    other_seed = run(data, tmp_path, cache=False, seed=8)
+    assert not np.allclose(first.samples["x"], other_seed.samples["x"])
+    assert first.params["reduce"]["random_state"] == 7
+
+
+def test_changing_eps_reuses_the_tsne_changing_embeddings_recomputes(data, tmp_path):
+    first = run(data, tmp_path)
+    assert first.params["cached"] == {"reduce": False, "cluster": False}
+    other_eps = run(data, tmp_path, clusterer=DBSCANClusterer(eps=2.5, min_samples=10, eps_scale="knn"))
+    assert other_eps.params["cached"] == {"reduce": True, "cluster": False}
+    np.testing.assert_array_equal(first.samples[["x", "y", "z"]], other_eps.samples[["x", "y", "z"]])
+    again = run(data, tmp_path)
+    assert again.params["cached"] == {"reduce": True, "cluster": True}
+    pd.testing.assert_frame_equal(first.bank.table, again.bank.table)
+    X, ids, meta = data
+    changed = run(data, tmp_path, embeddings=X * 1.01)  # e.g. another encoder
+    assert changed.params["cached"] == {"reduce": False, "cluster": False}
+    assert len(list((tmp_path / "cache" / "reduce").glob("*.npz"))) == 2
+
+
+def test_hdbscan_outlier_scores_reach_the_samples_and_bank(data, tmp_path):
+    result = run(data, tmp_path, clusterer=HDBSCANClusterer(min_cluster_size=10))
+    scores = result.samples["outlier_score"]
+    assert scores.between(0, 1).all() and "outlier_score" in result.bank.table.columns
+    assert "mean_outlier_score" in result.clusters.columns
+
+
+def test_reference_mode_is_the_official_analysis(data, tmp_path):
+    with threadpool_limits(1):
+        result = run(data, tmp_path, mode="reference", reducer=SklearnTSNEReducer(max_iter=250), clusterer=None)
+    assert result.params["noise_policy"] == "as_cluster"
+    assert result.params["reduce"]["reducer"] == "sklearn" and result.params["reduce"]["init"] == "pca"
+    assert result.params["cluster"]["eps_scale"] == "raw" and result.params["cluster"]["effective_eps"] == 1.0
+    noise = result.samples["is_noise"]
+    assert 1 <= noise.sum() <= 10  # a few fringe points; all share one size, the number of noise samples
+    assert (result.samples.loc[noise, "cluster_size"] == noise.sum()).all()
+    assert result.alignment.set_index("attribute").loc["label", "nmi"] > 0.85
+    with pytest.raises(ValueError, match="counts noise as one cluster"):
+        run(data, tmp_path, mode="reference", noise_policy="singleton", clusterer=None,
+            reducer=SklearnTSNEReducer(max_iter=250))
+    with pytest.raises(ValueError, match="scikit-learn's TSNE"):
+        run(data, tmp_path, mode="reference", clusterer=None)  # SHORT is an openTSNE reducer
+    with pytest.raises(ValueError, match="raw eps"):
+        run(data, tmp_path, mode="reference", reducer=SklearnTSNEReducer(max_iter=250))  # knn eps is not the official clustering
+
+
+def test_degenerate_and_bad_input(data, tmp_path):
+    X, ids, meta = data
+    with pytest.warns(DegenerateClusteringWarning, match="every sample is noise"):
+        noise = run(data, tmp_path, clusterer=DBSCANClusterer(eps=1e-4, min_samples=10, eps_scale="raw"))
+    assert noise.degenerate and "DEGENERATE" in noise.summary()
+    assert (noise.samples["cluster_size"] == 1).all()  # singletons: still a valid bank, flagged
+    with pytest.warns(DegenerateClusteringWarning, match="one cluster holds every sample"):
+        run(data, tmp_path, clusterer=DBSCANClusterer(eps=1e4, min_samples=10, eps_scale="raw"))
+    bad = X.copy()
+    bad[5] = np.inf
+    with pytest.raises(ValueError, match=r"embeddings has NaN or infinite values .* \[5\]"):
+        run(data, tmp_path, embeddings=bad)
+    with pytest.raises(ValueError, match="needs at least 91 samples"):
+        run(data, tmp_path, embeddings=X[:50], sample_ids=ids[:50])
+    with pytest.raises(ValueError, match="duplicated"):
+        run(data, tmp_path, sample_ids=["same"] * 300)
+    with pytest.raises(ValueError, match="either source"):
+        analyze(cache_dir=tmp_path)
+
+
+def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
+    X, ids, _ = data
+    np.savez(tmp_path / "emb.npz", vectors=X, sample_ids=np.array(ids))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateClusteringWarning)
+        code = main(["analyze", "--embeddings", str(tmp_path / "emb.npz"), "--eps", "1.5", "--eps-scale", "knn",
+                     "--output", str(tmp_path / "bank.parquet"), "--export-official", str(tmp_path / "bank.pkl"),
+                     "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "clusters" in out and "likelihood quantiles" in out and "time per stage" in out
+    bank = read_bank(tmp_path / "bank.parquet")
+    official = import_official_pickle(tmp_path / "bank.pkl")
+    assert len(bank) == len(official) == 300
+    merged = bank.table.merge(official.table, on="sample_id", suffixes=("", "_pkl"))
+    assert (merged["cluster_size"] == merged["cluster_size_pkl"]).all()
+    np.testing.assert_allclose(merged["likelihood"], merged["likelihood_pkl"])
+    assert bank.metadata["reduce"]["schedule"] == "fast" and bank.metadata["cluster"]["eps_scale"] == "knn"
+    assert main(["analyze", "--embeddings", str(tmp_path / "missing.npz")]) == 2
+
+
+class DigitImages:
+    """A tiny image source (the deqlib.sources contract) of sklearn's digits, one image unreadable."""
+
+    name = "digits-test"
+    root = None
+    split = None
+
+    def __init__(self, n: int = 100, broken: int = 17):
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        self.images = (digits.images[:n] * 16).clip(0, 255).astype(np.uint8)
+        self.labels = digits.target[:n]
+        self.broken = broken
+        self.sample_ids = [f"digit{i:03d}" for i in range(n)]
+
+    def __len__(self):
+        return len(self.sample_ids)
+
+    def load(self, index, draft=None):
+        from PIL import Image
+
+        if index == self.broken:
+            raise OSError(f"cannot decode {self.sample_ids[index]}")
+        return Image.fromarray(self.images[index]).convert("RGB")
+
+    def metadata(self):
+        return pd.DataFrame({"sample_id": self.sample_ids, "location": [f"mem://{s}" for s in self.sample_ids],
+                             "digit": self.labels})
+
+    def fingerprint(self):
+        return f"digits-{len(self)}"
+
+
+def tiny_encoder():
+    """A real deqlib Encoder with a parameter-free backbone (4x4 average pooling of 8x8 images),
+    so the test exercises embed_source -> analyze without the cost of a CNN."""
+    from dataclasses import dataclass
+
+    from torch import nn
+
+    from deqlib.encoders import Encoder
+
+    @dataclass
+    class TinyEncoder(Encoder):
+        name = "tiny-pool"
+        dim = 48
+        image_size = (8, 8)
+
+        def _default_weights_identity(self):
+            return "none"
+
+        def _build_backbone(self):
+            return nn.Sequential(nn.AdaptiveAvgPool2d(4), nn.Flatten())
+
+    return TinyEncoder()
+
+
+def test_from_images_through_the_encoder(tmp_path):
+    source = DigitImages()
+    with pytest.warns(UserWarning, match="1 images could not be embedded"):
+        result = analyze(source=source, encoder=tiny_encoder(), reducer=OpenTSNEReducer(
+            early_exaggeration_iter=50, n_iter=50, perplexity=10, n_jobs=1), clusterer=KNN_DBSCAN,
+            cache_dir=tmp_path / "cache", embed_options={"cache_dir": tmp_path / "emb", "num_workers": 0,
+                                                         "device": "cpu"})
+    assert len(result.samples) == 99 and "digit017" not in set(result.samples["sample_id"])
+    assert result.params["embedding"]["n_failed"] == 1 and result.params["dataset"] == "digits-test"
+    assert result.params["embedding"]["encoder"] == "tiny-pool" and result.params["embedding"]["dim"] == 48
+    assert result.samples["location"].iloc[0] == "mem://digit000" and "digit" in result.samples.columns
+    digit = result.alignment.set_index("attribute").loc["digit"]
+    assert digit["nmi"] > 0.3  # even 4x4 pooled digits cluster partly by class

@@ -1,0 +1,130 @@
+"""deqlib.reduce: openTSNE 3-D reducer (schedules, PCA, subsample + transform) and the sklearn reference."""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
+
+from deqlib.reduce import SCHEDULES, OpenTSNEReducer, SklearnTSNEReducer, check_embeddings, get_reducer
+
+SHORT = dict(early_exaggeration_iter=50, n_iter=50)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=300, n_features=20, centers=4, cluster_std=1.0, random_state=0)
+    return X.astype(np.float32), y
+
+
+def knn_accuracy(coords, labels) -> float:
+    """Leave-one-out 1-NN label agreement: do blobs stay together in the embedding?"""
+    classifier = KNeighborsClassifier(n_neighbors=2).fit(coords, labels)
+    neighbours = classifier.kneighbors(coords, return_distance=False)[:, 1]
+    return float((labels[neighbours] == labels).mean())
+
+
+def test_schedules_match_the_official_run_and_the_fast_default():
+    official = OpenTSNEReducer(schedule="official").resolved_params()
+    assert (official["early_exaggeration_iter"], official["n_iter"], official["theta"]) == (250, 250, 0.5)
+    # sklearn's max_iter=500 counts the 250 exaggerated iterations: same total
+    assert official["early_exaggeration_iter"] + official["n_iter"] == SklearnTSNEReducer().max_iter
+    fast = OpenTSNEReducer().resolved_params()
+    assert (fast["schedule"], fast["early_exaggeration_iter"], fast["n_iter"], fast["theta"]) == ("fast", 125, 100, 0.8)
+    assert OpenTSNEReducer(schedule="official", n_iter=10).resolved_params()["n_iter"] == 10
+    assert set(SCHEDULES) == {"fast", "official"}
+
+
+def test_gradient_method_is_barnes_hut_in_3d_and_fft_refused():
+    assert OpenTSNEReducer().resolved_params()["negative_gradient_method"] == "bh"
+    assert OpenTSNEReducer(n_components=2).resolved_params()["negative_gradient_method"] == "fft"
+    with pytest.raises(ValueError, match="at most 2 dimensions"):
+        OpenTSNEReducer(negative_gradient_method="fft").resolved_params()
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        OpenTSNEReducer(schedule="slow").resolved_params()
+
+
+def test_opentsne_keeps_blobs_together_in_3d(blobs):
+    X, y = blobs
+    reducer = OpenTSNEReducer(**SHORT, n_jobs=1)
+    coords = reducer.fit_transform(X)
+    assert coords.shape == (300, 3) and coords.dtype == np.float64
+    assert knn_accuracy(coords, y) == 1.0
+    assert reducer.fit_indices_ is None
+    assert reducer.params_["n_fit"] == 300 and reducer.params_["pca_components"] is None  # 20 dims < 50
+
+
+def test_same_seed_same_coordinates_other_seed_differs(blobs):
+    X, _ = blobs
+    first = OpenTSNEReducer(**SHORT, random_state=1, n_jobs=1).fit_transform(X)
+    again = OpenTSNEReducer(**SHORT, random_state=1, n_jobs=2).fit_transform(X)  # thread count: no effect
+    other = OpenTSNEReducer(**SHORT, random_state=2, n_jobs=1).fit_transform(X)
+    np.testing.assert_array_equal(first, again)
+    assert np.abs(first - other).max() > 1e-3
+
+
+def test_pca_pre_reduction_is_recorded(blobs):
+    X, y = blobs
+    reducer = OpenTSNEReducer(**SHORT, pca_components=5, n_jobs=1)
+    coords = reducer.fit_transform(X)
+    assert reducer.params_["pca_components"] == 5
+    assert 0.5 < reducer.params_["pca_explained_variance"] <= 1.0
+    assert knn_accuracy(coords, y) == 1.0
+
+
+@pytest.mark.parametrize("placement", ["transform", "neighbors"])
+def test_fit_on_a_sample_places_the_rest_near_their_blob(blobs, placement):
+    X, y = blobs
+    reducer = OpenTSNEReducer(**SHORT, sample_threshold=200, sample_size=150, placement=placement, n_jobs=1)
+    coords = reducer.fit_transform(X)
+    fitted = reducer.fit_indices_
+    assert fitted.size == 150 and np.unique(fitted).size == 150
+    assert reducer.params_["n_fit"] == 150 and reducer.params_["placement"] == placement
+    rest = np.setdiff1d(np.arange(300), fitted)
+    # each placed point's nearest fitted point is from its own blob
+    classifier = KNeighborsClassifier(n_neighbors=1).fit(coords[fitted], y[fitted])
+    assert (classifier.predict(coords[rest]) == y[rest]).mean() >= 0.99
+
+
+def test_too_few_samples_for_the_perplexity_is_a_clear_error(blobs):
+    X, _ = blobs
+    with pytest.raises(ValueError, match=r"perplexity 30 needs at least 91 samples .* got 60"):
+        OpenTSNEReducer(**SHORT).fit_transform(X[:60])
+    with pytest.raises(ValueError, match="more samples than the perplexity"):
+        SklearnTSNEReducer().fit_transform(X[:30])
+
+
+def test_nan_or_inf_embeddings_are_refused_naming_the_rows(blobs):
+    X, _ = blobs
+    bad = X.copy()
+    bad[7, 3] = np.nan
+    bad[42, 0] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinite values in 2 of 300 rows \(first rows: \[7, 42\]\)"):
+        OpenTSNEReducer(**SHORT).fit_transform(bad)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        SklearnTSNEReducer().fit_transform(bad)  # refused before any t-SNE work
+    with pytest.raises(ValueError, match="non-empty 2-D"):
+        check_embeddings(np.zeros(5))
+
+
+def test_sklearn_reducer_is_the_official_configuration(blobs):
+    from sklearn.manifold import TSNE
+
+    reducer = SklearnTSNEReducer()
+    assert reducer.get_params() == {"n_components": 3, "perplexity": 30.0, "max_iter": 500, "learning_rate": "auto",
+                                    "init": "pca", "random_state": 33, "n_jobs": None}
+    X, _ = blobs
+    short = SklearnTSNEReducer(max_iter=250)
+    with threadpool_limits(1):  # sklearn's OpenMP threads crawl on a shared, busy machine
+        ours = short.fit_transform(X[:150])
+        theirs = TSNE(n_components=3, perplexity=30, max_iter=250, learning_rate="auto", init="pca",
+                      random_state=33).fit_transform(X[:150].astype(np.float64))
+    np.testing.assert_allclose(ours, theirs)
+    assert short.params_["reducer"] == "sklearn" and short.params_["n_samples"] == 150
+
+
+def test_get_reducer_by_name():
+    assert isinstance(get_reducer("opentsne", schedule="official"), OpenTSNEReducer)
+    assert isinstance(get_reducer("sklearn"), SklearnTSNEReducer)
+    with pytest.raises(ValueError, match="unknown reducer"):
+        get_reducer("umap")
