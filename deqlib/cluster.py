@@ -320,6 +320,7 @@ class HDBSCANClusterer(BaseEstimator):
 def get_clusterer(name: str = "dbscan", preset: str | None = None, **params):
     """A clusterer by name (``'dbscan'`` or ``'hdbscan'``), optionally from a dataset preset."""
     key = name.lower()
+    params = {k: v for k, v in params.items() if v is not None}  # None: keep the default or the preset's
     if key == "dbscan":
         return DBSCANClusterer.from_preset(preset, **params) if preset else DBSCANClusterer(**params)
     if key == "hdbscan":

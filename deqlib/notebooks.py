@@ -59,6 +59,9 @@ FALLBACK_KERNEL = "python3"
 #: The main job, in running order: notebook name (file stem in ``notebooks/``) -> file names
 #: of the figures it must write into the figures folder. Add a line to add a notebook.
 MAIN_NOTEBOOKS: dict[str, tuple[str, ...]] = {
+    "00_quickstart": ("fashion-mnist_tsne_clusters.png", "fashion-mnist_likelihood_per_cluster.png",
+                      "fashion-mnist_weight_distribution.png", "fashion-mnist_rarest_clusters.png",
+                      "fashion-mnist_common_clusters.png", "fashion-mnist_explorer.html"),
     "01_generalized_focal_loss": ("figure3_generalized_focal_loss.png",),
     "90_paper_results": ("figure5_dd3d_bev_ap.png",),
 }

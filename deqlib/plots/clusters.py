@@ -1,0 +1,254 @@
+"""Plots of one analysis: the 3-D t-SNE clusters, Figure 2's likelihood bars, weights, galleries, GIF.
+
+Every function takes the per-sample DataFrame of :class:`deqlib.pipeline.AnalysisResult`
+(``samples``: ``sample_id, x, y, z, cluster_id, cluster_size, likelihood, weight`` and metadata
+columns) and returns a figure; :func:`save_figure` writes a matplotlib figure atomically with a
+caption holding the parameters and the deqlib version.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deqlib import __version__
+from deqlib._atomic import atomic_path
+
+__all__ = [
+    "cluster_scatter_3d",
+    "cluster_scatter_png",
+    "likelihood_per_cluster",
+    "weight_distribution",
+    "gallery_clusters",
+    "cluster_gallery",
+    "rotating_gif",
+    "save_figure",
+]
+
+_REQUIRED = ("x", "y", "z", "cluster_id", "cluster_size", "likelihood")
+_HOVER_FIELDS = ("sample_id", "cluster_id", "cluster_size", "likelihood", "weight")
+
+
+def _check_samples(samples: pd.DataFrame, columns: Sequence[str] = _REQUIRED) -> None:
+    missing = [c for c in columns if c not in samples.columns]
+    if missing:
+        raise ValueError(f"samples is missing column(s) {missing}: pass AnalysisResult.samples")
+
+
+def _cluster_colors(cluster_ids: np.ndarray) -> np.ndarray:
+    """A categorical colour per cluster id (noise grey), stable across plots."""
+    import matplotlib
+
+    palette = matplotlib.colormaps["tab20"].colors
+    colors = np.array([palette[int(c) % len(palette)] for c in cluster_ids], dtype=float)
+    colors[cluster_ids < 0] = (0.75, 0.75, 0.75)
+    return colors
+
+
+def _hex(rgb) -> str:
+    return "#%02x%02x%02x" % tuple(int(round(v * 255)) for v in rgb[:3])
+
+
+def cluster_scatter_3d(samples: pd.DataFrame, color_options: Sequence[str] | None = None,
+                       marker_size: float = 2.0, title: str | None = None):
+    """Interactive 3-D t-SNE scatter (plotly), coloured by cluster, with a colour toggle.
+
+    One trace holds every point (fast at 100k points and with thousands of clusters); the
+    buttons recolour it by ``cluster_id`` or by each column of ``color_options`` (default:
+    ``likelihood``, ``weight`` and metadata columns with few values). Hover shows sample id,
+    cluster, cluster size, likelihood and weight.
+    """
+    import plotly.graph_objects as go
+
+    _check_samples(samples)
+    if color_options is None:
+        color_options = [c for c in ("likelihood", "weight", "outlier_score") if c in samples.columns]
+        color_options += [c for c in samples.columns
+                          if c not in _REQUIRED + _HOVER_FIELDS + ("location", "raw_cluster_id", "is_noise",
+                                                                     "largest_cluster_size", "outlier_score")
+                          and samples[c].nunique() <= 50]
+    hover_fields = [f for f in _HOVER_FIELDS if f in samples.columns]
+    customdata = samples[hover_fields].to_numpy()
+    template = "<br>".join(f"{f}: %{{customdata[{i}]}}" for i, f in enumerate(hover_fields)) + "<extra></extra>"
+    cluster_ids = samples["cluster_id"].to_numpy()
+    cluster_marker = dict(size=marker_size, color=[_hex(c) for c in _cluster_colors(cluster_ids)])
+    figure = go.Figure(go.Scatter3d(
+        x=samples["x"], y=samples["y"], z=samples["z"], mode="markers", marker=cluster_marker,
+        customdata=customdata, hovertemplate=template, name="samples"))
+    buttons = [dict(label="cluster", method="restyle", args=[{"marker": [cluster_marker]}])]
+    for column in color_options:
+        values = samples[column]
+        if pd.api.types.is_numeric_dtype(values):
+            marker = dict(size=marker_size, color=values.to_numpy(), colorscale="Viridis", showscale=True,
+                          colorbar=dict(title=column))
+        else:
+            codes = pd.Categorical(values).codes
+            marker = dict(size=marker_size, color=[_hex(c) for c in _cluster_colors(codes)])
+        buttons.append(dict(label=column, method="restyle", args=[{"marker": [marker]}]))
+    figure.update_layout(
+        title=title or f"3-D t-SNE, {samples['cluster_id'].max() + 1} clusters (grey: noise)",
+        updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0, y=1.08, xanchor="left")],
+        scene=dict(xaxis_title="t-SNE 1", yaxis_title="t-SNE 2", zaxis_title="t-SNE 3"),
+        margin=dict(l=0, r=0, t=60, b=0), height=650)
+    return figure
+
+
+def _axes_3d(samples: pd.DataFrame, elevation: float = 20, azimuth: float = 35, size=(7, 6)):
+    import matplotlib.pyplot as plt
+
+    figure = plt.figure(figsize=size)
+    axes = figure.add_subplot(projection="3d")
+    cluster_ids = samples["cluster_id"].to_numpy()
+    order = np.argsort(cluster_ids >= 0)  # noise first, so clusters are drawn on top
+    axes.scatter(samples["x"].to_numpy()[order], samples["y"].to_numpy()[order], samples["z"].to_numpy()[order],
+                 c=_cluster_colors(cluster_ids[order]), s=2, depthshade=False, linewidths=0)
+    axes.view_init(elev=elevation, azim=azimuth)
+    axes.set_xlabel("t-SNE 1")
+    axes.set_ylabel("t-SNE 2")
+    axes.set_zlabel("t-SNE 3")
+    return figure, axes
+
+
+def cluster_scatter_png(samples: pd.DataFrame, title: str | None = None):
+    """Static 3-D scatter of the clusters (matplotlib), for figures/ and the README."""
+    _check_samples(samples)
+    figure, axes = _axes_3d(samples)
+    n_clusters = int((samples["cluster_id"].unique() >= 0).sum())
+    axes.set_title(title or f"3-D t-SNE: {n_clusters} clusters, noise grey ({len(samples)} samples)")
+    return figure
+
+
+def likelihood_per_cluster(samples: pd.DataFrame, title: str | None = None, max_bars: int = 2000):
+    """Figure 2 of the paper: the scaled likelihood of each cluster, sorted, one bar per cluster.
+
+    Noise samples are summarised as one hatched bar at their (policy-dependent) likelihood.
+    """
+    import matplotlib.pyplot as plt
+
+    _check_samples(samples, ("cluster_id", "likelihood"))
+    clusters = (samples[samples["cluster_id"] >= 0].groupby("cluster_id")["likelihood"].first()
+                .sort_values(ascending=False))
+    shown = clusters.iloc[:max_bars]
+    figure, axes = plt.subplots(figsize=(9, 4))
+    axes.bar(np.arange(len(shown)), shown.to_numpy(), color="#1b9e77", width=0.85)
+    noise = samples.loc[samples["cluster_id"] < 0, "likelihood"]
+    if len(noise):
+        axes.bar([len(shown) + 0.5], [noise.mean()], color="#bbbbbb", hatch="//", width=0.85,
+                 label=f"noise: {len(noise)} samples, mean likelihood {noise.mean():.3g}")
+        axes.legend(loc="upper right")
+    step = max(1, len(shown) // 20)
+    axes.set_xticks(np.arange(0, len(shown), step), [str(c) for c in shown.index[::step]], rotation=90, fontsize=7)
+    axes.set_xlabel("cluster id (sorted by likelihood)")
+    axes.set_ylabel("scaled likelihood |C_i| / max |C_j|")
+    axes.set_ylim(0, 1.05)
+    axes.set_title(title or f"Scaled likelihood per cluster ({len(clusters)} clusters)")
+    figure.tight_layout()
+    return figure
+
+
+def weight_distribution(samples: pd.DataFrame, eta: float, gamma: float, bins: int = 40):
+    """Histogram of the per-sample weights ``W(p, eta, gamma)`` (column ``weight``)."""
+    import matplotlib.pyplot as plt
+
+    _check_samples(samples, ("weight",))
+    weights = samples["weight"].to_numpy()
+    figure, axes = plt.subplots(figsize=(7, 4))
+    axes.hist(weights, bins=np.linspace(eta / (eta + 1), 1.0, bins + 1), color="#d95f02")
+    axes.set_yscale("log")
+    axes.set_xlabel(f"weight W(p, eta={eta:g}, gamma={gamma:g})")
+    axes.set_ylabel("samples (log scale)")
+    axes.set_title(f"Per-sample weights: mean {weights.mean():.3f}, "
+                   f"{(weights > (1 + eta / (eta + 1)) / 2).mean():.1%} above the midpoint")
+    figure.tight_layout()
+    return figure
+
+
+def gallery_clusters(samples: pd.DataFrame, which: str = "rarest", n_clusters: int = 6) -> list[int]:
+    """Ids of the ``n_clusters`` rarest (smallest) or most common (largest) clusters, noise excluded."""
+    if which not in ("rarest", "common"):
+        raise ValueError(f"which must be 'rarest' or 'common', got {which!r}")
+    sizes = samples[samples["cluster_id"] >= 0].groupby("cluster_id")["cluster_size"].first()
+    # Ties broken by cluster id so the choice is deterministic.
+    ordered = sizes.reset_index().sort_values(["cluster_size", "cluster_id"], ascending=[which == "rarest", True])
+    return ordered["cluster_id"].head(n_clusters).astype(int).tolist()
+
+
+def cluster_gallery(samples: pd.DataFrame, source, which: str = "rarest", n_clusters: int = 6,
+                    per_cluster: int = 8, seed: int = 0):
+    """Image grid: one row per cluster (rarest or most common), ``per_cluster`` images each.
+
+    Images are read through ``source`` (an :class:`deqlib.sources.ImageSource`) by sample id;
+    row titles give the cluster's size and likelihood.
+    """
+    import matplotlib.pyplot as plt
+
+    _check_samples(samples, ("sample_id", "cluster_id", "cluster_size", "likelihood"))
+    clusters = gallery_clusters(samples, which, n_clusters)
+    if not clusters:
+        raise ValueError("no clusters to show: every sample is noise")
+    position = {sid: i for i, sid in enumerate(source.sample_ids)}
+    rng = np.random.default_rng(seed)
+    figure, grid = plt.subplots(len(clusters), per_cluster, figsize=(per_cluster * 1.2, len(clusters) * 1.45),
+                                squeeze=False)
+    for row, cluster_id in enumerate(clusters):
+        members = samples[samples["cluster_id"] == cluster_id]
+        chosen = members.iloc[np.sort(rng.choice(len(members), size=min(per_cluster, len(members)), replace=False))]
+        for col in range(per_cluster):
+            axes = grid[row, col]
+            axes.axis("off")
+            if col < len(chosen):
+                axes.imshow(source.load(position[chosen.iloc[col]["sample_id"]]))
+        first = members.iloc[0]
+        grid[row, 0].set_title(f"cluster {cluster_id}: {int(first['cluster_size'])} samples, "
+                               f"likelihood {first['likelihood']:.3g}", loc="left", fontsize=8)
+    figure.suptitle(f"The {len(clusters)} {'rarest' if which == 'rarest' else 'most common'} clusters")
+    figure.tight_layout()
+    return figure
+
+
+def rotating_gif(samples: pd.DataFrame, path: str | Path, frames: int = 36, fps: int = 12) -> Path:
+    """A rotating 3-D view of the clusters as an animated GIF (one full turn in ``frames`` frames)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    _check_samples(samples)
+    if frames < 2:
+        raise ValueError(f"frames must be >= 2, got {frames}")
+    figure, axes = _axes_3d(samples, size=(5, 5))
+    images = []
+    for azimuth in np.linspace(0, 360, frames, endpoint=False):
+        axes.view_init(elev=20, azim=azimuth)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=72)
+        images.append(Image.open(buffer).convert("P", palette=Image.Palette.ADAPTIVE))
+    plt.close(figure)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return path
+
+
+def save_figure(figure, path: str | Path, parameters: Mapping | None = None, title: str | None = None,
+                dpi: int = 120) -> Path:
+    """Save a matplotlib figure as PNG (atomic) with its parameters and the deqlib version.
+
+    The caption is drawn under the plot and stored as JSON in the PNG metadata (read it back
+    with :func:`deqlib.plots.paper.read_png_metadata`).
+    """
+    import matplotlib.pyplot as plt
+
+    from deqlib.plots.paper import save_png
+
+    parameters = {k: v for k, v in dict(parameters or {}).items()}
+    caption = ", ".join(f"{k}={v}" for k, v in parameters.items()) + f" | deqlib {__version__}"
+    figure.text(0.01, 0.002, caption, fontsize=6, color="#666666", ha="left", va="bottom", wrap=True)
+    try:
+        return save_png(figure, path, title=title or Path(path).stem, parameters=json.loads(
+            json.dumps(parameters, default=str)), dpi=dpi)
+    finally:
+        plt.close(figure)
