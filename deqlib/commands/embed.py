@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.sources import open_source
 
     distributed = init_distributed()
-    source = open_source(args.source, root=args.root, split=args.split)
+    source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
     if args.max_images is not None:
         if args.max_images < 1:
             raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
