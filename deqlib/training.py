@@ -1,0 +1,140 @@
+"""Training with the DatasetEquity weight: one line in a PyTorch loop.
+
+::
+
+    bank = load_bank("data/processed/kitti_...parquet")         # or the official .pkl
+    criterion = GFLWeightedLoss(nn.CrossEntropyLoss(reduction="none"), bank, eta=1.0, gamma=5.0)
+    loss = criterion(logits, targets, sample_ids)                 # the only change in the loop
+
+Each sample's loss is multiplied by ``W(p, eta, gamma) = (eta + (1 - p)^gamma) / (eta + 1)`` with
+``p`` its scaled likelihood from the bank (eq. 3-4 of DatasetEquity; not Li et al.'s 2020
+Generalized Focal Loss). :func:`weighted_sampler` is a *different* method offered for comparison:
+it changes how often samples are drawn instead of how much their loss counts.
+:func:`class_balanced_weights` is the label-based class-balanced loss of Cui et al. (CVPR 2019).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from deqlib.bank import LikelihoodBank, import_official_pickle, read_bank
+from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight, weighted_loss
+
+__all__ = ["load_bank", "BankLookup", "GFLWeightedLoss", "weighted_sampler", "class_balanced_weights"]
+
+
+def load_bank(path: str | Path) -> LikelihoodBank:
+    """A bank from our Parquet file or from the official forks' pickle (read safely)."""
+    path = Path(path)
+    return import_official_pickle(path) if path.suffix == ".pkl" else read_bank(path)
+
+
+class BankLookup:
+    """Likelihoods and weights of a batch, looked up by sample id.
+
+    Parameters
+    ----------
+    bank : LikelihoodBank or path
+    eta, gamma : float
+        Parameters of eq. 4 (default: the paper's KITTI setting 1.0 / 5.0).
+    default_likelihood : float or None, default=None
+        Likelihood for ids not in the bank. ``None`` raises ``KeyError`` naming them (the safe
+        default: a bank that misses training samples is a bug). The DD3D fork gives samples of
+        non-training splits weight 1 by not weighting them; ``default_likelihood=0.0`` gives
+        weight 1 too.
+    """
+
+    def __init__(self, bank, eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA,
+                 default_likelihood: float | None = None):
+        self.bank = bank if isinstance(bank, LikelihoodBank) else load_bank(bank)
+        gfl_weight(0.5, eta, gamma)  # validates eta and gamma now, not at the first batch
+        if default_likelihood is not None and not 0.0 <= default_likelihood <= 1.0:
+            raise ValueError(f"default_likelihood must lie in [0, 1] or be None, got {default_likelihood!r}")
+        self.eta, self.gamma, self.default_likelihood = float(eta), float(gamma), default_likelihood
+        table = self.bank.table
+        self._index = {sid: i for i, sid in enumerate(table["sample_id"])}
+        self._likelihood = torch.as_tensor(table["likelihood"].to_numpy(), dtype=torch.float32)
+
+    def likelihood(self, sample_ids: Sequence, device=None) -> torch.Tensor:
+        """Scaled likelihoods of ``sample_ids`` as a float32 tensor on ``device``."""
+        ids = [str(s) for s in sample_ids]
+        positions = [self._index.get(s, -1) for s in ids]
+        missing = [s for s, p in zip(ids, positions) if p < 0]
+        if missing and self.default_likelihood is None:
+            raise KeyError(f"{len(missing)} sample id(s) of the batch are not in the bank, e.g. {missing[:3]}; "
+                           "rebuild the bank on the training split, or pass default_likelihood=")
+        index = torch.as_tensor([max(p, 0) for p in positions])
+        values = self._likelihood[index]
+        if missing:
+            values[torch.as_tensor([p < 0 for p in positions])] = float(self.default_likelihood)
+        return values.to(device) if device is not None else values
+
+    def weights(self, sample_ids: Sequence, device=None) -> torch.Tensor:
+        """Eq. 4 weights of ``sample_ids`` as a float32 tensor on ``device``."""
+        return gfl_weight(self.likelihood(sample_ids, device), self.eta, self.gamma)
+
+    def all_weights(self) -> np.ndarray:
+        """Weights of every bank sample, in bank order."""
+        return gfl_weight(self.bank.table["likelihood"].to_numpy(), self.eta, self.gamma)
+
+
+class GFLWeightedLoss(nn.Module):
+    """Wrap a per-sample loss so each sample's loss is weighted by its DatasetEquity weight.
+
+    Parameters
+    ----------
+    criterion : nn.Module or callable
+        Must return one loss per sample (e.g. ``nn.CrossEntropyLoss(reduction='none')``).
+    bank : LikelihoodBank, BankLookup or path
+    eta, gamma, default_likelihood
+        See :class:`BankLookup`.
+    reduction : {'mean', 'sum', 'none'}, default='mean'
+    """
+
+    def __init__(self, criterion, bank, eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA,
+                 reduction: str = "mean", default_likelihood: float | None = None):
+        super().__init__()
+        if getattr(criterion, "reduction", "none") != "none":
+            raise ValueError(f"criterion reduces its losses ({criterion.reduction!r}); build it with reduction='none'")
+        self.criterion = criterion
+        self.lookup = bank if isinstance(bank, BankLookup) else BankLookup(bank, eta, gamma, default_likelihood)
+        self.reduction = reduction
+
+    def forward(self, outputs, targets, sample_ids) -> torch.Tensor:
+        losses = self.criterion(outputs, targets)
+        return weighted_loss(losses, self.lookup.weights(sample_ids, losses.device), self.reduction)
+
+
+def weighted_sampler(weights, num_samples: int | None = None, replacement: bool = True, seed: int | None = 0):
+    """``torch.utils.data.WeightedRandomSampler`` drawing samples in proportion to ``weights``.
+
+    Not the paper's method: the paper keeps the data order and scales each loss; a sampler
+    instead shows rare samples more often (with replacement, so repeats).
+    """
+    weights = torch.as_tensor(np.asarray(weights, dtype=np.float64))
+    if weights.dim() != 1 or len(weights) == 0 or not bool(torch.isfinite(weights).all()) or bool((weights < 0).any()):
+        raise ValueError("weights must be a non-empty 1-D array of finite values >= 0")
+    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    return torch.utils.data.WeightedRandomSampler(weights, num_samples or len(weights), replacement=replacement,
+                                                  generator=generator)
+
+
+def class_balanced_weights(class_counts, beta: float = 0.999) -> np.ndarray:
+    """Class-balanced loss weights of Cui et al. (CVPR 2019), from the effective number of samples.
+
+    ``w_c = (1 - beta) / (1 - beta ** n_c)``, normalised so the weights sum to the number of
+    classes. Label-based: it needs class counts, unlike the DatasetEquity weight.
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    if counts.ndim != 1 or counts.size == 0 or (counts < 1).any():
+        raise ValueError("class_counts must be a 1-D array of counts >= 1")
+    if not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta must lie in [0, 1), got {beta!r}")
+    effective_number = (1.0 - np.power(beta, counts)) / (1.0 - beta) if beta > 0 else np.ones_like(counts)
+    weights = 1.0 / effective_number
+    return weights / weights.sum() * counts.size
