@@ -63,6 +63,8 @@ MAIN_NOTEBOOKS: dict[str, tuple[str, ...]] = {
                       "fashion-mnist_weight_distribution.png", "fashion-mnist_rarest_clusters.png",
                       "fashion-mnist_common_clusters.png", "fashion-mnist_explorer.html"),
     "01_generalized_focal_loss": ("figure3_generalized_focal_loss.png",),
+    "07_training_with_gfl": ("training_gfl_results.png", "training_gfl_results.csv",
+                             "training_gfl_signal_ranking.csv"),
     "90_paper_results": ("figure5_dd3d_bev_ap.png",),
 }
 
