@@ -1,0 +1,177 @@
+"""Parameter sweeps: execute a notebook over a grid with papermill and gather one row per run.
+
+Every analysis notebook ends with :func:`write_run_summary`, which writes
+``<output_dir>/<dataset>_run_summary.json`` (clusters, noise fraction, likelihood and weight
+spread, alignment with labels). :func:`run_sweep` executes the notebook once per grid point,
+each into its own folder, reads the summaries back and returns a table. Runs already done with
+the same parameters are not executed again; failed runs are rows with ``status='failed'``.
+
+Weight sweeps (eta x gamma) need no re-run: :func:`weight_sweep` recomputes eq. 4 from the
+likelihoods of one run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from deqlib import __version__, paths
+from deqlib._atomic import write_text_atomic
+from deqlib.alignment import alignment_scores
+from deqlib.weights import gfl_weight
+
+__all__ = ["summarize_run", "write_run_summary", "read_run_summary", "parameter_grid", "run_name", "run_sweep",
+           "weight_sweep", "plot_sweep"]
+
+SUMMARY_SUFFIX = "_run_summary.json"
+_QUANTILES = {"min": 0.0, "q10": 0.1, "median": 0.5, "q90": 0.9, "max": 1.0}
+
+
+def summarize_run(samples: pd.DataFrame, label_column: str | None = None) -> dict:
+    """Numbers that describe one analysis run (``samples``: AnalysisResult.samples).
+
+    ``*_spread`` is the q90 - q10 range. With ``label_column``, NMI/ARI/purity of the clusters
+    against it (noise counted as one group, as :func:`deqlib.alignment.alignment_scores` does).
+    """
+    labels = samples["cluster_id"].to_numpy()
+    summary: dict[str, Any] = {
+        "n_samples": int(len(samples)),
+        "n_clusters": int(np.unique(labels[labels >= 0]).size),
+        "noise_fraction": float((labels < 0).mean()),
+        "largest_cluster_share": float(samples["cluster_size"].max() / len(samples)),
+    }
+    for column in ("likelihood", "weight"):
+        if column in samples:
+            values = samples[column].to_numpy(dtype=float)
+            for name, q in _QUANTILES.items():
+                summary[f"{column}_{name}"] = float(np.quantile(values, q))
+            summary[f"{column}_spread"] = summary[f"{column}_q90"] - summary[f"{column}_q10"]
+            summary[f"{column}_std"] = float(values.std())
+    # Likelihoods are per cluster, so their distribution is a short value -> count table;
+    # weight sweeps recompute eq. 4 from it without the samples.
+    counts = samples["likelihood"].round(12).value_counts().sort_index()
+    summary["likelihood_counts"] = {repr(float(v)): int(c) for v, c in counts.items()}
+    if label_column:
+        scores = alignment_scores(labels, samples[label_column].to_numpy())
+        summary.update({"label_column": label_column, "nmi": scores["nmi"], "ari": scores["ari"],
+                        "purity": scores["purity"]})
+    return summary
+
+
+def write_run_summary(samples: pd.DataFrame, parameters: Mapping[str, Any], path: str | Path,
+                      label_column: str | None = None) -> Path:
+    """Write ``{'parameters', 'summary', 'deqlib_version'}`` as JSON, atomically."""
+    record = {"parameters": dict(parameters), "summary": summarize_run(samples, label_column),
+              "deqlib_version": __version__}
+    return write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str))
+
+
+def read_run_summary(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def parameter_grid(**axes: Sequence) -> list[dict]:
+    """Cartesian product of the axes, in the given order (last axis varies fastest)."""
+    for name, values in axes.items():
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__") or len(values) == 0:
+            raise ValueError(f"axis {name!r} must be a non-empty list of values, got {values!r}")
+    names = list(axes)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
+
+
+def run_name(point: Mapping[str, Any]) -> str:
+    """A readable, file-safe folder name for a grid point, e.g. ``eps-0.5_min_samples-10``."""
+    text = "_".join(f"{k}-{v}" for k, v in point.items()) or "base"
+    return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
+
+
+def run_sweep(notebook: str, grid: Sequence[Mapping[str, Any]], base_parameters: Mapping[str, Any] | None = None,
+              output_root: str | Path | None = None, kernel_name: str | None = None, force: bool = False,
+              progress: bool = True) -> pd.DataFrame:
+    """Execute ``notebook`` once per grid point and gather the runs' summaries into a table.
+
+    Each run writes into ``output_root/<run name>/`` (figures, summary, executed notebook). The
+    table (``sweep_results.csv``) is written to ``output_root`` too. A run whose summary exists
+    with the same parameters is reused unless ``force``.
+    """
+    from deqlib.notebooks import execute_notebook
+
+    output_root = Path(output_root) if output_root else paths.build_dir() / "sweeps" / Path(notebook).stem
+    rows = []
+    for i, point in enumerate(grid):
+        parameters = {**dict(base_parameters or {}), **dict(point)}
+        folder = output_root / run_name(point)
+        row: dict[str, Any] = {**point, "run": folder.name}
+        existing = sorted(folder.glob(f"*{SUMMARY_SUFFIX}"))
+        if existing and not force and _same_parameters(read_run_summary(existing[0])["parameters"], parameters):
+            row.update(status="cached", **read_run_summary(existing[0])["summary"])
+            rows.append(row)
+            continue
+        started = time.perf_counter()
+        if progress:
+            print(f"[{i + 1}/{len(grid)}] {notebook} {point}", flush=True)
+        try:
+            executed = execute_notebook(notebook, parameters={**parameters, "output_dir": str(folder)},
+                                        output_dir=folder, kernel_name=kernel_name)
+            summaries = sorted(folder.glob(f"*{SUMMARY_SUFFIX}"))
+            if not summaries:
+                raise RuntimeError(f"the notebook wrote no *{SUMMARY_SUFFIX} into {folder}")
+            row.update(status="ok", executed=str(executed), **read_run_summary(summaries[0])["summary"])
+        except Exception as exc:  # a failed run is a row, never a silent gap in the table
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}".splitlines()[0][:300])
+        row["seconds"] = round(time.perf_counter() - started, 1)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    write_text_atomic(output_root / "sweep_results.csv", table.to_csv(index=False))
+    return table
+
+
+def _same_parameters(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return all(json.dumps(recorded.get(k), default=str) == json.dumps(v, default=str)
+               for k, v in wanted.items() if k in recorded)
+
+
+def weight_sweep(likelihood_counts: Mapping[str, int] | pd.Series, etas: Sequence[float],
+                 gammas: Sequence[float]) -> pd.DataFrame:
+    """Spread of the eq. 4 weights over an eta x gamma grid, from one run's likelihood distribution.
+
+    ``likelihood_counts``: the ``likelihood_counts`` of a run summary (likelihood -> samples), or a
+    Series of per-sample likelihoods.
+    """
+    if isinstance(likelihood_counts, pd.Series):
+        likelihood_counts = likelihood_counts.value_counts().to_dict()
+    values = np.array([float(v) for v in likelihood_counts])
+    counts = np.array(list(likelihood_counts.values()), dtype=float)
+    rows = []
+    for eta, gamma in itertools.product(etas, gammas):
+        weights = gfl_weight(values, eta, gamma)
+        mean = float((weights * counts).sum() / counts.sum())
+        rows.append({"eta": eta, "gamma": gamma, "weight_min": weights.min(), "weight_mean": mean,
+                     "weight_max": weights.max(), "weight_ratio_max_min": weights.max() / weights.min(),
+                     "weight_std": float(np.sqrt((counts * (weights - mean) ** 2).sum() / counts.sum()))})
+    return pd.DataFrame(rows)
+
+
+def plot_sweep(results: pd.DataFrame, x: str, metrics: Sequence[str], hue: str | None = None):
+    """One panel per metric: the metric against parameter ``x``, one line per value of ``hue``."""
+    import matplotlib.pyplot as plt
+
+    ok = results[results["status"].isin(["ok", "cached"])] if "status" in results else results
+    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    groups = ok.groupby(hue) if hue else [(None, ok)]
+    for ax, metric in zip(axes[0], metrics):
+        for value, part in groups:
+            part = part.sort_values(x)
+            ax.plot(part[x], part[metric], marker="o", label=f"{hue}={value}" if hue else None)
+        ax.set_xlabel(x)
+        ax.set_title(metric)
+        if hue:
+            ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
