@@ -40,7 +40,7 @@ from deqlib import __version__, paths
 from deqlib._atomic import atomic_path
 from deqlib.alignment import align, attribute_columns
 from deqlib.bank import LikelihoodBank, bank_from_labels, export_official_pickle, write_bank
-from deqlib.cluster import PRESETS, ClusterResult, DBSCANClusterer, HDBSCANClusterer
+from deqlib.cluster import PRESETS, ClusterResult, DBSCANClusterer
 from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES
 from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer, check_embeddings
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
@@ -128,7 +128,7 @@ class AnalysisResult:
 
 def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str) -> Path:
     """``data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet``."""
-    safe = "".join(ch if ch.isalnum() or ch in "-." else "-" for ch in f"{dataset}_{encoder}_{mode}_{noise_policy}")
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in f"{dataset}_{encoder}_{mode}_{noise_policy}")
     return paths.processed_dir() / f"{safe}.parquet"
 
 
@@ -238,9 +238,10 @@ def _check_ids(sample_ids, n: int) -> list[str]:
 
 
 def _say(progress: bool, message: str) -> None:
-    logger.info(message)
     if progress:
         print(f"[deq analyze] {message}", file=sys.stderr, flush=True)
+    else:
+        logger.debug(message)
 
 
 # ------------------------------------------------------------------------------------- analyze
@@ -315,7 +316,7 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     vectors = check_embeddings(vectors, name="embeddings")
     ids = _check_ids(ids if ids is not None else (sample_ids if sample_ids is not None
                                                   else [str(i) for i in range(len(vectors))]), len(vectors))
-    embedding_key = _hash("embeddings", ids, vectors.astype(np.float64, copy=False))
+    embedding_key = _hash("embeddings", ids, vectors)
     timings["embed"] = time.perf_counter() - started
     dataset = dataset or embed_info["dataset"]
 

@@ -60,9 +60,14 @@ PLACEMENTS = ("transform", "neighbors")
 
 
 def check_embeddings(X, name: str = "X") -> np.ndarray:
-    """Validate an embedding matrix: 2-D, non-empty, numeric, finite. Returns float64."""
+    """Validate an embedding matrix: 2-D, non-empty, numeric, finite.
+
+    float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
+    """
     try:
-        array = np.asarray(X, dtype=np.float64)
+        array = np.asarray(X)
+        if array.dtype not in (np.float32, np.float64):
+            array = array.astype(np.float64)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be a numeric array (samples x features): {exc}") from exc
     if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
@@ -118,7 +123,7 @@ class OpenTSNEReducer(BaseEstimator):
     theta : float, optional
         Barnes-Hut accuracy (0.5 exact-ish, larger faster).
     learning_rate : float or 'auto', default='auto'
-        openTSNE's ``'auto'`` is ``max(N / 12, 200)``.
+        openTSNE's ``'auto'`` is ``N / exaggeration``: N/12 while exaggerated, then N.
     pca_components : int or None, default=50
         PCA pre-reduction before the affinities (skipped when the input has fewer dims).
     sample_threshold : int, default=250_000
@@ -308,7 +313,7 @@ class SklearnTSNEReducer(BaseEstimator):
         from sklearn.manifold import TSNE
 
         params = self.resolved_params()
-        X = check_embeddings(X)
+        X = check_embeddings(X).astype(np.float64, copy=False)  # the official code casts to float64
         if X.shape[0] <= params["perplexity"]:
             raise ValueError(
                 f"scikit-learn's t-SNE needs more samples than the perplexity ({params['perplexity']:g}), "

@@ -142,8 +142,8 @@ def test_degenerate_and_bad_input(data, tmp_path):
 
 
 def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
-    X, ids, _ = data
-    np.savez(tmp_path / "emb.npz", vectors=X, sample_ids=np.array(ids))
+    X, ids, meta = data
+    np.savez(tmp_path / "emb.npz", vectors=X, sample_ids=np.array(ids), label=meta["label"].to_numpy())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateClusteringWarning)
         code = main(["analyze", "--embeddings", str(tmp_path / "emb.npz"), "--eps", "1.5", "--eps-scale", "knn",
@@ -152,6 +152,7 @@ def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "clusters" in out and "likelihood quantiles" in out and "time per stage" in out
+    assert "alignment with 'label': NMI" in out  # extra arrays of the file become metadata
     bank = read_bank(tmp_path / "bank.parquet")
     official = import_official_pickle(tmp_path / "bank.pkl")
     assert len(bank) == len(official) == 300
@@ -233,3 +234,20 @@ def test_from_images_through_the_encoder(tmp_path):
     assert result.samples["location"].iloc[0] == "mem://digit000" and "digit" in result.samples.columns
     digit = result.alignment.set_index("attribute").loc["digit"]
     assert digit["nmi"] > 0.3  # even 4x4 pooled digits cluster partly by class
+
+
+def test_noise_policies_change_only_the_noise_samples(data, tmp_path):
+    clusterer = DBSCANClusterer(eps=1.0, min_samples=10, eps_scale="knn")  # leaves some noise
+    singleton = run(data, tmp_path, clusterer=clusterer)
+    nearest = run(data, tmp_path, clusterer=clusterer, noise_policy="nearest")
+    official = run(data, tmp_path, clusterer=clusterer, noise_policy="as_cluster")
+    noise = singleton.samples["is_noise"].to_numpy()
+    assert 0 < noise.sum() < 150
+    assert (singleton.samples.loc[noise, "cluster_size"] == 1).all()
+    assert (official.samples.loc[noise, "cluster_size"] == noise.sum()).all()
+    assert (nearest.samples["cluster_id"] >= 0).all() and (nearest.samples["raw_cluster_id"] == -1).sum() == noise.sum()
+    # clustered samples keep their cluster under every policy; only the largest size may move
+    for other in (nearest, official):
+        np.testing.assert_array_equal(other.samples.loc[~noise, "raw_cluster_id"],
+                                      singleton.samples.loc[~noise, "raw_cluster_id"])
+    assert nearest.params["cached"]["reduce"] and nearest.params["cached"]["cluster"]  # same t-SNE, same DBSCAN

@@ -27,7 +27,8 @@ def register(subparsers) -> None:
     data.add_argument("--split", default=None, help="split, e.g. train / val")
     data.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
     data.add_argument("--embeddings", default=None, metavar="FILE.npz",
-                      help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids'")
+                      help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids' "
+                           "(other 1-D arrays of the same length, e.g. 'labels', become metadata columns)")
     data.add_argument("--encoder", default=DEFAULT_ENCODER,
                       help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
     data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
@@ -97,7 +98,9 @@ def build_stages(args: argparse.Namespace):
 
 
 def _load_embeddings(path: str):
+    """Vectors, sample ids and a metadata frame (other 1-D arrays of the file, or None)."""
     import numpy as np
+    import pandas as pd
 
     file = Path(path)
     if not file.is_file():
@@ -106,26 +109,35 @@ def _load_embeddings(path: str):
         missing = {"vectors", "sample_ids"} - set(data.files)
         if missing:
             raise ValueError(f"{file} must hold arrays 'vectors' and 'sample_ids'; missing {sorted(missing)}")
-        return data["vectors"], [str(s) for s in data["sample_ids"]]
+        ids = [str(s) for s in data["sample_ids"]]
+        extra = {k: data[k] for k in data.files
+                 if k not in ("vectors", "sample_ids") and data[k].ndim == 1 and len(data[k]) == len(ids)}
+        return data["vectors"], ids, (pd.DataFrame({"sample_id": ids, **extra}) if extra else None)
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from deqlib.pipeline import analyze, default_bank_path
+
+    if not args.verbose:  # openTSNE logs every phase at INFO; our progress lines say enough
+        logging.getLogger("openTSNE").setLevel(logging.WARNING)
 
     reducer, clusterer = build_stages(args)
     common = dict(reducer=reducer, clusterer=clusterer, noise_policy=args.noise_policy, eta=args.eta,
                   gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir, mode=args.mode, preset=args.preset,
                   cache=not args.no_cache, progress=not args.no_progress)
     if args.embeddings:
-        vectors, ids = _load_embeddings(args.embeddings)
-        result = analyze(embeddings=vectors, sample_ids=ids, dataset=Path(args.embeddings).stem, **common)
+        vectors, ids, metadata = _load_embeddings(args.embeddings)
+        result = analyze(embeddings=vectors, sample_ids=ids, metadata=metadata, dataset=Path(args.embeddings).stem,
+                         **common)
         encoder_name = "precomputed"
     else:
         from deqlib.commands.embed import FirstImages
         from deqlib.embed import get_encoder
         from deqlib.sources import open_source
 
-        source = open_source(args.source, root=args.root, split=args.split)
+        source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
         if args.max_images is not None:
             if args.max_images < 1:
                 raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
