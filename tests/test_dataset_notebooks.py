@@ -11,7 +11,7 @@ pytestmark = pytest.mark.notebook
 
 CASES = {
     "02_kitti": (lambda root: make_kitti_tree(root, n_images=30), {"split": "trainval"}, "kitti"),
-    "03_nuscenes": (lambda root: make_nuscenes_tree(root, n_scenes=2, samples_per_scene=15),
+    "03_nuscenes": (lambda root: make_nuscenes_tree(root, scenes=("scene-0061", "scene-0103"), samples_per_scene=15),
                     {"split": None, "source_options": {"version": "v1.0-mini"}}, "nuscenes"),
     "04_waymo": (lambda root: make_waymo_folder_tree(root, n_images=30), {}, "waymo"),
     "05_bdd100k": (lambda root: make_bdd100k_tree(root, n_images=30), {}, "bdd100k"),
