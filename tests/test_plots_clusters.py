@@ -63,6 +63,12 @@ def test_gallery_picks_rarest_and_commonest_clusters():
         gallery_clusters(samples, "middle")
 
 
+def test_gallery_of_an_all_noise_clustering_says_so():
+    samples = _samples().assign(cluster_id=-1, cluster_size=1)
+    figure = cluster_gallery(samples, Gray(), "rarest")
+    assert "all 15 samples are noise" in figure.axes[0].texts[0].get_text()
+
+
 def test_weight_histogram_counts_every_sample_and_png_records_parameters(tmp_path):
     figure = weight_distribution(_samples(), 1.0, 5.0)
     assert sum(p.get_height() for p in figure.axes[0].patches) == 15

@@ -189,8 +189,12 @@ def cluster_gallery(samples: pd.DataFrame, source, which: str = "rarest", n_clus
 
     _check_samples(samples, ("sample_id", "cluster_id", "cluster_size", "likelihood"))
     clusters = gallery_clusters(samples, which, n_clusters)
-    if not clusters:
-        raise ValueError("no clusters to show: every sample is noise")
+    if not clusters:  # a degenerate clustering is reported in the figure, not raised mid-notebook
+        figure, axes = plt.subplots(figsize=(8, 1.5))
+        axes.axis("off")
+        axes.text(0.5, 0.5, f"No clusters to show: all {len(samples)} samples are noise (degenerate clustering;\n"
+                  "try a larger eps or a smaller min_samples / min_cluster_size).", ha="center", va="center")
+        return figure
     position = {sid: i for i, sid in enumerate(source.sample_ids)}
     rng = np.random.default_rng(seed)
     figure, grid = plt.subplots(len(clusters), per_cluster, figsize=(per_cluster * 1.2, len(clusters) * 1.45),
