@@ -259,7 +259,9 @@ class SubsetSource(ImageSource):
             raise IndexError(f"subset indices must lie in [0, {len(parent)})")
         if len(set(self.indices)) != len(self.indices):
             raise ValueError("subset indices must not repeat (sample ids must stay unique)")
-        self.name, self.root, self.split = parent.name, parent.root, parent.split
+        # getattr: any object with the source interface can be subset, not only ImageSource subclasses
+        self.name = getattr(parent, "name", type(parent).__name__)
+        self.root, self.split = getattr(parent, "root", None), getattr(parent, "split", None)
         ids = parent.sample_ids
         self._ids = [ids[i] for i in self.indices]
 

@@ -374,7 +374,10 @@ def test_deq_embed_command_prints_a_summary_and_caches(pngs, tmp_path, monkeypat
         return PngSource(Path(root))
 
     # The CLI's wiring, independent of deqlib.sources' own tests: a stand-in open_source.
-    monkeypatch.setitem(sys.modules, "deqlib.sources", types.SimpleNamespace(open_source=open_source))
+    from deqlib.sources import SubsetSource
+
+    monkeypatch.setitem(sys.modules, "deqlib.sources",
+                        types.SimpleNamespace(open_source=open_source, SubsetSource=SubsetSource))
     argv = ["embed", "--source", "folder", "--root", str(pngs), "--split", "train", "--max-images", "8",
             "--workers", "0", "--threads", "1", "--device", "cpu", "--output", str(tmp_path / "out"), "--no-progress",
             "--batch-size", "3"]

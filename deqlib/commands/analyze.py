@@ -133,15 +133,14 @@ def run(args: argparse.Namespace) -> int:
                          **common)
         encoder_name = "precomputed"
     else:
-        from deqlib.commands.embed import FirstImages
         from deqlib.embed import get_encoder
-        from deqlib.sources import open_source
+        from deqlib.sources import SubsetSource, open_source
 
         source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
         if args.max_images is not None:
             if args.max_images < 1:
                 raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
-            source = FirstImages(source, args.max_images)
+            source = SubsetSource(source, range(min(args.max_images, len(source))))
         encoder = get_encoder(args.encoder, weights=args.weights)
         embed_options = {"device": args.device}
         if args.batch_size:

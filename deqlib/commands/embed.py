@@ -9,33 +9,6 @@ from deqlib import paths
 DEFAULT_ENCODER = "efficientnet-lite0"
 
 
-class FirstImages:
-    """The first ``n`` samples of a source (``--max-images``), same name and root so that a
-    later full run reuses their cached vectors. Picklable like the source it wraps."""
-
-    def __init__(self, source, n: int):
-        self.source = source
-        self.n = min(int(n), len(source))
-        self.name = source.name
-        self.root = getattr(source, "root", None)
-        self.split = getattr(source, "split", None)
-        self.sample_ids = list(source.sample_ids)[: self.n]
-
-    def __len__(self) -> int:
-        return self.n
-
-    def load(self, index: int, draft=None):
-        if not 0 <= index < self.n:
-            raise IndexError(index)
-        return self.source.load(index, draft=draft)
-
-    def metadata(self):
-        return self.source.metadata().iloc[: self.n].reset_index(drop=True)
-
-    def fingerprint(self) -> str:
-        return f"{self.source.fingerprint()}:first{self.n}"
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "embed",
@@ -75,14 +48,14 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deqlib.embed import embed_source, get_encoder, init_distributed
-    from deqlib.sources import open_source
+    from deqlib.sources import SubsetSource, open_source
 
     distributed = init_distributed()
     source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
     if args.max_images is not None:
         if args.max_images < 1:
             raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
-        source = FirstImages(source, args.max_images)
+        source = SubsetSource(source, range(min(args.max_images, len(source))))  # first N: later full runs reuse their cache
     kwargs = {"preprocessing": args.preprocessing} if args.preprocessing else {}
     encoder = get_encoder(args.encoder, weights=args.weights, **kwargs)
     output = args.output or paths.interim_dir() / "embeddings"
