@@ -65,6 +65,7 @@ __all__ = [
     "EmbeddingResult",
     "RunSettings",
     "RUN_SETTINGS",
+    "CPU_FP32_SETTINGS",
     "run_settings",
     "resolve_device",
     "resolve_precision",
@@ -101,13 +102,15 @@ class RunSettings:
     cpu_bf16: bool = True  # precision="auto" on a bf16-native CPU: autocast to bf16 (conv nets gain)
 
 
-#: Measured defaults (benchmarks/embedding/README.md; 2-core CPU with AMX bf16, shared machine).
-#: CPU: EfficientNet-Lite0 is cheap enough that decoding matters: one decode worker per spare
-#: core, the model on the remaining core(s), small batches (4: 82 img/s on 1242x375 PNGs and
-#: 93 on 1600x900 JPEGs vs 46-80 with two model threads or batch 16). ResNet101@384 is
-#: compute-bound: one decode worker, torch's default threads, batch 4 with bf16 (13.8 img/s vs
-#: 10.9 at batch 1). CLIP ViT-B/32 prefers batch 32 (22 img/s vs 15 at batch 1, ENVIRONMENT.md)
-#: and float32 (bf16 autocast made it slower here). ``-1`` workers/threads are resolved from the
+#: Measured defaults (benchmarks/embedding/README.md; 2-core AMD EPYC with AVX512-BF16,
+#: 2026-11-25). On a CPU the engine's default precision is bf16 where the CPU has it natively
+#: (see :func:`resolve_precision`), and the settings below are for that case.
+#: EfficientNet-Lite0 is cheap enough that decoding matters: one decode worker per spare core,
+#: the model on the remaining core, batch 4 (bf16: 196 img/s for the model alone on one
+#: thread against 159 at batch 8; 93 img/s from 1242x375 PNGs, 174 from 1600x900 JPEGs).
+#: ResNet101@384 is compute-bound: one decode worker, torch's default threads, batch 4 with
+#: bf16. CLIP ViT-B/32 prefers batch 32 (22 img/s vs 15 at batch 1, ENVIRONMENT.md) and
+#: float32 (bf16 autocast made it slower here). ``-1`` workers/threads are resolved from the
 #: machine's core count by :func:`run_settings`; ``None`` threads leaves torch's default.
 RUN_SETTINGS: dict[tuple[str, str], RunSettings] = {
     ("cpu", "efficientnet"): RunSettings(batch_size=4, num_workers=-1, torch_threads=-1, channels_last=True),
@@ -123,6 +126,14 @@ RUN_SETTINGS: dict[tuple[str, str], RunSettings] = {
     ("cuda", "convnet"): RunSettings(batch_size=128, num_workers=-1, channels_last=True),
 }
 
+#: CPU settings when the model runs in float32 (``precision="fp32"``, or a CPU without native
+#: bf16), where they differ from the table above. ResNet101@384 in float32 is so compute-bound
+#: that batching and a decode worker cost more than they give: batch 1 with decoding in the
+#: main process measured 7.8 img/s against 6.6 at batch 4 with a worker (naive loop 7.0).
+CPU_FP32_SETTINGS: dict[str, RunSettings] = {
+    "resnet": RunSettings(batch_size=1, num_workers=0, torch_threads=None, channels_last=True),
+}
+
 
 def _cpu_count() -> int:
     try:
@@ -132,11 +143,19 @@ def _cpu_count() -> int:
 
 
 def run_settings(device: torch.device | str, encoder: Encoder, batch_size: int | None = None,
-                 num_workers: int | None = None, num_threads: int | None = None) -> RunSettings:
-    """The table's settings for ``(device type, encoder family)``, with user overrides applied."""
+                 num_workers: int | None = None, num_threads: int | None = None,
+                 precision: str = "auto") -> RunSettings:
+    """The table's settings for ``(device type, encoder family)``, with user overrides applied.
+
+    ``precision`` is the requested compute precision: on a CPU where it resolves to float32,
+    :data:`CPU_FP32_SETTINGS` replaces the (bf16-tuned) table entry for the family.
+    """
     device = torch.device(device)
     kind = "cuda" if device.type == "cuda" else "cpu"
     table = RUN_SETTINGS.get((kind, encoder.family)) or RUN_SETTINGS[(kind, "convnet")]
+    if kind == "cpu" and encoder.family in CPU_FP32_SETTINGS \
+            and resolve_precision(device, precision, table.cpu_bf16) == "fp32":
+        table = CPU_FP32_SETTINGS[encoder.family]
     cores = _cpu_count()
     workers = table.num_workers
     if workers < 0:  # CPU: one decoder per core but one (the model needs one); GPU: up to 8
@@ -486,7 +505,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
     if world_size > 1 and cache_dir is None:
         raise ValueError("under torch.distributed, pass cache_dir: the ranks merge their vectors through it")
     device = resolve_device(device, local_rank)
-    settings = run_settings(device, encoder, batch_size, num_workers, num_threads)
+    settings = run_settings(device, encoder, batch_size, num_workers, num_threads, precision)
     precision = resolve_precision(device, precision, settings.cpu_bf16)
     encoder_key = cache_key(encoder, precision)
     folder = cache_folder(cache_dir, source, encoder, precision) if cache_dir is not None else None

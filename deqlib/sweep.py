@@ -152,8 +152,10 @@ def weight_sweep(likelihood_counts: Mapping[str, int] | pd.Series, etas: Sequenc
     for eta, gamma in itertools.product(etas, gammas):
         weights = gfl_weight(values, eta, gamma)
         mean = float((weights * counts).sum() / counts.sum())
+        # eta = 0 gives the largest cluster weight 0: the ratio is then infinite, on purpose
+        ratio = float(weights.max() / weights.min()) if weights.min() > 0 else float("inf")
         rows.append({"eta": eta, "gamma": gamma, "weight_min": weights.min(), "weight_mean": mean,
-                     "weight_max": weights.max(), "weight_ratio_max_min": weights.max() / weights.min(),
+                     "weight_max": weights.max(), "weight_ratio_max_min": ratio,
                      "weight_std": float(np.sqrt((counts * (weights - mean) ** 2).sum() / counts.sum()))})
     return pd.DataFrame(rows)
 

@@ -58,7 +58,7 @@ class BankLookup:
         self.eta, self.gamma, self.default_likelihood = float(eta), float(gamma), default_likelihood
         table = self.bank.table
         self._index = {sid: i for i, sid in enumerate(table["sample_id"])}
-        self._likelihood = torch.as_tensor(table["likelihood"].to_numpy(), dtype=torch.float32)
+        self._likelihood = torch.tensor(table["likelihood"].to_numpy(dtype=np.float32))  # a copy: Parquet arrays are read-only
 
     def likelihood(self, sample_ids: Sequence, device=None) -> torch.Tensor:
         """Scaled likelihoods of ``sample_ids`` as a float32 tensor on ``device``."""

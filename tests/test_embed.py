@@ -208,7 +208,15 @@ def test_resnet101_local_weights_file(tmp_path):
 
 def test_run_settings_follow_the_table_and_user_overrides(lite0):
     resnet = E.get_encoder("resnet101", weights="random")
-    assert E.run_settings("cpu", resnet).num_workers == 1
+    bf16 = E.run_settings("cpu", resnet, precision="bf16")
+    assert (bf16.batch_size, bf16.num_workers) == (4, 1)
+    # float32 ResNet101 on a CPU is compute-bound: its own measured entry (batch 1, no worker)
+    fp32 = E.run_settings("cpu", resnet, precision="fp32")
+    assert (fp32.batch_size, fp32.num_workers) == (1, 0)
+    expected = bf16 if E.cpu_has_native_bf16() else fp32  # "auto" follows what the CPU can do
+    assert E.run_settings("cpu", resnet) == expected
+    assert E.run_settings("cpu", resnet, precision="fp32", num_workers=2).num_workers == 2  # user wins
+    assert E.run_settings("cuda", resnet, precision="fp32").batch_size == 128  # the fp32 table is CPU-only
     clip = E.run_settings("cpu", E.get_encoder("clip:ViT-B-32:none"))
     assert (clip.batch_size, clip.cpu_bf16, clip.channels_last) == (32, False, False)
     assert E.run_settings("cuda", lite0).batch_size == 256

@@ -46,6 +46,8 @@ def test_weight_sweep_from_likelihood_counts():
     assert table.loc[1.0, "weight_min"] == pytest.approx(0.5)
     assert table.loc[1.0, "weight_mean"] == pytest.approx((2 * (1 + 0.75 ** 2) / 2 + 6 * 0.5) / 8)
     assert table.loc[0.0, "weight_min"] == 0.0
+    assert table.loc[0.0, "weight_ratio_max_min"] == float("inf")  # eta = 0 zeroes the largest cluster
+    assert table.loc[1.0, "weight_ratio_max_min"] == pytest.approx((1 + 0.75 ** 2) / 2 / 0.5)
 
 
 def _tiny_notebook(path):

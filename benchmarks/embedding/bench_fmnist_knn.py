@@ -73,30 +73,42 @@ def loo_1nn_accuracy(X: np.ndarray, y: np.ndarray, metric: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"],
+                        help="engine compute precisions to compare (auto: bf16 on CPUs with native bf16)")
     args = parser.parse_args()
     images, labels = read_idx(args.n)
     source = ArraySource(images, labels)
-    before = uptime()
-    start = time.perf_counter()
-    result = embed_source(source, get_encoder("efficientnet-lite0"), device="cpu", progress=False)
-    seconds = time.perf_counter() - start
-    assert result.sample_ids == source.sample_ids
     pixels = images.reshape(len(images), -1).astype(np.float32) / 255.0
     row = {
         "n_images": len(images),
-        "embedding_dim": int(result.vectors.shape[1]),
-        "accuracy_lite0_cosine": loo_1nn_accuracy(result.vectors, labels, "cosine"),
-        "accuracy_lite0_euclidean": loo_1nn_accuracy(result.vectors, labels, "euclidean"),
         "accuracy_pixels_euclidean": loo_1nn_accuracy(pixels, labels, "euclidean"),
         "accuracy_pixels_cosine": loo_1nn_accuracy(pixels, labels, "cosine"),
         "chance": float(np.bincount(labels).max() / len(labels)),
-        "embed_seconds": round(seconds, 1),
-        "embed_img_s": round(result.stats["images_per_s"], 1),
-        "precision": result.stats["precision"],
-        "uptime_before": before,
-        "uptime_after": uptime(),
-        "load_after": load_average(),
+        "uptime_before": uptime(),
+        "by_precision": {},
     }
+    vectors = {}
+    for precision in args.precisions:
+        start = time.perf_counter()
+        result = embed_source(source, get_encoder("efficientnet-lite0"), device="cpu", progress=False,
+                              precision=precision)
+        seconds = time.perf_counter() - start
+        assert result.sample_ids == source.sample_ids
+        resolved = result.stats["precision"]
+        vectors[resolved] = result.vectors
+        row["embedding_dim"] = int(result.vectors.shape[1])
+        row["by_precision"][resolved] = {
+            "accuracy_lite0_cosine": loo_1nn_accuracy(result.vectors, labels, "cosine"),
+            "accuracy_lite0_euclidean": loo_1nn_accuracy(result.vectors, labels, "euclidean"),
+            "embed_seconds": round(seconds, 1),
+            "embed_img_s": round(result.stats["images_per_s"], 1),
+        }
+    if {"fp32", "bf16"} <= set(vectors):
+        a, b = vectors["fp32"], vectors["bf16"]
+        cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        row["bf16_vs_fp32_cosine_mean"] = round(float(cos.mean()), 5)
+        row["bf16_vs_fp32_cosine_min"] = round(float(cos.min()), 5)
+    row.update(uptime_after=uptime(), load_after=load_average())
     print(row)
     print(f"wrote {save_result('fmnist-knn', {'machine': machine(), 'args': vars(args), 'result': row})}")
 

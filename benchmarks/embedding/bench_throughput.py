@@ -12,8 +12,14 @@ For JPEGs the engine runs twice: its default ``fast`` preprocessing (PIL draft m
 reported. The naive and reference-engine vectors are compared as well (same preprocessing
 arithmetic, so they should agree to float rounding).
 
-ResNet101 uses RANDOM weights (``weights='random'``): torchvision's hub is unreachable
-offline; speed does not depend on the weights' values.
+ResNet101 and CLIP ViT-B/32 use RANDOM weights (``weights='random'``): their hubs are
+unreachable offline; speed does not depend on the weights' values. For CLIP the naive loop uses
+open_clip's own preprocessing (shortest-side bicubic resize + centre crop), not a squash.
+
+Each (encoder, files) pair is measured ``--repeats`` times, naive and engine alternating, and the
+medians are reported (single runs on a shared 2-core machine vary by +-20%). The engine's
+default CPU precision is bf16 autocast on CPUs with native bf16 (see
+``deqlib.embed.resolve_precision``); ``engine_vs_naive_cosine_min`` shows what that costs.
 
     .venv/bin/python benchmarks/embedding/make_images.py --out build/bench-images --n 200
     .venv/bin/python benchmarks/embedding/bench_throughput.py --images build/bench-images
@@ -39,12 +45,17 @@ from deqlib.embed import embed_source, get_encoder  # noqa: E402
 ENCODER_ARGS = {
     "efficientnet-lite0": {},
     "resnet101": {"weights": "random"},
+    "clip:ViT-B-32": {"weights": "random"},
 }
 
 
 def naive_loop(files: list[Path], encoder) -> tuple[float, np.ndarray]:
     height, width = encoder.image_size
-    transform = T.Compose([T.Resize((height, width)), T.ToTensor(), T.Normalize(encoder.mean, encoder.std)])
+    if encoder.resize_mode == "squash":
+        resize = [T.Resize((height, width))]
+    else:  # open_clip's preprocessing
+        resize = [T.Resize(min(height, width), interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop((height, width))]
+    transform = T.Compose([*resize, T.ToTensor(), T.Normalize(encoder.mean, encoder.std)])
     backbone = encoder.build("cpu").backbone.eval()  # same weights, plain NCHW eager model
     with torch.no_grad():  # warm-up (first-call allocations), not timed
         backbone(transform(Image.open(files[0]).convert("RGB"))[None])
@@ -58,9 +69,9 @@ def naive_loop(files: list[Path], encoder) -> tuple[float, np.ndarray]:
     return len(files) / seconds, np.concatenate(vectors)
 
 
-def engine(source, encoder, batch_size=None, num_workers=None) -> tuple[float, np.ndarray, dict]:
+def engine(source, encoder, batch_size=None, num_workers=None, precision="auto") -> tuple[float, np.ndarray, dict]:
     result = embed_source(source, encoder, device="cpu", progress=False, batch_size=batch_size,
-                          num_workers=num_workers)
+                          num_workers=num_workers, precision=precision)
     assert len(result.failures) == 0
     return result.stats["images_per_s"], result.vectors, result.stats
 
@@ -75,15 +86,18 @@ def main() -> None:
     parser.add_argument("--encoders", nargs="+", default=list(ENCODER_ARGS))
     parser.add_argument("--kinds", nargs="+", default=["kitti-png", "nuscenes-jpg"])
     parser.add_argument("--n", type=int, default=200, help="images per EfficientNet-Lite0 run")
-    parser.add_argument("--n-resnet", type=int, default=40, help="images per ResNet101 run (slow on a CPU)")
+    parser.add_argument("--n-slow", type=int, default=40, help="images per ResNet101 / CLIP run (slow on a CPU)")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating naive/engine runs; medians reported")
     parser.add_argument("--batch-size", type=int, default=None, help="override the engine's table")
     parser.add_argument("--workers", type=int, default=None, help="override the engine's table")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the engine's compute precision (auto: bf16 on CPUs with native bf16)")
     parser.add_argument("--tag", default="throughput")
     args = parser.parse_args()
 
     rows = []
     for encoder_name in args.encoders:
-        n = args.n_resnet if encoder_name == "resnet101" else args.n
+        n = args.n if encoder_name == "efficientnet-lite0" else args.n_slow
         for kind in args.kinds:
             source, source_impl = open_folder(args.images / kind, limit=n)
             files = [Path(p) for p in source.metadata()["location"]]
@@ -93,14 +107,20 @@ def main() -> None:
             row = {"encoder": encoder_name, "kind": kind, "n_images": len(files),
                    "default_preprocessing": default.preprocessing, "source_impl": source_impl,
                    "load_before": load_average(), "uptime_before": uptime()}
-            naive_ips, naive_vectors = naive_loop(files, default)
-            engine_ips, engine_vectors, stats = engine(source, default, args.batch_size, args.workers)
+            naive_runs, engine_runs = [], []
+            for _ in range(args.repeats):
+                naive_ips, naive_vectors = naive_loop(files, default)
+                engine_ips, engine_vectors, stats = engine(source, default, args.batch_size, args.workers, args.precision)
+                naive_runs.append(round(naive_ips, 1))
+                engine_runs.append(round(engine_ips, 1))
+            naive_ips, engine_ips = float(np.median(naive_runs)), float(np.median(engine_runs))
             row.update(naive_img_s=round(naive_ips, 1), engine_img_s=round(engine_ips, 1),
+                       naive_runs=naive_runs, engine_runs=engine_runs, precision=stats.get("precision"),
                        ratio=round(engine_ips / naive_ips, 2), batch_size=stats["batch_size"],
                        num_workers=stats["num_workers"], torch_threads=stats["torch_threads"],
                        channels_last=stats["channels_last"])
             if default.preprocessing == "fast" and kind.endswith("jpg"):
-                ref_ips, ref_vectors, _ = engine(source, reference, args.batch_size, args.workers)
+                ref_ips, ref_vectors, _ = engine(source, reference, args.batch_size, args.workers, args.precision)
                 sims = cosine(engine_vectors, ref_vectors)
                 row.update(engine_reference_img_s=round(ref_ips, 1),
                            draft_vs_full_cosine_mean=round(float(sims.mean()), 5),

@@ -1,4 +1,4 @@
-"""Shared helpers for the embedding benchmarks: machine facts, load average, a file source."""
+"""Shared helpers for the embedding benchmarks: machine facts, load average, a folder source."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-import pandas as pd
 import torch
-from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -48,47 +46,14 @@ def machine() -> dict:
     }
 
 
-class FileSource:
-    """Minimal ImageSource over the files of one folder (used when deqlib.sources is absent)."""
-
-    name = "bench-files"
-    split = None
-
-    def __init__(self, root: Path):
-        self.root = Path(root)
-        self.files = sorted(p for p in self.root.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-        self.sample_ids = [p.stem for p in self.files]
-
-    def __len__(self):
-        return len(self.files)
-
-    def load(self, index, draft=None):
-        with Image.open(self.files[index]) as image:
-            if draft is not None and image.format == "JPEG":
-                image.draft("RGB", draft)
-            return image.convert("RGB")
-
-    def metadata(self):
-        return pd.DataFrame({"sample_id": self.sample_ids, "location": [str(p) for p in self.files]})
-
-    def fingerprint(self):
-        return str(len(self.files))
-
-
 def open_folder(root: Path, limit: int | None = None):
-    """deqlib.sources' folder source when it exists, else :class:`FileSource`; first ``limit`` files."""
-    try:
-        from deqlib.sources import open_source
+    """deqlib's folder source over ``root``, restricted to its first ``limit`` files."""
+    from deqlib.sources import SubsetSource, open_source
 
-        source = open_source("folder", root=root)
-        kind = "deqlib.sources.folder"
-    except ImportError:
-        source, kind = FileSource(root), "benchmarks FileSource"
+    source = open_source("folder", root=root)
     if limit is not None and limit < len(source):
-        from deqlib.commands.embed import FirstImages
-
-        source = FirstImages(source, limit)
-    return source, kind
+        source = SubsetSource(source, range(limit))
+    return source, "deqlib.sources.folder"
 
 
 def save_result(name: str, payload: dict) -> Path:
