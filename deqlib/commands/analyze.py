@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from deqlib.commands import DefaultsHelpFormatter
+
 DEFAULT_ENCODER = "efficientnet-lite0"
 
 
@@ -18,7 +20,7 @@ def register(subparsers) -> None:
             "is cached: re-running with another eps reuses the t-SNE. --mode reference reproduces "
             "the official analysis (scikit-learn TSNE, DBSCAN on the raw eps, noise as one cluster)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     data = parser.add_argument_group("input")
     data.add_argument("--source", default="fashion-mnist",

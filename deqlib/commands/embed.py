@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from deqlib import paths
+from deqlib.commands import DefaultsHelpFormatter
 
 DEFAULT_ENCODER = "efficientnet-lite0"
 
@@ -18,7 +19,7 @@ def register(subparsers) -> None:
             "(an interrupted run resumes; added images embed only the new ones). Runs under "
             "`torchrun --nproc_per_node N` too: each rank embeds a share, rank 0 checks the merge."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--source", default="fashion-mnist",
                         help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
