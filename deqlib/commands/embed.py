@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from deqlib import paths
-from deqlib.commands import DefaultsHelpFormatter
-
-DEFAULT_ENCODER = "efficientnet-lite0"
+from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter
 
 
 def register(subparsers) -> None:
