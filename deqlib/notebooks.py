@@ -260,6 +260,9 @@ def execute_notebook(name_or_path: str | os.PathLike, parameters: Mapping[str, A
         papermill.execute_notebook(
             str(notebook), str(scratch), parameters=parameters, kernel_name=kernel, language="python",
             cwd=str(notebook.parent), progress_bar=progress, log_output=False, execution_timeout=timeout,
+            # The kernel's own log (not cell output) otherwise prints a warning about its
+            # localhost TCP transport into every notebook that runs another notebook (06).
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],
         )
     except papermill.PapermillExecutionError as exc:
         failure = exc

@@ -136,6 +136,24 @@ def test_a_failing_cell_raises_with_the_cell_and_the_copy(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["broken.ipynb"]  # no scratch files left
 
 
+def test_a_notebook_that_runs_a_notebook_shows_only_cell_output(tmp_path, monkeypatch):
+    """06 drives other notebooks: their kernels' start-up log must not leak into its outputs."""
+    # ipykernel stops forwarding its process's stderr into cell outputs under pytest; undo
+    # that so the kernel behaves as in the main job.
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    inner = _write_notebook(tmp_path / "inner.ipynb", "value = 1", "print('inner ran', value)")
+    outer = _write_notebook(
+        tmp_path / "outer.ipynb", "inner = None",
+        "from deqlib.notebooks import execute_notebook\n"
+        f"print('executed', execute_notebook(inner, output_dir={str(tmp_path / 'inner-out')!r}).name)")
+    executed = notebooks.execute_notebook(outer, parameters={"inner": inner}, output_dir=tmp_path / "out")
+    texts = ["".join(output.get("text", "")) for cell in nbformat.read(executed, as_version=4).cells
+             for output in cell.get("outputs", [])]
+    assert texts == ["executed inner.ipynb\n"]
+    inner_nb = nbformat.read(tmp_path / "inner-out" / "inner.ipynb", as_version=4)
+    assert inner_nb.cells[-1].outputs[0]["text"] == "inner ran 1\n"
+
+
 def test_missing_or_stale_figures_fail_the_main_job(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)
