@@ -6,8 +6,10 @@
 * **fast on a GPU, sane on a CPU**: a DataLoader whose worker processes decode and resize
   (they ship ``uint8`` tensors; normalisation happens on the device), pinned memory and
   non-blocking copies, ``torch.inference_mode``, autocast (bf16 where supported, else fp16)
-  and channels_last on CUDA; bf16 autocast on CPUs with native bf16 (AMX / AVX512-BF16). Batch size, decode workers and CPU threads come from
-  :data:`RUN_SETTINGS` (measured per device and model family; user arguments win).
+  and channels_last on CUDA; bf16 autocast on CPUs with native bf16 (AMX / AVX512-BF16).
+  Batch size, decode workers and CPU threads come from :data:`RUN_SETTINGS` (measured per
+  device and model family, with :data:`CPU_FP32_SETTINGS` for float32 CPU runs; user
+  arguments win). Measured throughput: ``benchmarks/embedding/README.md``.
 * **never silently short**: an image that cannot be decoded is skipped, logged, listed in
   ``failures.csv`` and counted; ``len(result.sample_ids) + len(result.failures) == len(source)``.
 * **resumable cache**: vectors are written in shards (``.npz`` with ``sample_ids`` and
