@@ -215,7 +215,8 @@ def _embeddings_from_source(source, encoder, embed_options, progress):
     result = embed_source(source, encoder, progress=progress, **options)
     metadata = source.metadata()
     info = {"dataset": getattr(source, "name", type(source).__name__), "encoder": encoder.name,
-            "encoder_key": result.stats.get("encoder"), "n_failed": int(len(result.failures)),
+            "encoder_key": result.stats.get("encoder"), "precision": result.stats.get("precision"),
+            "n_failed": int(len(result.failures)),
             "source_fingerprint": source.fingerprint() if hasattr(source, "fingerprint") else None}
     if len(result.failures):
         warnings.warn(f"{len(result.failures)} images could not be embedded and are left out of the bank "

@@ -163,6 +163,21 @@ def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
     assert main(["analyze", "--embeddings", str(tmp_path / "missing.npz")]) == 2
 
 
+def test_cli_from_fashion_mnist_images_records_the_embedding_precision(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
+    bank_path = tmp_path / "bank.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateClusteringWarning)
+        code = main(["analyze", "--source", "fashion-mnist", "--max-images", "150", "--precision", "fp32",
+                     "--device", "cpu", "--perplexity", "10", "--output", str(bank_path), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    bank = read_bank(bank_path)
+    assert len(bank) == 150 and bank.metadata["embedding"]["precision"] == "fp32"
+    assert bank.metadata["embedding"]["encoder"] == "efficientnet-lite0"
+    cached = list((tmp_path / "data" / "interim" / "embeddings").glob("fashion-mnist-*/*"))
+    assert len(cached) == 1  # real vectors were embedded and cached under DEQ_DATA_DIR
+
+
 class DigitImages:
     """A tiny image source (the deqlib.sources contract) of sklearn's digits, one image unreadable."""
 

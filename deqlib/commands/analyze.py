@@ -34,6 +34,9 @@ def register(subparsers) -> None:
     data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
+    data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                      help="embedding compute precision (auto: bf16 on CUDA and on CPUs with native bf16; "
+                           "fp32 gives the least hardware-dependent vectors)")
 
     stages = parser.add_argument_group("analysis")
     stages.add_argument("--mode", choices=("default", "reference"), default="default",
@@ -142,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
             source = SubsetSource(source, range(min(args.max_images, len(source))))
         encoder = get_encoder(args.encoder, weights=args.weights)
-        embed_options = {"device": args.device}
+        embed_options = {"device": args.device, "precision": args.precision}
         if args.batch_size:
             embed_options["batch_size"] = args.batch_size
         result = analyze(source=source, encoder=encoder, embed_options=embed_options, **common)
