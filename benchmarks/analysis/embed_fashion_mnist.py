@@ -10,7 +10,7 @@ embeds only the new images.
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import numpy as np
 from PIL import Image
@@ -58,4 +58,6 @@ def main(n: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 70_000)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("n", type=int, nargs="?", default=70_000, help="embed the first N images (train, then t10k)")
+    main(parser.parse_args().n)
