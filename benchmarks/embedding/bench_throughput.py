@@ -21,7 +21,7 @@ medians are reported (single runs on a shared 2-core machine vary by +-20%). The
 default CPU precision is bf16 autocast on CPUs with native bf16 (see
 ``deqlib.embed.resolve_precision``); ``engine_vs_naive_cosine_min`` shows what that costs.
 
-    .venv/bin/python benchmarks/embedding/make_images.py --out build/bench-images --n 200
+    .venv/bin/python benchmarks/embedding/make_images.py --out build/bench-images --n 600
     .venv/bin/python benchmarks/embedding/bench_throughput.py --images build/bench-images
 """
 
@@ -85,7 +85,7 @@ def main() -> None:
     parser.add_argument("--images", type=Path, default=Path("build/bench-images"))
     parser.add_argument("--encoders", nargs="+", default=list(ENCODER_ARGS))
     parser.add_argument("--kinds", nargs="+", default=["kitti-png", "nuscenes-jpg"])
-    parser.add_argument("--n", type=int, default=200, help="images per EfficientNet-Lite0 run")
+    parser.add_argument("--n", type=int, default=600, help="images per EfficientNet-Lite0 run")
     parser.add_argument("--n-slow", type=int, default=40, help="images per ResNet101 / CLIP run (slow on a CPU)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating naive/engine runs; medians reported")
     parser.add_argument("--batch-size", type=int, default=None, help="override the engine's table")

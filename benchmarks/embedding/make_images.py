@@ -6,7 +6,7 @@ of the photos (flipped half of the time, brightness jittered), resized to the ta
 Upscaled photos are smoother than real camera frames, so their PNGs decode somewhat faster
 than KITTI's; the JPEG decode cost depends on the pixel count and is realistic.
 
-    .venv/bin/python benchmarks/embedding/make_images.py --out build/bench-images --n 200
+    .venv/bin/python benchmarks/embedding/make_images.py --out build/bench-images --n 600
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def make(out: Path, n: int, seed: int = 0) -> dict[str, Path]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("build/bench-images"))
-    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--n", type=int, default=600)
     args = parser.parse_args()
     for kind, folder in make(args.out, args.n).items():
         files = sorted(folder.iterdir())
