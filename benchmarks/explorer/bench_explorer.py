@@ -6,6 +6,7 @@ the file, time from navigation until plotly has drawn the plot, and the time fro
 the thumbnail panel shows it. Usage: .venv/bin/python benchmarks/explorer/bench_explorer.py
 """
 
+import argparse
 import json
 import os
 import platform
@@ -21,6 +22,13 @@ from deqlib.plots.explorer import write_explorer
 from deqlib.sources import open_source
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
 
 
 def samples_for(source, n, seed=0):
@@ -67,10 +75,13 @@ def measure(path):
 
 
 def main():
-    source = open_source("fashion-mnist", split="train", max_images=10_000, seed=0)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, nargs="+", default=[1_000, 5_000, 10_000])
+    args = parser.parse_args()
+    source = open_source("fashion-mnist", split="train", max_images=max(args.points), seed=0)
     rows = []
     with tempfile.TemporaryDirectory() as folder:
-        for n in (1_000, 5_000, 10_000):
+        for n in args.points:
             path = Path(folder) / f"explorer_{n}.html"
             t0 = time.perf_counter()
             write_explorer(samples_for(source, n), source, path, max_points=None)
@@ -79,7 +90,7 @@ def main():
             rows.append({"points": n, "file_mb": round(path.stat().st_size / 1e6, 2), "write_s": round(written, 2),
                          "render_s": round(render, 2), "hover_to_thumbnail_s": None if hover is None else round(hover, 3)})
             print(rows[-1], flush=True)
-    record = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "cpu": platform.processor()},
+    record = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "cpu": _cpu_model()},
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average": os.getloadavg(),
               "browser": "Debian chromium, headless, software WebGL (swiftshader)", "rows": rows}
     RESULTS.mkdir(exist_ok=True)
