@@ -33,6 +33,7 @@ import torch
 from PIL import ImageOps
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
+from deqlib import paths
 from deqlib.cluster import HDBSCANClusterer
 from deqlib.embed import embed_source
 from deqlib.likelihood import NOISE_POLICIES, knn_density_likelihood, scaled_likelihood
@@ -226,8 +227,14 @@ def train_arm(arm: str, data: dict, signals: pd.DataFrame, config: ExperimentCon
 def run_experiment(config: ExperimentConfig | None = None, settings: Sequence[str] = SETTINGS,
                    arms: Sequence[str] | None = None, cache_dir=None, progress: bool = False) -> dict:
     """Run every arm x seed in every setting. Returns ``results`` (one row per run), ``ranking``
-    (signal quality per setting), ``signals_info`` and ``seconds``."""
+    (signal quality per setting), ``signals_info`` and ``seconds``.
+
+    ``cache_dir`` is the embedding cache; None uses the workbook's own
+    (``deqlib.paths.interim_dir() / "embeddings"``, shared with ``00_quickstart`` and
+    ``deq embed``), so a second run embeds nothing. Training always runs: it is the measurement."""
     config = config or ExperimentConfig()
+    if cache_dir is None:
+        cache_dir = paths.interim_dir() / "embeddings"
     arms = list(arms or ARMS)
     started = time.perf_counter()
     results, rankings, info = [], [], []

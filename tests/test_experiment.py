@@ -44,3 +44,25 @@ def test_summary_has_every_arm_with_mean_and_std(reduced):
     assert summary.arm.tolist() == ["CE", "CE x GFL(1, 5)", "CB", "sampler GFL(1, 5)"]
     assert {"accuracy_mean", "accuracy_std", "accuracy_rare_mean", "balanced_accuracy_mean"} <= set(summary.columns)
     assert summary.accuracy_mean.between(0.1, 1.0).all()  # better than chance (10 classes) for every arm
+
+
+def test_the_experiment_caches_embeddings_in_the_workbook_by_default(tmp_path, monkeypatch):
+    import deqlib.experiment as experiment
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(setting, config, cache_dir=None, progress=False, seed=0):
+        seen["cache_dir"] = cache_dir
+        raise Stop
+
+    monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(experiment, "prepare_setting", capture)
+    with pytest.raises(Stop):
+        run_experiment(ExperimentConfig(seeds=(0,)), settings=["long_tail"])
+    assert seen["cache_dir"] == tmp_path / "data" / "interim" / "embeddings"  # the quickstart's cache too
+    with pytest.raises(Stop):
+        run_experiment(ExperimentConfig(seeds=(0,)), settings=["long_tail"], cache_dir=tmp_path / "mine")
+    assert seen["cache_dir"] == tmp_path / "mine"
