@@ -15,9 +15,13 @@ import json
 import os
 import platform
 import resource
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_host.py
+from _host import cpu_model  # noqa: E402
 
 from deqlib import paths
 from deqlib._atomic import write_text_atomic
@@ -67,10 +71,7 @@ def load_embeddings(kind: str, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def machine() -> dict:
     """Machine, date and load at the time of the run (the cores are shared)."""
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor()
+    cpu = cpu_model()
     load = os.getloadavg()
     return {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "host": platform.node(),
             "cpu": cpu, "cores": len(os.sched_getaffinity(0)), "loadavg_1_5_15": [round(x, 2) for x in load],

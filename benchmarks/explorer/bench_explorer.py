@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -21,14 +22,10 @@ import pandas as pd
 from deqlib.plots.explorer import write_explorer
 from deqlib.sources import open_source
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_host.py
+from _host import cpu_model  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def samples_for(source, n, seed=0):
@@ -90,7 +87,7 @@ def main():
             rows.append({"points": n, "file_mb": round(path.stat().st_size / 1e6, 2), "write_s": round(written, 2),
                          "render_s": round(render, 2), "hover_to_thumbnail_s": None if hover is None else round(hover, 3)})
             print(rows[-1], flush=True)
-    record = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "cpu": _cpu_model()},
+    record = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "cpu": cpu_model()},
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average": os.getloadavg(),
               "browser": "Debian chromium, headless, software WebGL (swiftshader)", "rows": rows}
     RESULTS.mkdir(exist_ok=True)
