@@ -12,8 +12,13 @@ Two formats:
   :func:`import_official_pickle`): ``{sample_id: {'cluster_id', 'cluster_size',
   'largest_cluster_size'}}`` with ``str`` keys and plain ``int`` values, as the DD3D
   (``kitti_training_cluster_info.pkl``) and BEVFormer (``nuscenes_training_cluster_info.pkl``)
-  forks read it. Import uses a restricted unpickler that refuses every class and function,
-  so a hostile file raises :class:`UnsafePickleError` instead of running code.
+  forks read it. Import never runs Python's unpickler: :mod:`deqlib._safe_pickle` interprets
+  the opcodes itself and builds only dicts, lists, tuples, strings, numbers and numpy scalars
+  (rebuilt from validated bytes), with no shared containers and bounded nesting, so a hostile
+  file raises :class:`UnsafePickleError` (quickly, with a short message) instead of running
+  code, crashing or hanging. Samples the bank lacks (images that failed to decode) are never
+  left out of the export silently (``missing=``); the official Waymo pickle's integer keys are
+  mapped to file names with ``key_listing=`` (see docs/training.md).
 
 Both writers are atomic (temporary file, then rename): an interrupted write never leaves a
 truncated bank. Duplicate or missing sample ids are rejected on write and on read.
@@ -22,8 +27,8 @@ truncated bank. Duplicate or missing sample ids are rejected on write and on rea
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
+import os
 import pickle
 import platform
 from dataclasses import dataclass, field
@@ -35,6 +40,7 @@ import pandas as pd
 
 from deqlib import __version__
 from deqlib._atomic import atomic_path
+from deqlib._safe_pickle import SafePickleError, safe_load
 from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_LABEL, assign_noise
 
 __all__ = [
@@ -48,12 +54,16 @@ __all__ = [
     "read_bank",
     "export_official_pickle",
     "import_official_pickle",
+    "missing_sample_ids",
+    "MISSING_POLICIES",
 ]
 
 REQUIRED_COLUMNS = ("sample_id", "cluster_id", "cluster_size", "largest_cluster_size", "likelihood")
 COORDINATE_COLUMNS = ("x", "y", "z")
 METADATA_KEY = b"deqlib"
 OFFICIAL_FIELDS = ("cluster_id", "cluster_size", "largest_cluster_size")
+#: What :func:`export_official_pickle` does with training samples the bank lacks (docs/training.md).
+MISSING_POLICIES = ("error", "rarest", "median")
 
 #: File names and locations the official training forks expect (see docs/training.md).
 OFFICIAL_BANK_FILENAMES = {
@@ -96,10 +106,11 @@ class LikelihoodBank:
     def sample_ids(self) -> list[str]:
         return self.table["sample_id"].tolist()
 
-    def likelihood_of(self, sample_ids: Sequence[str]) -> np.ndarray:
-        """Scaled likelihoods for ``sample_ids``; raises ``KeyError`` naming unknown ids."""
+    def likelihood_of(self, sample_ids: Sequence[str] | str) -> np.ndarray:
+        """Scaled likelihoods for ``sample_ids`` (one id as a string gives an array of one);
+        raises ``KeyError`` naming unknown ids."""
         indexed = self.table.set_index("sample_id")["likelihood"]
-        wanted = [str(s) for s in sample_ids]
+        wanted = [sample_ids] if isinstance(sample_ids, str) else [str(s) for s in sample_ids]
         missing = [s for s in wanted if s not in indexed.index]
         if missing:
             raise KeyError(f"{len(missing)} sample id(s) not in the bank, e.g. {missing[:3]}")
@@ -116,6 +127,17 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
         raise BankFormatError("bank is empty: it must hold one row per training sample")
     table = table.reset_index(drop=True).copy()
     ids = table["sample_id"]
+    if pd.api.types.is_numeric_dtype(ids) or pd.api.types.is_bool_dtype(ids):
+        # str(1) is '1', never the KITTI id '000001': numbers would silently stop matching
+        raise BankFormatError(
+            f"bank sample_id column holds numbers ({ids.dtype}), e.g. {ids.iat[0]!r}: ids are strings, and "
+            "turning numbers into strings loses leading zeros ('000001' -> '1'). Read the ids as strings "
+            "(e.g. pd.read_csv(..., dtype={'sample_id': str})) or format them (ids.map('{:06d}'.format))")
+    not_str = [v for v in ids.head(1000) if not (isinstance(v, str) or v is None or v is pd.NA
+                                                 or (isinstance(v, float) and np.isnan(v)))]
+    if not_str:
+        raise BankFormatError(f"bank sample_id column holds {type(not_str[0]).__name__} values, e.g. "
+                              f"{not_str[0]!r}: ids must be strings (numbers lose leading zeros)")
     if ids.isna().any() or (ids.astype(str).str.len() == 0).any():
         row = int(np.flatnonzero(ids.isna().to_numpy() | (ids.astype(str).str.len() == 0).to_numpy())[0])
         raise BankFormatError(f"bank has a missing (empty or null) sample_id at row {row}")
@@ -253,20 +275,76 @@ def read_bank(path: str | Path) -> LikelihoodBank:
         raise FileNotFoundError(f"no likelihood bank at {path}; create one with `deq analyze`")
     if path.suffix == ".pkl":
         raise BankFormatError(f"{path} is a pickle: load official banks with import_official_pickle()")
-    arrow = pq.read_table(path)
+    try:
+        arrow = pq.read_table(path)
+    except (OSError, ValueError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise BankFormatError(f"{path} is not a readable Parquet file ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "re-create it with `deq analyze`") from None
     raw = (arrow.schema.metadata or {}).get(METADATA_KEY)
     if raw is None:
         raise BankFormatError(f"{path} is a Parquet file but not a deqlib bank (no 'deqlib' metadata)")
-    metadata = json.loads(raw)
+    try:
+        metadata = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        raise BankFormatError(f"{path}: the bank's 'deqlib' metadata is not valid JSON ({exc}); the file was "
+                              "damaged or written by another tool: re-create it with `deq analyze`") from None
+    if not isinstance(metadata, dict):
+        raise BankFormatError(f"{path}: the bank's 'deqlib' metadata must be a JSON object, got "
+                              f"{type(metadata).__name__}; re-create it with `deq analyze`")
     table = arrow.to_pandas()
     expected = metadata.get("n_samples")
     if expected is not None and expected != len(table):
         raise BankFormatError(f"{path} holds {len(table)} rows but its metadata says {expected}: the bank is partial")
-    return LikelihoodBank(table=table, metadata=metadata)
+    try:
+        return LikelihoodBank(table=table, metadata=metadata)
+    except BankFormatError as exc:
+        raise BankFormatError(f"{path}: {exc}") from None
 
 
-def export_official_pickle(bank: LikelihoodBank, path: str | Path) -> Path:
-    """Write the official forks' pickle (plain ``int`` values, ``str`` keys), atomically."""
+def missing_sample_ids(bank: LikelihoodBank, expected_ids: Sequence[str] | None = None) -> list[str]:
+    """Training samples the bank has no row for.
+
+    Those recorded in ``bank.metadata['missing_sample_ids']`` (images that could not be decoded,
+    written there by :func:`deqlib.pipeline.analyze`), plus the ``expected_ids`` not in the bank.
+    """
+    present = set(bank.table["sample_id"])
+    missing = [str(s) for s in bank.metadata.get("missing_sample_ids") or []]
+    if expected_ids is not None:
+        if isinstance(expected_ids, str):
+            raise TypeError("expected_ids must be a sequence of sample ids, not one string")
+        missing += [str(s) for s in expected_ids]
+    return list(dict.fromkeys(s for s in missing if s not in present))
+
+
+def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str = "error",
+                           expected_ids: Sequence[str] | None = None) -> Path:
+    """Write the official forks' pickle (plain ``int`` values, ``str`` keys), atomically.
+
+    Parameters
+    ----------
+    bank : LikelihoodBank
+    path : path
+        Where to write (e.g. ``<KITTI root>/kitti_training_cluster_info.pkl``).
+    missing : {'error', 'rarest', 'median'}, default='error'
+        What to do with training samples the bank has no row for (see :func:`missing_sample_ids`;
+        images that failed to decode). Left out of the pickle, the BEVFormer and BEVFusion forks
+        would give them p = 1 (the lowest weight) without a word and DD3D would raise
+        ``KeyError``, so they are never left out silently:
+
+        * ``'error'``: refuse, naming how many are missing and these choices;
+        * ``'rarest'``: write them with ``cluster_size = 1`` (p = 1 / largest: the highest weight,
+          as a singleton noise sample gets);
+        * ``'median'``: write them with the median ``cluster_size`` of the bank's samples
+          (a middle weight: no evidence either way).
+
+        Filled entries have ``cluster_id = -1`` ("not clustered"). The choice, the count and the
+        ids are recorded in ``bank.metadata['official_export']``.
+    expected_ids : sequence of str, optional
+        Every sample id the training run will look up (e.g. the split list), to catch samples
+        missing from the bank for any reason.
+    """
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     table = _validate_table(bank.table)
     payload = {
         str(row.sample_id): {
@@ -276,75 +354,135 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path) -> Path:
         }
         for row in table.itertuples(index=False)
     }
+    absent = missing_sample_ids(bank, expected_ids)
     path = Path(path)
+    if absent and missing == "error":
+        raise BankFormatError(
+            f"{len(absent)} training sample(s) have no likelihood (their images could not be embedded), "
+            f"e.g. {absent[:3]}; {path} would leave them out and the forks would then weight them silently "
+            "(BEVFormer/BEVFusion: p = 1, DD3D: KeyError). Fix the images, or choose missing='rarest' or "
+            "'median' (CLI: --missing rarest|median) to write them as the rarest or a median sample")
+    largest = int(table["largest_cluster_size"].iat[0])
+    if absent:
+        size = 1 if missing == "rarest" else int(np.quantile(table["cluster_size"], 0.5, method="lower"))
+        for sample_id in absent:
+            payload[sample_id] = {"cluster_id": -1, "cluster_size": size, "largest_cluster_size": largest}
+    bank.metadata["official_export"] = {"path": str(path), "missing": missing, "n_missing": len(absent),
+                                        "missing_sample_ids": absent}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             pickle.dump(payload, handle, protocol=4)
     return path
 
 
-# Exactly what rebuilds a numpy scalar (a dtype and its raw bytes); no other callable.
-_NUMPY_SCALAR_GLOBALS = {
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "dtype"),
-}
+def _read_key_listing(key_listing) -> tuple[list[str], str]:
+    """File names in the order the official run listed them, and where they came from."""
+    if isinstance(key_listing, (str, Path)):
+        where = Path(key_listing).expanduser()
+        if where.is_dir():
+            return os.listdir(where), f"os.listdir({where})"  # unsorted: the official notebook's order
+        if where.is_file():
+            return [line.strip() for line in where.read_text().splitlines() if line.strip()], str(where)
+        raise FileNotFoundError(f"key_listing {where} is neither a folder nor a file listing names")
+    names = [str(n) for n in key_listing]
+    return names, f"a list of {len(names)} names"
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Loads only built-in containers and scalars; every class or function is refused."""
-
-    def __init__(self, file, allow_numpy_scalars: bool):
-        super().__init__(file)
-        self._allow_numpy_scalars = allow_numpy_scalars
-
-    def find_class(self, module: str, name: str):
-        if self._allow_numpy_scalars and (module, name) in _NUMPY_SCALAR_GLOBALS:
-            return super().find_class(module, name)
-        hint = (
-            " (numpy integers: pass allow_numpy_scalars=True if you trust the file)"
-            if (module, name) in _NUMPY_SCALAR_GLOBALS
-            else ""
-        )
-        raise UnsafePickleError(
-            f"refused to load {module}.{name} from the pickle: a likelihood bank holds only dicts, "
-            f"strings and ints, so this file is not a bank or was tampered with{hint}"
-        )
+def _map_integer_keys(path: Path, payload: dict, key_listing) -> tuple[dict, dict]:
+    """Official Waymo pickles: integer keys = positions in ``os.listdir(image_0)`` -> file stems."""
+    if key_listing is None:
+        raise BankFormatError(
+            f"{path}: sample ids are integers ({len(payload)} keys, e.g. {list(payload)[:3]}): the official "
+            "Waymo notebook keys samples by their position in os.listdir(<split>/image_0). Pass "
+            "key_listing=<that folder, on the same file system as the original run, or a text file of its "
+            "names in the same order> to map them to file names")
+    names, where = _read_key_listing(key_listing)
+    keys = sorted(int(k) for k in payload)
+    if keys != list(range(len(names))):
+        raise BankFormatError(
+            f"{path}: the integer keys ({len(keys)}, from {keys[0]} to {keys[-1]}) are not the positions "
+            f"0..{len(names) - 1} of the {len(names)} names in {where}: it is not the listing this pickle was "
+            "made from (os.listdir order depends on the file system: list the original folder)")
+    ids = [Path(n).stem for n in names]
+    if len(set(ids)) != len(ids):
+        raise BankFormatError(f"{path}: {where} lists two files with the same name stem; ids would repeat")
+    mapped = {ids[int(k)]: info for k, info in payload.items()}
+    return mapped, {"key_mapping": "position in os.listdir order -> file stem", "key_listing": where}
 
 
 def import_official_pickle(
-    path: str | Path, metadata: Mapping[str, Any] | None = None, allow_numpy_scalars: bool = False
+    path: str | Path, metadata: Mapping[str, Any] | None = None, allow_numpy_scalars: bool = True,
+    key_listing=None,
 ) -> LikelihoodBank:
     """Read an official forks' pickle safely and return it as a :class:`LikelihoodBank`.
 
     ``likelihood`` is recomputed as ``cluster_size / largest_cluster_size`` (eq. 3), as the
     forks do. The noise policy used to make the file cannot be known and is recorded as
     ``'unknown'`` unless ``metadata`` says otherwise.
+
+    Parameters
+    ----------
+    path : path
+    metadata : mapping, optional
+        Merged into the bank's metadata.
+    allow_numpy_scalars : bool, default=True
+        The official notebooks pickle numpy integers; they are rebuilt from their validated raw
+        bytes (numeric dtypes only), never by numpy's own unpickling code. ``False`` refuses them.
+    key_listing : path or sequence of str, optional
+        For integer keys (the official Waymo notebook: positions in ``os.listdir`` of the image
+        folder): the folder itself (listed again with ``os.listdir``: only valid on the same file
+        system as the original run), a text file with one name per line in that order, or the
+        names. Sample ids become the file stems. Without it integer keys are refused.
+
+    Raises
+    ------
+    UnsafePickleError
+        The file asks for anything a bank cannot hold (a class, a function, an object dtype,
+        a shared or too deeply nested container); nothing is built or run. Work is linear in
+        the file size.
+    BankFormatError
+        Not a pickle, or not a bank (wrong keys, fields or values); the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no pickle at {path}")
     data = path.read_bytes()
     try:
-        payload = _RestrictedUnpickler(io.BytesIO(data), allow_numpy_scalars).load()
-    except UnsafePickleError:
-        raise
-    except Exception as exc:  # truncated or not a pickle at all
-        raise BankFormatError(f"{path} is not a readable pickle ({type(exc).__name__}: {exc})") from exc
+        payload = safe_load(data, allow_numpy_scalars=allow_numpy_scalars)
+    except SafePickleError as exc:
+        text = str(exc)
+        if text.startswith("not a readable pickle"):
+            raise BankFormatError(f"{path} is {text}") from None
+        raise UnsafePickleError(f"{path}: {text}; this file is not a likelihood bank or was tampered with, "
+                                "nothing was loaded") from None
     if not isinstance(payload, dict) or not payload:
         raise BankFormatError(f"{path}: expected a non-empty dict sample_id -> cluster info, got {type(payload).__name__}")
+    meta = {"source_format": "official-pickle", "source_file": str(path), "noise_policy": "unknown"}
+    integer_keys = [isinstance(k, (int, np.integer)) for k in payload]
+    if all(integer_keys):
+        payload, mapping = _map_integer_keys(path, payload, key_listing)
+        meta.update(mapping)
+    elif any(integer_keys):
+        raise BankFormatError(f"{path}: sample ids mix strings and integers; a bank's ids are all strings")
     rows = []
     for key, info in payload.items():
-        if not isinstance(key, str):
-            raise BankFormatError(f"{path}: sample ids must be strings, got {key!r}")
-        if not isinstance(info, dict) or set(info) < set(OFFICIAL_FIELDS):
-            raise BankFormatError(f"{path}: entry {key!r} must be a dict with keys {OFFICIAL_FIELDS}, got {info!r}")
+        absent = [f for f in OFFICIAL_FIELDS if f not in info] if isinstance(info, dict) else list(OFFICIAL_FIELDS)
+        if absent:
+            found = sorted(map(str, info))[:5] if isinstance(info, dict) else type(info).__name__
+            raise BankFormatError(f"{path}: entry {key!r} lacks {absent}; each entry must be a dict with keys "
+                                  f"{list(OFFICIAL_FIELDS)}, found {found}")
         values = [info[f] for f in OFFICIAL_FIELDS]
-        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-            raise BankFormatError(f"{path}: entry {key!r} must hold integers, got {info!r}")
+        if not all(isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
+            raise BankFormatError(f"{path}: entry {key!r} must hold integers, got "
+                                  f"{[type(v).__name__ for v in values]}")
         rows.append((key, *(int(v) for v in values)))
     table = pd.DataFrame(rows, columns=["sample_id", *OFFICIAL_FIELDS])
+    table["sample_id"] = table["sample_id"].astype(object)
     table["likelihood"] = table["cluster_size"] / table["largest_cluster_size"]
-    meta = {"source_format": "official-pickle", "source_file": str(path), "noise_policy": "unknown"}
     meta.update(dict(metadata or {}))
-    return LikelihoodBank(table=table, metadata=meta)
+    try:
+        return LikelihoodBank(table=table, metadata=meta)
+    except BankFormatError as exc:
+        raise BankFormatError(f"{path}: {exc}") from None
+
+

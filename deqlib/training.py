@@ -28,10 +28,19 @@ from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight, weighted_loss
 __all__ = ["load_bank", "BankLookup", "GFLWeightedLoss", "weighted_sampler", "class_balanced_weights"]
 
 
-def load_bank(path: str | Path) -> LikelihoodBank:
-    """A bank from our Parquet file or from the official forks' pickle (read safely)."""
+def load_bank(path: str | Path, key_listing=None) -> LikelihoodBank:
+    """A bank from our Parquet file or from the official forks' pickle (read safely).
+
+    Official pickles with numpy integer values load as they are (their numbers are rebuilt from
+    validated bytes, see :func:`deqlib.bank.import_official_pickle`); ``key_listing`` maps the
+    official Waymo pickle's integer keys to file names.
+    """
     path = Path(path)
-    return import_official_pickle(path) if path.suffix == ".pkl" else read_bank(path)
+    if path.suffix == ".pkl":
+        return import_official_pickle(path, key_listing=key_listing)
+    if key_listing is not None:
+        raise ValueError(f"key_listing is for official pickles with integer keys; {path} is a Parquet bank")
+    return read_bank(path)
 
 
 class BankLookup:
@@ -61,8 +70,9 @@ class BankLookup:
         self._likelihood = torch.tensor(table["likelihood"].to_numpy(dtype=np.float32))  # a copy: Parquet arrays are read-only
 
     def likelihood(self, sample_ids: Sequence, device=None) -> torch.Tensor:
-        """Scaled likelihoods of ``sample_ids`` as a float32 tensor on ``device``."""
-        ids = [str(s) for s in sample_ids]
+        """Scaled likelihoods of ``sample_ids`` as a float32 tensor on ``device`` (one id as a
+        string gives a tensor of one)."""
+        ids = [sample_ids] if isinstance(sample_ids, str) else [str(s) for s in sample_ids]
         positions = [self._index.get(s, -1) for s in ids]
         missing = [s for s, p in zip(ids, positions) if p < 0]
         if missing and self.default_likelihood is None:

@@ -94,18 +94,21 @@ def test_hostile_pickle_is_refused_without_running_code(tmp_path, monkeypatch):
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
 
 
-def test_numpy_ints_need_explicit_opt_in(tmp_path):
+def test_numpy_ints_load_by_default_and_can_be_refused(tmp_path):
+    # The official notebooks pickle numpy integers: they load safely without any flag.
     path = tmp_path / "np.pkl"
     path.write_bytes(pickle.dumps({"a": {"cluster_id": np.int64(0), "cluster_size": np.int64(2),
-                                         "largest_cluster_size": np.int64(2)}}))
+                                         "largest_cluster_size": np.int64(3)}}))
+    assert import_official_pickle(path).table.cluster_size.tolist() == [2]
     with pytest.raises(UnsafePickleError, match="allow_numpy_scalars"):
-        import_official_pickle(path)
-    assert import_official_pickle(path, allow_numpy_scalars=True).table.cluster_size.tolist() == [2]
+        import_official_pickle(path, allow_numpy_scalars=False)
 
 
 @pytest.mark.parametrize("payload,match", [
     ([1, 2], "dict"),
-    ({1: {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1}}, "strings"),
+    ({1: {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1}}, "key_listing"),
+    ({1: {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1},
+      "a": {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1}}, "mix strings and integers"),
     ({"a": {"cluster_id": 0}}, "keys"),
     ({"a": {"cluster_id": 0, "cluster_size": 1.5, "largest_cluster_size": 2}}, "integers"),
 ])
