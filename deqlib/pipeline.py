@@ -15,7 +15,8 @@ Two modes:
     openTSNE 3-D with the ``"fast"`` schedule and PCA-50, DBSCAN with a scale-aware eps
     (``eps_scale="official"``), noise policy ``"singleton"``.
 ``mode="reference"``
-    The official analysis step for step: scikit-learn TSNE (``n_components=3, perplexity=30,
+    The official analysis step for step: embeddings computed in float32 whatever the device
+    (bf16 would move a quarter of the likelihoods), scikit-learn TSNE (``n_components=3, perplexity=30,
     max_iter=500, learning_rate='auto', init='pca'``, seed 33), DBSCAN with the raw eps, all
     noise counted as one cluster (``noise_policy="as_cluster"``).
 """
@@ -101,9 +102,10 @@ class AnalysisResult:
         """Write the bank as Parquet (atomic)."""
         return write_bank(path, self.bank)
 
-    def export_official(self, path: str | Path) -> Path:
-        """Write the official forks' pickle (atomic)."""
-        return export_official_pickle(self.bank, path)
+    def export_official(self, path: str | Path, missing: str = "error", expected_ids=None) -> Path:
+        """Write the official forks' pickle (atomic); ``missing`` says what to do with samples whose
+        images could not be embedded (see :func:`deqlib.bank.export_official_pickle`)."""
+        return export_official_pickle(self.bank, path, missing=missing, expected_ids=expected_ids)
 
     def summary(self) -> str:
         """Clusters, noise, likelihood quantiles and time per stage, in a few lines."""
@@ -202,7 +204,7 @@ def _resolve_stages(mode, reducer, clusterer, noise_policy, preset, seed):
     return reducer, clone(clusterer), noise_policy
 
 
-def _embeddings_from_source(source, encoder, embed_options, progress):
+def _embeddings_from_source(source, encoder, embed_options, progress, mode="default"):
     from deqlib.embed import embed_source, get_encoder
 
     if isinstance(source, str):
@@ -212,15 +214,24 @@ def _embeddings_from_source(source, encoder, embed_options, progress):
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
     options = dict(embed_options or {})
     options.setdefault("cache_dir", paths.interim_dir() / "embeddings")
+    if mode == "reference":
+        # bf16 moves a quarter of the likelihoods (ARI 0.76 against float32): the reference is float32.
+        if options.get("precision", "auto") not in ("auto", "fp32"):
+            raise ValueError(f"mode='reference' embeds in float32 as the official code does; "
+                             f"precision={options['precision']!r} contradicts it (drop it or use mode='default')")
+        options["precision"] = "fp32"
     result = embed_source(source, encoder, progress=progress, **options)
     metadata = source.metadata()
     info = {"dataset": getattr(source, "name", type(source).__name__), "encoder": encoder.name,
             "encoder_key": result.stats.get("encoder"), "precision": result.stats.get("precision"),
             "n_failed": int(len(result.failures)),
+            "failed_sample_ids": [str(s) for s in result.failures["sample_id"]] if len(result.failures) else [],
             "source_fingerprint": source.fingerprint() if hasattr(source, "fingerprint") else None}
     if len(result.failures):
-        warnings.warn(f"{len(result.failures)} images could not be embedded and are left out of the bank "
-                      f"(e.g. {result.failures['sample_id'].head(3).tolist()})", stacklevel=3)
+        warnings.warn(f"{len(result.failures)} images could not be embedded and have no row in the bank "
+                      f"(e.g. {result.failures['sample_id'].head(3).tolist()}); they are recorded in its metadata "
+                      "('missing_sample_ids') and the official export asks what to do with them (missing=)",
+                      stacklevel=3)
     return list(result.sample_ids), result.vectors, metadata, info
 
 
@@ -308,7 +319,8 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         raise ValueError("pass either source (images to embed) or embeddings (precomputed vectors), not both")
     if source is not None:
         _say(progress, "embedding images")
-        ids, vectors, source_meta, embed_info = _embeddings_from_source(source, encoder, embed_options, progress)
+        ids, vectors, source_meta, embed_info = _embeddings_from_source(source, encoder, embed_options, progress,
+                                                                        mode)
         metadata = source_meta if metadata is None else metadata
     else:
         vectors = embeddings
@@ -363,12 +375,13 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
 
     # 4. likelihoods, weights, bank
     started = time.perf_counter()
+    failed_ids = embed_info.pop("failed_sample_ids", [])
     params = {
         "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
         "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids),
                                                       "dim": int(vectors.shape[1]), "key": embedding_key},
         "reduce": {**reduce_params, "key": reduce_key}, "cluster": {**clustering.params, "key": cluster_key},
-        "deqlib": __version__,
+        "deqlib": __version__, "missing_sample_ids": list(failed_ids),
     }
     extra = {"outlier_score": clustering.outlier_scores} if clustering.outlier_scores is not None else None
     bank = bank_from_labels(ids, clustering.labels, noise_policy=noise_policy, coords=coords,

@@ -82,6 +82,26 @@ def check_embeddings(X, name: str = "X") -> np.ndarray:
     return array
 
 
+def check_not_all_identical(X: np.ndarray) -> None:
+    """Refuse embeddings whose rows are all the same vector (scikit-learn's t-SNE segfaults on
+    them: its PCA initialisation divides by a zero spread; openTSNE returns NaN)."""
+    spread = float(np.ptp(X, axis=0).max()) if X.shape[0] > 1 else 0.0
+    if spread <= 1e-12 * max(1.0, float(np.abs(X[0]).max())):
+        raise ValueError(
+            f"all {X.shape[0]} embeddings are the same vector: t-SNE cannot spread identical points. "
+            "Check the images (a folder of copies, or a source that returns the same image each time) "
+            "and drop the duplicates before reducing")
+
+
+def _duplicate_hint(X: np.ndarray) -> str:
+    """Why a t-SNE may have failed, in words (computed only after a failure)."""
+    n_distinct = np.unique(X, axis=0).shape[0]
+    if n_distinct < X.shape[0] / 2:
+        return (f"only {n_distinct} of the {X.shape[0]} embeddings are distinct (exact duplicates): "
+                "drop the duplicate images and re-run")
+    return "try a smaller learning_rate"
+
+
 def _n_jobs(n_jobs) -> int:
     if n_jobs is None or n_jobs == -1:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -220,6 +240,7 @@ class OpenTSNEReducer(BaseEstimator):
 
         params = self.resolved_params()
         X = check_embeddings(X)
+        check_not_all_identical(X)
         n_samples = X.shape[0]
         seed = self.random_state
         X, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
@@ -256,7 +277,7 @@ class OpenTSNEReducer(BaseEstimator):
             coords[fit_indices] = np.asarray(embedding)
             coords[rest] = np.asarray(placed)
         if not np.isfinite(coords).all():
-            raise RuntimeError("openTSNE returned non-finite coordinates; try a smaller learning_rate")
+            raise RuntimeError(f"openTSNE returned non-finite coordinates; {_duplicate_hint(X)}")
         self.fit_indices_ = fit_indices
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
                         "n_jobs": _n_jobs(self.n_jobs), "opentsne": openTSNE.__version__}
@@ -314,6 +335,7 @@ class SklearnTSNEReducer(BaseEstimator):
 
         params = self.resolved_params()
         X = check_embeddings(X).astype(np.float64, copy=False)  # the official code casts to float64
+        check_not_all_identical(X)  # checked here: scikit-learn would crash the interpreter
         if X.shape[0] <= params["perplexity"]:
             raise ValueError(
                 f"scikit-learn's t-SNE needs more samples than the perplexity ({params['perplexity']:g}), "

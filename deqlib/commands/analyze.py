@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     data.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
     data.add_argument("--split", default=None, help="split, e.g. train / val")
     data.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
+    data.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="a source's own option, repeatable: e.g. version=v1.0-mini (nuscenes), "
+                           "labels_file=labels/det_20/det_train.json (bdd100k), camera=FRONT (waymo-parquet)")
     data.add_argument("--embeddings", default=None, metavar="FILE.npz",
                       help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids' "
                            "(other 1-D arrays of the same length, e.g. 'labels', become metadata columns)")
@@ -36,7 +39,7 @@ def register(subparsers) -> None:
     data.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
     data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                       help="embedding compute precision (auto: bf16 on CUDA and on CPUs with native bf16; "
-                           "fp32 gives the least hardware-dependent vectors)")
+                           "fp32 gives the least hardware-dependent vectors; --mode reference: always fp32)")
 
     stages = parser.add_argument_group("analysis")
     stages.add_argument("--mode", choices=("default", "reference"), default="default",
@@ -68,6 +71,9 @@ def register(subparsers) -> None:
                      help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
                      help="also write the official forks' pickle (e.g. kitti_training_cluster_info.pkl)")
+    out.add_argument("--missing", choices=("error", "rarest", "median"), default="error",
+                     help="--export-official: samples whose images could not be embedded are refused (error), "
+                          "or written as the rarest (cluster_size 1) or a median sample (docs/training.md)")
     out.add_argument("--samples-csv", default=None, metavar="PATH.csv",
                      help="also write the full per-sample table (coordinates, weights, metadata)")
     out.add_argument("--cache-dir", default=None, help="stage cache root (default: data/interim/analysis)")
@@ -98,6 +104,31 @@ def build_stages(args: argparse.Namespace):
         clusterer = DBSCANClusterer(eps=args.eps if args.eps is not None else setting["eps"],
                                     min_samples=args.min_samples or setting["min_samples"], eps_scale=eps_scale)
     return reducer, clusterer
+
+
+def parse_source_options(pairs) -> dict:
+    """``['version=v1.0-mini', 'max_images=5']`` -> ``{'version': 'v1.0-mini', 'max_images': 5}``.
+
+    Values that read as integers, floats, ``true``/``false`` or ``none`` become those; the rest
+    stay strings. The source itself checks the names (an unknown one lists the valid ones).
+    """
+    options = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--source-option {pair!r} must be KEY=VALUE, e.g. version=v1.0-mini")
+        lowered = text.strip().lower()
+        value: object = {"true": True, "false": False, "none": None}.get(lowered, text)
+        if value is text:
+            for convert in (int, float):
+                try:
+                    value = convert(text)
+                    break
+                except ValueError:
+                    continue
+        options[key] = value
+    return options
 
 
 def _load_embeddings(path: str):
@@ -139,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
         from deqlib.embed import get_encoder
         from deqlib.sources import SubsetSource, open_source
 
-        source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
+        options = parse_source_options(args.source_option)
+        if args.split:
+            options["split"] = args.split
+        source = open_source(args.source, root=args.root, **options)
         if args.max_images is not None:
             if args.max_images < 1:
                 raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
@@ -152,12 +186,23 @@ def run(args: argparse.Namespace) -> int:
         encoder_name = encoder.name
     output = Path(args.output) if args.output else default_bank_path(
         result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"])
-    result.write(output)
     print(f"deq analyze: {result.summary()}")
-    print(f"deq analyze: bank written to {output}")
+    exported = None
     if args.export_official:
-        result.export_official(args.export_official)
-        print(f"deq analyze: official pickle written to {args.export_official}")
+        from deqlib.bank import BankFormatError
+
+        try:  # first, so that the bank's metadata records what the export did with missing samples
+            exported = result.export_official(args.export_official, missing=args.missing)
+        except BankFormatError:
+            result.write(output)
+            print(f"deq analyze: bank written to {output}; the official pickle was NOT written")
+            raise
+    result.write(output)
+    print(f"deq analyze: bank written to {output}")
+    if exported is not None:
+        record = result.bank.metadata["official_export"]
+        extra = f" ({record['n_missing']} missing samples written as {record['missing']})" if record["n_missing"] else ""
+        print(f"deq analyze: official pickle written to {exported}{extra}")
     if args.samples_csv:
         from deqlib._atomic import atomic_path
 
