@@ -229,6 +229,11 @@ class DBSCANClusterer(BaseEstimator):
         if self.eps_scale == "raw":
             return eps, None
         if self.eps_scale == "official":
+            if X.shape[0] <= OFFICIAL_KNN_K:
+                raise ValueError(
+                    f"eps_scale='official' measures each point's distance to its {OFFICIAL_KNN_K}th neighbour, so it "
+                    f"needs more than {OFFICIAL_KNN_K} samples; got {X.shape[0]}. Use eps_scale='raw' (eps in the "
+                    "points' own units; CLI --eps-scale raw) or add samples")
             # A ratio of scales between two embeddings: the 10-NN distance, as calibrated.
             scale = knn_distance_scale(X, OFFICIAL_KNN_K)
             return eps * scale / official_knn_scale(X.shape[0]), scale

@@ -24,6 +24,7 @@ import inspect
 import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -445,7 +446,16 @@ class FolderSource(_FileListSource):
     Notes
     -----
     Hidden files and folders (name starting with ``.``, e.g. ``.ipynb_checkpoints``) are
-    skipped. Metadata: ``folder`` (the parent folder relative to ``root``, often the class).
+    skipped. Symlinked folders are followed; a folder reached twice (symlink loop, second link)
+    is listed once and the repeat goes to ``skipped`` with a warning, as do pipes, sockets and
+    devices with image names; an unreadable folder raises :class:`DatasetLayoutError`. Broken
+    links with image names stay in the list, so the embedding reports them as failures.
+    Metadata: ``folder`` (the parent folder relative to ``root``, often the class).
+
+    Attributes
+    ----------
+    skipped : list of (str, str)
+        Entries left out and why.
     """
 
     name = "folder"
@@ -457,10 +467,12 @@ class FolderSource(_FileListSource):
             raise DatasetLayoutError(f"image folder {root} does not exist. Expected layout:\n{layout}")
         self.root, self.split = _require_root(root, "folder", layout), split
         endings = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
-        files = sorted(
-            p for p in self.root.rglob("*")
-            if p.suffix.lower() in endings and p.is_file()
-            and not any(part.startswith(".") for part in p.relative_to(self.root).parts))
+        files, self.skipped = _walk_images(self.root, endings)
+        if self.skipped:
+            warnings.warn(f"{len(self.skipped)} entries under {self.root} were left out: "
+                          + "; ".join(f"{path} ({why})" for path, why in self.skipped[:3])
+                          + (" ..." if len(self.skipped) > 3 else "") + " (the full list: source.skipped)",
+                          stacklevel=2)
         if not files:
             raise DatasetLayoutError(f"no images ({', '.join(endings)}) found under {self.root}")
         self._files = files
@@ -473,10 +485,73 @@ class FolderSource(_FileListSource):
         return table
 
 
+def _walk_images(root: Path, endings: tuple[str, ...]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Image files under ``root`` (sorted) and the entries left out, each with the reason.
+
+    Symlinked folders are followed; a folder reached twice (a symlink loop, or a second link to
+    the same folder) is listed once and the repeat is reported. A folder that cannot be read
+    raises (its images would otherwise be missing without a word). Names with an image ending
+    that are folders are walked into like any folder; broken links are kept (decoding them fails
+    and the embedding lists them as failures); pipes, sockets and devices are left out (reading
+    a pipe would block). Hidden entries (``.name``) are skipped on purpose.
+    """
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    seen = {os.path.realpath(root): root}
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            raise DatasetLayoutError(
+                f"cannot read folder {folder} under {root} ({exc.strerror or exc}): its images would be missing. "
+                "Make it readable (chmod u+rx) or move it out of the root") from None
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows symlinks
+            except OSError:
+                is_dir = False
+            if is_dir:
+                real = os.path.realpath(path)
+                if real in seen:
+                    why = "symlink loop" if any(real == os.path.realpath(p) for p in [folder, *path.parents]) \
+                        else f"same folder as {seen[real]}"
+                    skipped.append((str(path), why))
+                    continue
+                seen[real] = path
+                pending.append(path)
+            elif path.suffix.lower() in endings:
+                try:
+                    regular = entry.is_file() or (entry.is_symlink() and not path.exists())  # broken link: a failure later
+                except OSError:
+                    regular = True
+                if regular:
+                    files.append(path)
+                else:
+                    skipped.append((str(path), "not a regular file (pipe, socket or device)"))
+    return sorted(files), skipped
+
+
+def _check_split_entries(entries: list[str], path: Path) -> list[str]:
+    """Split-list entries must be plain ids: no folder parts, no ``..``, not absolute."""
+    for number, entry in enumerate(entries, start=1):
+        if "/" in entry or "\\" in entry or entry in (".", "..") or os.path.isabs(entry):
+            raise DatasetLayoutError(
+                f"{path}, line {number}: {entry!r} is not an image id: a split list holds plain ids such as "
+                "'000123' (no folders, '..' or absolute paths, which would read files outside the dataset root). "
+                "Fix that line")
+    return entries
+
+
 def _read_split_list(candidates: Sequence[Path], layout: str) -> list[str]:
     for path in candidates:
         if path.is_file():
-            return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            return _check_split_entries([line.strip() for line in path.read_text().splitlines() if line.strip()], path)
     raise DatasetLayoutError(
         f"split list not found; looked for {' and '.join(map(str, candidates))}. Expected layout:\n{layout}")
 
@@ -631,6 +706,9 @@ NUSCENES_MINI_SPLITS = {
     "mini_val": ("scene-0103", "scene-0916"),
 }
 _NUSCENES_SPLITS_BY_VERSION = {"mini": ("mini_train", "mini_val"), "trainval": ("train", "val"), "test": ("test",)}
+# Every split name the devkit accepts for a version (create_splits_scenes), plus mini's train/val aliases.
+_NUSCENES_VALID_SPLITS = {"mini": ("train", "val", "mini_train", "mini_val"),
+                          "trainval": ("train", "val", "train_detect", "train_track"), "test": ("test",)}
 
 
 def nuscenes_split_scenes(version: str, split: str) -> frozenset[str]:
@@ -647,6 +725,10 @@ def nuscenes_split_scenes(version: str, split: str) -> frozenset[str]:
                                                                  for s in v}:
         raise ValueError(f"nuScenes split {split!r} does not belong to version {version!r}; "
                          f"choose one of {list(allowed)} or None (every scene)")
+    known = _NUSCENES_VALID_SPLITS.get(flavour)
+    if known is not None and split not in known:  # a typo or another dataset's name: no devkit can help
+        raise ValueError(f"unknown nuScenes split {split!r} for {version}; valid: {list(known)}, "
+                         "or None for every scene (CLI: --split none)")
     if name in NUSCENES_MINI_SPLITS:
         return frozenset(NUSCENES_MINI_SPLITS[name])
     try:
@@ -698,6 +780,8 @@ class NuScenesSource(ImageSource):
         if version is None:
             version = next((v for v in ("v1.0-trainval", "v1.0-mini") if (self.root / v).is_dir()), "v1.0-trainval")
         self.version, self.split, self.channel = version, split, channel
+        self._read_table("scene")  # a wrong version fails here, naming the versions found, before the split check
+        wanted = nuscenes_split_scenes(version, split) if split is not None else None  # before the big tables
         tables = {name: self._read_table(name) for name in _NUSCENES_TABLES}
         sensors = {s["token"] for s in tables["sensor"] if s.get("channel") == channel}
         if not sensors:
@@ -705,7 +789,6 @@ class NuScenesSource(ImageSource):
         calibrated = {c["token"] for c in tables["calibrated_sensor"] if c["sensor_token"] in sensors}
         samples = {s["token"]: s for s in tables["sample"]}
         scenes = {s["token"]: s for s in tables["scene"]}
-        wanted = nuscenes_split_scenes(version, split) if split is not None else None
         rows = []
         for record in tables["sample_data"]:
             if not record.get("is_key_frame") or record["calibrated_sensor_token"] not in calibrated:
@@ -739,6 +822,10 @@ class NuScenesSource(ImageSource):
     def _read_table(self, name: str) -> list[dict]:
         path = self.root / self.version / f"{name}.json"
         if not path.is_file():
+            found = sorted(p.name for p in self.root.glob("v*") if (p / f"{name}.json").is_file())
+            if found and self.version not in found:
+                raise DatasetLayoutError(f"nuScenes {self.version} is not in {self.root}: found {', '.join(found)}; "
+                                         f"pass version={found[0]!r} (CLI: --source-option version={found[0]})")
             raise DatasetLayoutError(f"nuScenes table {path} not found. Expected layout:\n{_NUSCENES_LAYOUT}")
         with open(path, encoding="utf-8") as handle:  # streamed: sample_data.json is large
             return json.load(handle)
@@ -831,7 +918,6 @@ class WaymoParquetSource(ImageSource):
 
     def __init__(self, root, split: str | None = "training", max_images: int | None = None, seed: int = 0,
                  camera: int | str = WAYMO_FRONT_CAMERA):
-        import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
         self.root, self.split = _require_root(root, "waymo-parquet", _WAYMO_V2_LAYOUT), split
@@ -854,7 +940,7 @@ class WaymoParquetSource(ImageSource):
                                          f"Expected layout:\n{_WAYMO_V2_LAYOUT}")
             for group in range(parquet.num_row_groups):
                 keys = parquet.read_row_group(group, columns=list(WAYMO_V2_KEYS))
-                offsets = np.flatnonzero(pc.equal(keys["key.camera_name"], self.camera).to_numpy(zero_copy_only=False))
+                offsets = np.flatnonzero(self._camera_mask(keys["key.camera_name"], path))
                 if len(offsets):
                     parts.append(pd.DataFrame({
                         "segment": keys["key.segment_context_name"].take(offsets).to_pylist(),
@@ -875,6 +961,21 @@ class WaymoParquetSource(ImageSource):
         self._where = table[["_file", "_group", "_offset"]].to_numpy(dtype=np.int64)
         self._table = self._join_stats(table.drop(columns=["_file", "_group", "_offset"]), split_dir / "stats")
         self._cache: tuple | None = None  # ((file, group), {offset: jpeg bytes}) of the last group read
+
+    def _camera_mask(self, column, path: Path) -> np.ndarray:
+        """Rows of this camera. The v2 schema stores ``key.camera_name`` as an integer; files
+        re-saved by other tools may hold its name (``'FRONT'``) or the number as text."""
+        import pyarrow as pa
+
+        if pa.types.is_integer(column.type):
+            return (column.to_numpy(zero_copy_only=False) == self.camera)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) \
+                or pa.types.is_dictionary(column.type):
+            names = {name for name, number in WAYMO_CAMERAS.items() if number == self.camera}
+            values = pd.Series(column.to_pylist(), dtype=object).astype(str).str.strip().str.upper()
+            return values.isin(names | {str(self.camera)}).to_numpy()
+        raise DatasetLayoutError(f"{path}: key.camera_name has type {column.type}; expected integers "
+                                 f"(1 = FRONT, as in the v2 release) or camera names. Expected layout:\n{_WAYMO_V2_LAYOUT}")
 
     @staticmethod
     def _join_stats(table: pd.DataFrame, stats_dir: Path) -> pd.DataFrame:
@@ -955,10 +1056,12 @@ class BDD100KSource(_FileListSource):
     ----------
     root : path
     split : {'train', 'val', 'test'}, default='train'
-    labels_file : path, optional
+    labels_file : path or False, optional
         A label JSON list (``[{"name": "<file>.jpg", "attributes": {...}}, ...]``) or a folder of
-        per-image JSON files. Default: the first found of ``labels/det_20/det_<split>.json``,
-        ``labels/bdd100k_labels_images_<split>.json`` and ``labels/100k/<split>/``.
+        per-image JSON files. Default: ``labels/det_20/det_<split>.json``, with images it lacks
+        filled from ``labels/bdd100k_labels_images_<split>.json`` (then ``labels/100k/<split>/``).
+        No label file warns; a file that labels none of the images raises (a file of another
+        split); some unlabelled images warn. ``False``: no labels, on purpose, without a warning.
     max_images : int, optional
     seed : int, default=0
 
@@ -979,36 +1082,68 @@ class BDD100KSource(_FileListSource):
         self._files, self._ids = files, [f.stem for f in files]
         _require_unique(self._ids, f"BDD100K images in {folder}")
         self._keep(max_images, seed)
-        if labels_file is not None:
+        candidates = [self.root / "labels" / "det_20" / f"det_{split}.json",
+                      self.root / "labels" / f"bdd100k_labels_images_{split}.json",
+                      self.root / "labels" / "100k" / split]
+        if labels_file is False:  # no labels, on purpose
+            self.labels_file, self.labels_files = None, []
+        elif labels_file is not None:
             self.labels_file = Path(labels_file).expanduser()
             if not self.labels_file.exists():
                 raise DatasetLayoutError(
                     f"labels file {self.labels_file} not found. Expected layout:\n{_BDD100K_LAYOUT}")
+            self.labels_files = [self.labels_file]
         else:
-            candidates = [self.root / "labels" / "det_20" / f"det_{split}.json",
-                          self.root / "labels" / f"bdd100k_labels_images_{split}.json",
-                          self.root / "labels" / "100k" / split]
-            self.labels_file = next((c for c in candidates if c.exists()), None)
-        self._attributes = self._read_attributes()
+            self.labels_files = [c for c in candidates if c.exists()]
+            self.labels_file = self.labels_files[0] if self.labels_files else None
+        self._attributes: dict[str, dict] = {}
+        for path in self.labels_files:  # det_20 first; the 2018 file fills images det_20 leaves out
+            for sample_id, attributes in self._read_attributes(path).items():
+                self._attributes.setdefault(sample_id, attributes)
+            if all(i in self._attributes for i in self._ids):
+                break
+        self._check_labels(labels_file, candidates)
 
-    def _read_attributes(self) -> dict[str, dict]:
-        if self.labels_file is None:
-            return {}
-        if self.labels_file.is_dir():  # one JSON per image (the older per-image format)
+    def _check_labels(self, labels_file, candidates) -> None:
+        """Say so before anything is embedded when the images have no or too few labels."""
+        if labels_file is False or self.split == "test":  # the test split has no labels
+            return
+        labelled = sum(i in self._attributes for i in self._ids)
+        if not self.labels_files:
+            warnings.warn(f"BDD100K {self.split}: no label file, so the {len(self._ids)} images have no weather / "
+                          f"scene / time of day (cluster alignment needs them). Looked for "
+                          f"{', '.join(str(c) for c in candidates)}; pass labels_file=<file> (CLI: --source-option "
+                          "labels_file=...), or labels_file=False to go without labels", stacklevel=3)
+        elif labelled == 0:
+            raise DatasetLayoutError(
+                f"{', '.join(map(str, self.labels_files))} label none of the {len(self._ids)} images of "
+                f"{self.root / 'images' / '100k' / self.split} (e.g. {self._ids[0]!r}): a label file of another "
+                f"split? Pass labels_file= the {self.split} labels (expected {candidates[0].name} or "
+                f"{candidates[1].name}), or labels_file=False to go without labels")
+        elif labelled < len(self._ids):
+            warnings.warn(f"BDD100K {self.split}: {len(self._ids) - labelled} of {len(self._ids)} images have no "
+                          f"labels in {', '.join(map(str, self.labels_files))}; their attributes are None",
+                          stacklevel=3)
+
+    def _read_attributes(self, path: Path) -> dict[str, dict]:
+        if path.is_dir():  # one JSON per image (the older per-image format)
             entries = []
             for sample_id in self._ids:
-                path = self.labels_file / f"{sample_id}.json"
-                if path.is_file():
-                    entries.append(json.loads(path.read_text()) | {"name": f"{sample_id}.jpg"})
+                item = path / f"{sample_id}.json"
+                if item.is_file():
+                    entries.append(json.loads(item.read_text()) | {"name": f"{sample_id}.jpg"})
         else:
-            with open(self.labels_file, encoding="utf-8") as handle:
-                entries = json.load(handle)
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    entries = json.load(handle)
+            except ValueError as exc:
+                raise ValueError(f"{path} is not valid JSON ({exc}); re-download the BDD100K labels") from None
             if isinstance(entries, dict) and "frames" in entries:  # a Scalabel dataset object
                 entries = entries["frames"]
             if not isinstance(entries, list):
-                raise ValueError(f"{self.labels_file} is not a BDD100K label list "
+                raise ValueError(f"{path} is not a BDD100K label list "
                                  "([{\"name\": ..., \"attributes\": {...}}, ...])")
-        return {Path(e["name"]).stem: (e.get("attributes") or {}) for e in entries if "name" in e}
+        return {Path(e["name"]).stem: (e.get("attributes") or {}) for e in entries if isinstance(e, dict) and "name" in e}
 
     def metadata(self) -> pd.DataFrame:
         table = self._base_table()

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     data.add_argument("--source", default="fashion-mnist",
                       help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
     data.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
-    data.add_argument("--split", default=None, help="split, e.g. train / val")
+    data.add_argument("--split", default=None, help="split, e.g. train / val; 'none': every sample (kitti, nuscenes)")
     data.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
     data.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
                       help="a source's own option, repeatable: e.g. version=v1.0-mini (nuscenes), "
@@ -171,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
         from deqlib.sources import SubsetSource, open_source
 
         options = parse_source_options(args.source_option)
-        if args.split:
-            options["split"] = args.split
+        if args.split:  # 'none': every sample where the kind allows it (KITTI, nuScenes, a folder)
+            options["split"] = None if args.split.lower() == "none" else args.split
         source = open_source(args.source, root=args.root, **options)
         if args.max_images is not None:
             if args.max_images < 1:
