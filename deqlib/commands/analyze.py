@@ -173,7 +173,10 @@ def run(args: argparse.Namespace) -> int:
         options = parse_source_options(args.source_option)
         if args.split:  # 'none': every sample where the kind allows it (KITTI, nuScenes, a folder)
             options["split"] = None if args.split.lower() == "none" else args.split
-        source = open_source(args.source, root=args.root, **options)
+        try:
+            source = open_source(args.source, root=args.root, **options)
+        except TypeError as exc:  # an option the source does not take: a user error, said in one line
+            raise ValueError(f"{exc} (--source-option)") from None
         if args.max_images is not None:
             if args.max_images < 1:
                 raise ValueError(f"--max-images must be >= 1, got {args.max_images}")

@@ -1,0 +1,240 @@
+"""Fault injection: bad file names, symlink loops, unreadable folders, wrong layouts, degenerate data.
+
+Nothing may be dropped or read silently: every case either works with the right answer
+(computed here from the tree that was built) or raises / warns with a message naming the file
+and the fix. Real-layout trees come from tests/layouts.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from deqlib.cluster import DBSCANClusterer
+from deqlib.commands.analyze import parse_source_options
+from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer
+from deqlib.sources import DatasetLayoutError, FolderSource, KittiSource, nuscenes_split_scenes, open_source
+from layouts import (
+    appearance_image,
+    bdd100k_attributes,
+    bdd100k_name,
+    make_bdd100k_tree,
+    make_folder_tree,
+    make_kitti_tree,
+    make_nuscenes_tree,
+    make_waymo_parquet_tree,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- folders (item 10)
+def _expected_ids(root: Path) -> list[str]:
+    """Every image make_folder_tree wrote, listed from its own parameters (not by walking)."""
+    ids = []
+    for c, name in enumerate(("cats", "dogs", "rare")):
+        sub = f"{name}/nested" if c == 2 else name
+        ids += [f"{sub}/{name}_{k}.{'png' if k % 2 == 0 else 'jpg'}" for k in range(4)]
+    return ids
+
+
+def test_symlinked_subfolder_is_followed_and_a_loop_is_reported(tmp_path):
+    root = make_folder_tree(tmp_path / "imgs")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    appearance_image(3, (20, 20)).save(outside / "extra.png")
+    (root / "linked").symlink_to(outside, target_is_directory=True)   # was silently skipped
+    (root / "cats" / "loop").symlink_to(root, target_is_directory=True)  # a loop back to the root
+    with pytest.warns(UserWarning, match=r"1 entries under .* left out: .*loop \(symlink loop\)"):
+        source = FolderSource(root)
+    assert source.sample_ids == sorted(_expected_ids(root) + ["linked/extra.png"])
+    assert source.skipped == [(str(root / "cats" / "loop"), "symlink loop")]
+
+
+def test_second_link_to_the_same_folder_is_listed_once(tmp_path):
+    root = make_folder_tree(tmp_path / "imgs")
+    (root / "zz_again").symlink_to(root / "dogs", target_is_directory=True)
+    with pytest.warns(UserWarning, match="same folder as"):
+        source = FolderSource(root)
+    assert source.sample_ids == sorted(_expected_ids(root))
+
+
+def test_unreadable_subfolder_is_refused_naming_it(tmp_path, monkeypatch):
+    root = make_folder_tree(tmp_path / "imgs")
+    locked = root / "dogs"
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # chmod 000 does not stop root, so the denial is injected
+        if Path(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(DatasetLayoutError, match=r"cannot read folder .*dogs .*Permission denied.*chmod"):
+        FolderSource(root)
+
+
+def test_folder_named_like_an_image_and_special_files(tmp_path):
+    root = make_folder_tree(tmp_path / "imgs")
+    odd = root / "x.jpg"  # a folder with an image's name: walked into, not skipped
+    odd.mkdir()
+    appearance_image(5, (20, 20)).save(odd / "inner.png")
+    (root / "gone.png").symlink_to(tmp_path / "nowhere.png")  # broken link: kept, fails when decoded
+    os.mkfifo(root / "pipe.jpg")  # reading a pipe would block forever
+    with pytest.warns(UserWarning, match=r"pipe\.jpg \(not a regular file"):
+        source = FolderSource(root)
+    assert source.sample_ids == sorted(_expected_ids(root) + ["x.jpg/inner.png", "gone.png"])
+    from deqlib.sources import ImageLoadError
+
+    with pytest.raises(ImageLoadError, match="gone.png"):
+        source.load(source.sample_ids.index("gone.png"))
+
+
+# ----------------------------------------------------------------------------- KITTI (item 10)
+@pytest.mark.parametrize("entry", ["../../outside/secret", "/etc/passwd", "sub/000001", ".."])
+def test_kitti_split_entries_outside_the_root_are_refused(tmp_path, entry):
+    root = make_kitti_tree(tmp_path / "kitti", n_images=6)
+    (tmp_path / "outside").mkdir()
+    appearance_image(1, (20, 20)).save(tmp_path / "outside" / "secret.png")
+    split_file = root / "ImageSets" / "train.txt"
+    split_file.write_text("000000\n" + entry + "\n")
+    with pytest.raises(DatasetLayoutError, match=r"train\.txt, line 2: .* is not an image id.*Fix that line"):
+        KittiSource(root, split="train")
+
+
+# -------------------------------------------------------------------------- nuScenes (item 15)
+def test_nuscenes_names_the_version_it_found(tmp_path):
+    root = make_nuscenes_tree(tmp_path / "nus")  # v1.0-mini only
+    with pytest.raises(DatasetLayoutError, match=r"found v1.0-mini; pass version='v1.0-mini'"):
+        open_source("nuscenes", root=root, version="v1.0-trainval", split="train")
+    assert len(open_source("nuscenes", root=root, split="train")) > 0  # version=None finds it
+
+
+@pytest.mark.parametrize("split", ["mini-val", "validation", "all"])
+def test_unknown_nuscenes_split_lists_the_valid_ones(tmp_path, split):
+    root = make_nuscenes_tree(tmp_path / "nus")
+    with pytest.raises(ValueError, match=r"unknown nuScenes split .*valid: \['train', 'val', 'mini_train', "
+                                         r"'mini_val'\]") as caught:
+        open_source("nuscenes", root=root, version="v1.0-mini", split=split)
+    assert "nuscenes-devkit" not in str(caught.value)
+    with pytest.raises(ValueError, match=r"valid: \['train', 'val', 'train_detect', 'train_track'\]"):
+        nuscenes_split_scenes("v1.0-trainval", split)
+
+
+# --------------------------------------------------------------------------- BDD100K (item 16)
+def test_bdd100k_without_labels_warns_before_embedding(tmp_path):
+    root = make_bdd100k_tree(tmp_path / "bdd", n_images=4, label_format=None)
+    with pytest.warns(UserWarning, match=r"no label file.*det_20/det_train\.json.*labels_file=False"):
+        source = open_source("bdd100k", root=root, split="train")
+    assert source.metadata()["weather"].isna().all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_source("bdd100k", root=root, split="train", labels_file=False)  # on purpose: no warning
+
+
+def test_bdd100k_label_file_of_another_split_is_refused(tmp_path):
+    root = make_bdd100k_tree(tmp_path / "bdd", n_images=4, split="val")
+    make_bdd100k_tree(tmp_path / "other", n_images=4, split="train", seed=1)
+    # labels of 'val' images, pointed at the 'train' image folder of a tree whose names differ
+    (tmp_path / "other" / "images" / "100k" / "train").rename(tmp_path / "train_imgs")
+    for i, path in enumerate(sorted((tmp_path / "train_imgs").iterdir())):
+        path.rename(tmp_path / "train_imgs" / f"train{i:04d}.jpg")
+    (root / "images" / "100k" / "train").parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "train_imgs").rename(root / "images" / "100k" / "train")
+    with pytest.raises(DatasetLayoutError, match=r"det_val\.json label none of the 4 images.*another split"):
+        open_source("bdd100k", root=root, split="train", labels_file=root / "labels" / "det_20" / "det_val.json")
+
+
+def test_bdd100k_fills_det20_gaps_from_the_2018_file(tmp_path):
+    root = make_bdd100k_tree(tmp_path / "bdd", n_images=5)  # det_20 lacks the last image
+    last = bdd100k_name(4)
+    full = [{"name": bdd100k_name(i), "attributes": bdd100k_attributes(i)} for i in range(5)]
+    (root / "labels" / f"bdd100k_labels_images_train.json").write_text(json.dumps(full))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every image is labelled now: no warning
+        source = open_source("bdd100k", root=root, split="train")
+    table = source.metadata().set_index("sample_id")
+    assert table.loc[Path(last).stem, "weather"] == bdd100k_attributes(4)["weather"]
+    assert table.loc[Path(bdd100k_name(0)).stem, "scene"] == bdd100k_attributes(0)["scene"]
+
+
+# ---------------------------------------------------------------- Waymo camera names (item 17)
+def test_waymo_parquet_camera_name_as_text(tmp_path):
+    root = make_waymo_parquet_tree(tmp_path / "waymo", n_segments=1, frames=3)
+    expected = open_source("waymo-parquet", root=root).sample_ids
+    for path in (root / "training" / "camera_image").glob("*.parquet"):
+        table = pq.read_table(path)
+        names = {1: "FRONT", 2: "FRONT_LEFT", 3: "FRONT_RIGHT", 4: "SIDE_LEFT", 5: "SIDE_RIGHT"}
+        text = pa.array([names[v] for v in table["key.camera_name"].to_pylist()])
+        index = table.schema.get_field_index("key.camera_name")
+        pq.write_table(table.set_column(index, "key.camera_name", text), path)
+    source = open_source("waymo-parquet", root=root)
+    assert source.sample_ids == expected and len(expected) == 3
+    assert np.asarray(source.load(0)).shape[2] == 3
+
+
+# --------------------------------------------------------------------- degenerate data (8, 17)
+def test_reference_tsne_refuses_identical_embeddings_in_a_subprocess():
+    # scikit-learn's TSNE segfaulted (exit 139) on 200 identical vectors.
+    code = textwrap.dedent("""
+        import numpy as np
+        from deqlib.reduce import SklearnTSNEReducer
+        try:
+            SklearnTSNEReducer().fit_transform(np.ones((200, 16)))
+        except ValueError as exc:
+            print("REFUSED", exc)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, (done.returncode, done.stderr[-500:])
+    assert "REFUSED all 200 embeddings are the same vector" in done.stdout
+    assert "drop the duplicates" in done.stdout
+
+
+def test_default_tsne_on_identical_embeddings_names_the_duplicates_not_the_learning_rate():
+    with pytest.raises(ValueError, match="same vector") as caught:
+        OpenTSNEReducer(n_jobs=1).fit_transform(np.ones((200, 16), dtype=np.float32))
+    assert "learning_rate" not in str(caught.value)
+
+
+@pytest.mark.parametrize("n", [5, 10])
+def test_official_eps_scale_at_ten_samples_or_fewer_names_the_fix(n):
+    points = np.random.default_rng(0).normal(size=(n, 3))
+    with pytest.raises(ValueError, match=r"needs more than 10 samples; got %d\. Use eps_scale='raw'" % n):
+        DBSCANClusterer(eps=1.0, min_samples=2).fit(points)
+    labels = DBSCANClusterer(eps=10.0, min_samples=2, eps_scale="raw").fit(points).labels
+    assert (labels == 0).all()  # the suggested fix works: all points within eps form one cluster
+
+
+# ------------------------------------------------------------------------ CLI source options (18)
+def test_source_options_parse_to_typed_values():
+    assert parse_source_options(["version=v1.0-mini", "max-images=5", "camera=FRONT", "labels_file=false",
+                                 "seed=1.5"]) == {"version": "v1.0-mini", "max_images": 5, "camera": "FRONT",
+                                                  "labels_file": False, "seed": 1.5}
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_source_options(["version"])
+
+
+def test_cli_passes_source_options_and_reports_unknown_ones(tmp_path, capsys):
+    from deqlib.cli import main
+
+    root = make_nuscenes_tree(tmp_path / "nus")
+    code = main(["analyze", "--source", "nuscenes", "--root", str(root), "--source-option", "version=v1.0-trainval",
+                 "--no-progress"])
+    assert code == 2
+    assert "found v1.0-mini; pass version='v1.0-mini'" in capsys.readouterr().err
+    code = main(["analyze", "--source", "nuscenes", "--root", str(root), "--source-option", "colour=red",
+                 "--no-progress"])
+    assert code == 2
+    assert "has no option(s) ['colour']" in capsys.readouterr().err
