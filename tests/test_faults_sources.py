@@ -22,7 +22,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from deqlib.cluster import DBSCANClusterer
-from deqlib.commands.analyze import parse_source_options
 from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer
 from deqlib.sources import DatasetLayoutError, FolderSource, KittiSource, nuscenes_split_scenes, open_source
 from layouts import (
@@ -219,6 +218,8 @@ def test_official_eps_scale_at_ten_samples_or_fewer_names_the_fix(n):
 
 # ------------------------------------------------------------------------ CLI source options (18)
 def test_source_options_parse_to_typed_values():
+    from deqlib.commands.analyze import parse_source_options
+
     assert parse_source_options(["version=v1.0-mini", "max-images=5", "camera=FRONT", "labels_file=false",
                                  "seed=1.5"]) == {"version": "v1.0-mini", "max_images": 5, "camera": "FRONT",
                                                   "labels_file": False, "seed": 1.5}
@@ -238,3 +239,29 @@ def test_cli_passes_source_options_and_reports_unknown_ones(tmp_path, capsys):
                  "--no-progress"])
     assert code == 2
     assert "has no option(s) ['colour']" in capsys.readouterr().err
+
+
+# ------------------------------------------------ reference precision, failed images (items 12, 14)
+def test_reference_mode_embeds_in_float32_and_failed_images_reach_the_export(tmp_path):
+    from test_pipeline import DigitImages, tiny_encoder
+
+    from deqlib.bank import BankFormatError
+    from deqlib.pipeline import analyze
+
+    options = {"cache_dir": tmp_path / "emb", "num_workers": 0, "device": "cpu", "precision": "auto"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the failed image's warning and a degenerate clustering of 59 digits
+        result = analyze(source=DigitImages(n=60), encoder=tiny_encoder(), mode="reference",
+                         cache_dir=tmp_path / "cache", embed_options=options)
+    assert result.params["embedding"]["precision"] == "fp32"  # 'auto' would be bf16 on a bf16 CPU
+    assert result.bank.metadata["missing_sample_ids"] == ["digit017"]
+    path = tmp_path / "official.pkl"
+    with pytest.raises(BankFormatError, match="1 training sample.*digit017"):
+        result.export_official(path)
+    result.export_official(path, missing="rarest")
+    raw = pickle.loads(path.read_bytes())
+    assert len(raw) == 60 and raw["digit017"]["cluster_size"] == 1 and raw["digit017"]["cluster_id"] == -1
+    assert result.bank.metadata["official_export"]["n_missing"] == 1
+    with pytest.raises(ValueError, match="float32"):
+        analyze(source=DigitImages(n=60), encoder=tiny_encoder(), mode="reference", cache_dir=tmp_path / "cache",
+                embed_options={**options, "precision": "bf16"})
