@@ -72,12 +72,6 @@ class _DType:
         return np.frombuffer(raw, dtype=dtype)[0].astype(dtype.newbyteorder("="))
 
 
-class _Mark:
-    pass
-
-
-_MARK = _Mark()
-_ATOMS = (str, int, bytes, float, bool, type(None), np.generic)
 _CONTAINERS = (dict, list, tuple)
 
 
@@ -136,8 +130,6 @@ def safe_load(data: bytes, allow_numpy_scalars: bool = True):
         start = marks.pop()
         items = stack[start:]
         del stack[start:]
-        if any(item is _MARK for item in items):
-            fail("malformed pickle: nested MARK")
         return items
 
     def pop(n: int = 1) -> list:
@@ -281,7 +273,7 @@ def safe_load(data: bytes, allow_numpy_scalars: bool = True):
             elif name in ("NEWTRUE", "NEWFALSE"):
                 stack.append(name == "NEWTRUE")
             elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                if not stack or stack[-1] is _MARK or (marks and marks[-1] == len(stack)):
+                if not stack or (marks and marks[-1] == len(stack)):
                     fail("malformed pickle: memoizing an empty stack")
                 memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
             elif name in ("GET", "BINGET", "LONG_BINGET"):
