@@ -265,3 +265,28 @@ def test_reference_mode_embeds_in_float32_and_failed_images_reach_the_export(tmp
     with pytest.raises(ValueError, match="float32"):
         analyze(source=DigitImages(n=60), encoder=tiny_encoder(), mode="reference", cache_dir=tmp_path / "cache",
                 embed_options={**options, "precision": "bf16"})
+
+
+def test_cli_export_with_an_undecodable_image_asks_what_to_do(tmp_path, monkeypatch, capsys):
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+
+    monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
+    root = make_folder_tree(tmp_path / "imgs")
+    (root / "cats" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    bank, official = tmp_path / "bank.parquet", tmp_path / "official.pkl"
+    command = ["analyze", "--source", "folder", "--root", str(root), "--device", "cpu", "--precision", "fp32",
+               "--perplexity", "3", "--min-samples", "2", "--output", str(bank), "--export-official", str(official),
+               "--no-progress"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(command) == 2
+        captured = capsys.readouterr()
+        assert "1 training sample(s) have no likelihood" in captured.err and "--missing rarest|median" in captured.err
+        assert not official.exists() and read_bank(bank).metadata["missing_sample_ids"] == ["cats/broken.png"]
+        assert main(command + ["--missing", "median"]) == 0
+    raw = pickle.loads(official.read_bytes())
+    sizes = read_bank(bank).table["cluster_size"]
+    assert len(raw) == 13 and raw["cats/broken.png"]["cluster_id"] == -1
+    assert raw["cats/broken.png"]["cluster_size"] == int(np.quantile(sizes, 0.5, method="lower"))
+    assert read_bank(bank).metadata["official_export"]["missing"] == "median"
