@@ -73,6 +73,11 @@ class _DType:
 
 
 _CONTAINERS = (dict, list, tuple)
+_PUTS = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
+_GETS = frozenset({"GET", "BINGET", "LONG_BINGET"})
+_VALUES = frozenset({"BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE", "BINBYTES", "SHORT_BINBYTES",
+                     "BINBYTES8", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT",
+                     "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING"})
 
 
 def _describe(value) -> str:
@@ -209,6 +214,24 @@ def safe_load(data: bytes, allow_numpy_scalars: bool = True):
     try:
         for opcode, arg, position in pickletools.genops(data):
             name = opcode.name
+            # the frequent opcodes of a bank first (memo, strings and numbers, numpy scalars)
+            if name in _PUTS:
+                if not stack or (marks and marks[-1] == len(stack)):
+                    fail("malformed pickle: memoizing an empty stack")
+                memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+                continue
+            if name in _VALUES:
+                stack.append(arg)  # genops already decoded the value (protocol 0's INT 01 is True)
+                continue
+            if name in _GETS:
+                if arg not in memo:
+                    fail(f"malformed pickle: memo entry {arg} was never stored")
+                value = memo[arg]
+                if isinstance(value, (dict, list)) or (isinstance(value, tuple) and depth_of(value) > 1):
+                    fail("a shared reference to a container: a bank never shares one, "
+                         "and shared references can describe exponentially large objects")
+                stack.append(value)
+                continue
             if name in ("PROTO", "FRAME"):
                 continue
             if name == "STOP":
@@ -264,26 +287,10 @@ def safe_load(data: bytes, allow_numpy_scalars: bool = True):
                 if not stack:
                     fail("malformed pickle: APPENDS without a list")
                 append(stack[-1], items)
-            elif name in ("BINUNICODE", "SHORT_BINUNICODE", "BINUNICODE8", "UNICODE", "BINBYTES", "SHORT_BINBYTES",
-                          "BINBYTES8", "INT", "BININT", "BININT1", "BININT2", "LONG", "LONG1", "LONG4", "FLOAT",
-                          "BINFLOAT", "STRING", "BINSTRING", "SHORT_BINSTRING"):
-                stack.append(arg)  # genops already decoded the value (protocol 0's INT 01 is True)
             elif name == "NONE":
                 stack.append(None)
             elif name in ("NEWTRUE", "NEWFALSE"):
                 stack.append(name == "NEWTRUE")
-            elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-                if not stack or (marks and marks[-1] == len(stack)):
-                    fail("malformed pickle: memoizing an empty stack")
-                memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
-            elif name in ("GET", "BINGET", "LONG_BINGET"):
-                if arg not in memo:
-                    fail(f"malformed pickle: memo entry {arg} was never stored")
-                value = memo[arg]
-                if isinstance(value, (dict, list)) or (isinstance(value, tuple) and depth_of(value) > 1):
-                    fail("a shared reference to a container: a bank never shares one, "
-                         "and shared references can describe exponentially large objects")
-                stack.append(value)
             elif name in ("GLOBAL", "STACK_GLOBAL"):
                 if name == "GLOBAL":
                     module, _, attribute = arg.partition(" ")
