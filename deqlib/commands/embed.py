@@ -51,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.embed import embed_source, get_encoder, init_distributed
     from deqlib.sources import SubsetSource, open_source
 
+    output = Path(args.output) if args.output else paths.interim_dir() / "embeddings"
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file; it must be a folder (the cache root), e.g. "
+                         f"--output {output.parent / 'embeddings'}")
     distributed = init_distributed()
     source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
     if args.max_images is not None:
@@ -59,10 +63,6 @@ def run(args: argparse.Namespace) -> int:
         source = SubsetSource(source, range(min(args.max_images, len(source))))  # first N: later full runs reuse their cache
     kwargs = {"preprocessing": args.preprocessing} if args.preprocessing else {}
     encoder = get_encoder(args.encoder, weights=args.weights, **kwargs)
-    output = Path(args.output) if args.output else paths.interim_dir() / "embeddings"
-    if output.exists() and not output.is_dir():
-        raise ValueError(f"--output {output} is a file; it must be a folder (the cache root), e.g. "
-                         f"--output {output.parent / 'embeddings'}")
     result = embed_source(
         source, encoder, cache_dir=output, batch_size=args.batch_size, num_workers=args.workers,
         device=args.device, normalize=args.normalize, progress=not args.no_progress,
