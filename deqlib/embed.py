@@ -19,6 +19,14 @@
   keeps every complete shard and embeds only what is missing; added images embed only the new
   ones. The cache stores raw (un-normalised) vectors, and ``normalize=True`` applies L2
   normalisation on the way out, so both views share one cache without any staleness.
+* **a cache that never lies**: each cached vector carries its image file's ``size:mtime_ns``
+  (:func:`sample_stamps`), so an image replaced in place is embedded again; one listing of the
+  shards serves the lookup, the index and the vectors, so runs writing the same cache at the
+  same time never hand one image's vector to another; a damaged shard is reported, set aside
+  (``*.damaged``) and re-embedded; an unchanged cache is never rewritten (a fully cached run
+  works on a read-only disk), and a cache that cannot be written (read-only, disk full)
+  keeps the vectors in memory with one warning (``stats["cache_write_errors"]``).
+  ``docs/robustness.md`` lists the cases and their tests.
 * **torchrun**: when ``torch.distributed`` is initialised (or :func:`init_distributed` is
   called under ``torchrun``), each rank embeds a strided share of the missing samples and
   writes its own shards; rank 0 checks that every sample is embedded or failed exactly once,
@@ -77,6 +85,8 @@ __all__ = [
     "embed_source",
     "init_distributed",
     "cache_folder",
+    "sample_stamps",
+    "DamagedCacheError",
 ]
 
 logger = logging.getLogger(__name__)
@@ -489,7 +499,7 @@ class _ShardStore:
                 ids = data["sample_ids"].tolist()
                 stamps = data["stamps"].tolist() if "stamps" in data.files else [""] * len(ids)
                 # the vectors' header only (shape, dtype): reading 5 GB to list ids would be too slow
-                with zipfile.ZipFile(path) as archive, archive.open("vectors.npy") as member:
+                with data.zip.open("vectors.npy") as member:
                     shape, dtype = _npy_header(member)
         except FileNotFoundError:  # removed (quarantined by another run) since the listing
             return None

@@ -6,14 +6,16 @@ wrong colour). :class:`ColourSource` is a synthetic source whose sample ``i`` is
 unique to ``i`` (no files); :func:`expected_vector` is the vector its sample must get.
 
 Run as a script it is one writer/reader of the concurrency stress test:
-``python faultkit.py CACHE SECONDS SEED`` embeds random subsets of a shared pool into one cache
-for ``SECONDS`` and exits 1 (printing the ids) if any vector was not its sample's.
+``python faultkit.py CACHE SECONDS SEED PROCESSES`` waits until PROCESSES of them are ready, embeds
+random subsets of a shared pool into one cache for ``SECONDS`` and exits 1 (printing the ids) if
+any vector was not its sample's.
 """
 
 from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,7 +85,7 @@ def wrong_vectors(result) -> list[str]:
     return bad
 
 
-def stress(cache: str, seconds: float, seed: int) -> int:
+def stress(cache: str, seconds: float, seed: int, processes: int = 1) -> int:
     """Embed random subsets of the pool into ``cache`` until ``seconds`` pass; count wrong vectors."""
     import time
 
@@ -91,6 +93,14 @@ def stress(cache: str, seconds: float, seed: int) -> int:
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(seed)
+    # Start together (imports take seconds on a busy machine): each says it is ready, then waits
+    # for the others, so the runs really overlap on the cache.
+    ready = Path(f"{cache}.ready")
+    ready.mkdir(parents=True, exist_ok=True)
+    (ready / str(seed)).touch()
+    give_up = time.monotonic() + 120
+    while len(list(ready.iterdir())) < processes and time.monotonic() < give_up:
+        time.sleep(0.02)
     deadline = time.monotonic() + seconds
     runs = wrong = 0
     while time.monotonic() < deadline:
@@ -108,4 +118,4 @@ def stress(cache: str, seconds: float, seed: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(stress(sys.argv[1], float(sys.argv[2]), int(sys.argv[3])))
+    sys.exit(stress(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])))

@@ -99,14 +99,14 @@ def test_concurrent_writers_and_readers_always_get_their_own_vectors(tmp_path):
     cache = tmp_path / "cache"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
                OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "faultkit.py"), str(cache), "4", str(seed)],
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "tests" / "faultkit.py"), str(cache), "3", str(seed), "4"],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for seed in range(4)]
-    outputs = [p.communicate(timeout=180)[0] for p in procs]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
     report = "\n".join(outputs)
     assert [p.returncode for p in procs] == [0, 0, 0, 0], report
-    runs = sum(int(line.split(": ")[1].split()[0]) for line in report.splitlines() if " runs, " in line)
-    assert runs >= 8, report  # the processes really overlapped on the cache
+    runs = [int(line.split(": ")[1].split()[0]) for line in report.splitlines() if " runs, " in line]
+    assert len(runs) == 4 and min(runs) >= 1 and sum(runs) >= 6, report  # they overlapped on the cache
     final = embed_colours(cache, range(F.POOL))  # and what they left is right, every vector
     assert F.wrong_vectors(final) == []
 
