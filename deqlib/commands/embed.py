@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     errors = result.stats.get("cache_write_errors") or []
     if rank == 0 and errors:
         # The cache is this command's output: vectors that could not be written are lost with the run.
-        print(f"deq embed: error: the cache could not be written ({errors[0]}); {len(errors)} files missing; "
+        print(f"deq embed: error: the cache could not be written ({errors[0]}); {len(errors)} cache files not written; "
               f"free disk space or make {result.cache_path} writable, or pass another --output DIR, "
               "then run again (what was written is kept)", file=sys.stderr)
         return 1
