@@ -517,6 +517,8 @@ class _ShardStore:
         try:
             os.replace(path, target)
             where = f"moved to {target.name}"
+        except FileNotFoundError:  # another run set it aside first
+            where = "already moved aside by another run"
         except OSError as exc:
             where = f"left in place ({exc.strerror or exc}; delete it by hand)"
         logger.warning("damaged embedding cache shard %s (%s): its samples are embedded again; %s",
