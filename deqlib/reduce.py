@@ -158,7 +158,9 @@ class OpenTSNEReducer(BaseEstimator):
     random_state : int, default=33
         The official seed.
     n_jobs : int, default=-1
-        Threads; -1 means every core this process may use.
+        openTSNE's threads; -1 means every core this process may use. The coordinates do not
+        depend on it: the PCA and other BLAS calls run on one thread (BLAS results depend on
+        the thread count, and t-SNE amplifies the difference).
     verbose : bool, default=False
 
     Attributes
@@ -229,13 +231,25 @@ class OpenTSNEReducer(BaseEstimator):
         }
 
     def cache_key(self) -> dict:
-        """What the output depends on (threads and verbosity excluded)."""
+        """What the output depends on (threads and verbosity excluded: the result does not depend on them)."""
         import openTSNE
 
         return {**self.resolved_params(), "opentsne": openTSNE.__version__}
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates."""
+        import openTSNE
+
+        from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+        # One BLAS thread: a BLAS matrix product sums in an order that depends on its thread count,
+        # and t-SNE amplifies those last-bit differences of the PCA into a different map
+        # (OMP_NUM_THREADS=1 against the default moved almost every likelihood). openTSNE's own
+        # n_jobs threads give identical results, so the cache key can leave threads out.
+        with threadpool_limits(limits=1, user_api="blas"):
+            return self._fit_transform(X)
+
+    def _fit_transform(self, X) -> np.ndarray:
         import openTSNE
 
         params = self.resolved_params()
@@ -280,7 +294,7 @@ class OpenTSNEReducer(BaseEstimator):
             raise RuntimeError(f"openTSNE returned non-finite coordinates; {_duplicate_hint(X)}")
         self.fit_indices_ = fit_indices
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
-                        "n_jobs": _n_jobs(self.n_jobs), "opentsne": openTSNE.__version__}
+                        "n_jobs": _n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
         return coords
 
 

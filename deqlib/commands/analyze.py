@@ -157,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.verbose:  # openTSNE logs every phase at INFO; our progress lines say enough
         logging.getLogger("openTSNE").setLevel(logging.WARNING)
 
+    for flag, value in (("--output", args.output), ("--export-official", args.export_official),
+                        ("--samples-csv", args.samples_csv)):
+        if value and Path(value).is_dir():  # say so now, not after the whole analysis
+            raise ValueError(f"{flag} {value} is a folder, but a file path is needed; "
+                             f"pass a file name, e.g. {flag} {Path(value) / 'bank.parquet'}")
     reducer, clusterer = build_stages(args)
     common = dict(reducer=reducer, clusterer=clusterer, noise_policy=args.noise_policy, eta=args.eta,
                   gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir, mode=args.mode, preset=args.preset,

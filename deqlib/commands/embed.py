@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from deqlib import paths
 from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter
@@ -49,6 +51,10 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.embed import embed_source, get_encoder, init_distributed
     from deqlib.sources import SubsetSource, open_source
 
+    output = Path(args.output) if args.output else paths.interim_dir() / "embeddings"
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file; it must be a folder (the cache root), e.g. "
+                         f"--output {output.parent / 'embeddings'}")
     distributed = init_distributed()
     source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
     if args.max_images is not None:
@@ -57,7 +63,6 @@ def run(args: argparse.Namespace) -> int:
         source = SubsetSource(source, range(min(args.max_images, len(source))))  # first N: later full runs reuse their cache
     kwargs = {"preprocessing": args.preprocessing} if args.preprocessing else {}
     encoder = get_encoder(args.encoder, weights=args.weights, **kwargs)
-    output = args.output or paths.interim_dir() / "embeddings"
     result = embed_source(
         source, encoder, cache_dir=output, batch_size=args.batch_size, num_workers=args.workers,
         device=args.device, normalize=args.normalize, progress=not args.no_progress,
@@ -73,4 +78,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"deq embed: {len(result.failures)} images failed; see {result.cache_path / 'failures.csv'}")
     if distributed:
         torch.distributed.destroy_process_group()
+    errors = result.stats.get("cache_write_errors") or []
+    if rank == 0 and errors:
+        # The cache is this command's output: vectors that could not be written are lost with the run.
+        print(f"deq embed: error: the cache could not be written ({errors[0]}); {len(errors)} cache files not written; "
+              f"free disk space or make {result.cache_path} writable, or pass another --output DIR, "
+              "then run again (what was written is kept)", file=sys.stderr)
+        return 1
     return 0
