@@ -1,6 +1,5 @@
-"""Open the HTML explorer in Debian's headless Chromium, hover a point, check its thumbnail."""
+"""Open the HTML explorer in Debian's headless Chromium and check what it shows: hover, search, filters, colours."""
 
-import base64
 import io
 
 import numpy as np
@@ -8,12 +7,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deqlib.plots.explorer import write_explorer
-from deqlib.sources import ImageSource
+from deqlib.plots.explorer import NOISE_COLOR, write_explorer
+from deqlib.sources import ImageSource, open_source
 
 pytestmark = pytest.mark.browser
 
 COLORS = {"red": (230, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 230)}
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
+VIRIDIS = np.array([[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], [122, 209, 81], [253, 231, 37]])
 
 
 class SolidColours(ImageSource):
@@ -32,45 +34,136 @@ class SolidColours(ImageSource):
         return pd.DataFrame({"sample_id": self.sample_ids, "location": self.sample_ids})
 
 
-def _samples():
-    # Far apart in 3-D, so each point owns a large area of the canvas.
-    return pd.DataFrame({
-        "sample_id": list(COLORS), "x": [-10.0, 0.0, 10.0], "y": [-10.0, 0.0, 10.0], "z": [0.0, 0.0, 0.0],
-        "cluster_id": [0, 1, -1], "cluster_size": [5, 3, 1], "likelihood": [1.0, 0.6, 0.2],
-        "weight": [0.5, 0.51, 0.66]})
+def _open(p, path, width=1200, height=800):
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": width, "height": height})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    return browser, page, errors
+
+
+def _pixels(page, selector):
+    return np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB")).astype(int)
 
 
 def test_hover_shows_the_hovered_samples_thumbnail(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    path = write_explorer(_samples(), SolidColours(), tmp_path / "explorer.html", marker_size=25)
-    html = path.read_text()
-    assert "<script src" not in html and "Plotly.newPlot" in html  # plotly.js inlined: works offline
+    samples = pd.DataFrame({
+        "sample_id": list(COLORS), "x": [-10.0, 0.0, 10.0], "y": [-10.0, 0.0, 10.0], "z": [0.0, 0.0, 0.0],
+        "cluster_id": [0, 1, -1], "cluster_size": [5, 3, 1], "likelihood": [1.0, 0.6, 0.2],
+        "weight": [0.5, 0.51, 0.66]})
+    path = write_explorer(samples, SolidColours(), tmp_path / "explorer.html", marker_size=12)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"])
-        page = browser.new_page(viewport={"width": 1000, "height": 700})
-        page.goto(path.as_uri())
-        page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+        browser, page, errors = _open(p, path)
         box = page.locator("#plot").bounding_box()
-        hovered = None
-        # Sweep the mouse over the plot until plotly reports a hover (WebGL picking).
-        for fy in np.linspace(0.2, 0.8, 25):
-            for fx in np.linspace(0.2, 0.8, 25):
-                page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
-                index = page.locator("#thumb").get_attribute("data-index")
-                if index is not None:
-                    hovered = int(index)
-                    break
-            if hovered is not None:
-                break
-        assert hovered is not None, "no hover event fired anywhere over the plot"
-        sample_id = page.locator("#field-sample_id").inner_text()
-        src = page.locator("#thumb").get_attribute("src")
-        page.screenshot(path=str(tmp_path / "explorer.png"))
+        seen = {}
+        for index in range(3):  # the mouse goes where the page draws each point
+            x, y = page.evaluate(f"EXPLORER.project({index})")[:2]
+            page.mouse.move(box["x"] + x, box["y"] + y)
+            page.wait_for_function(f"document.getElementById('thumb').dataset.index === '{index}'", timeout=10_000)
+            thumb = _pixels(page, "#thumb")
+            seen[page.locator("#field-sample_id").inner_text()] = thumb[thumb.shape[0] // 2, thumb.shape[1] // 2]
         browser.close()
-    assert sample_id == list(COLORS)[hovered]
-    thumb = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("RGB")
-    pixel = np.asarray(thumb)[thumb.height // 2, thumb.width // 2].astype(int)
-    assert np.abs(pixel - np.array(COLORS[sample_id])).max() < 30, (sample_id, pixel)
+    assert errors == []
+    assert set(seen) == set(COLORS)
+    for sample_id, pixel in seen.items():
+        assert np.abs(pixel - np.array(COLORS[sample_id])).max() < 30, (sample_id, pixel)
+
+
+@pytest.fixture(scope="module")
+def fashion_explorer(tmp_path_factory):
+    """10,000 Fashion-MNIST thumbnails on clustered synthetic coordinates (60 clusters + noise)."""
+    folder = tmp_path_factory.mktemp("explorer")
+    source = open_source("fashion-mnist", split="train", max_images=10_000, seed=0)
+    rng = np.random.default_rng(0)
+    n = len(source)
+    share = rng.pareto(1.1, 60) + 0.05
+    cluster = rng.choice(60, size=n, p=share / share.sum())
+    xyz = rng.normal(0, 30, size=(60, 3))[cluster] + rng.normal(0, 1.5, size=(n, 3))
+    cluster[rng.random(n) < 0.03] = -1
+    sizes = pd.Series(cluster).map(pd.Series(cluster).value_counts()).to_numpy().copy()
+    sizes[cluster < 0] = 1
+    samples = pd.DataFrame({"sample_id": source.sample_ids, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+                            "cluster_id": cluster, "cluster_size": sizes, "likelihood": sizes / sizes.max(),
+                            "weight": 1 - sizes / sizes.max() / 2})
+    samples = samples.merge(source.metadata()[["sample_id", "class_name"]], on="sample_id")
+    return write_explorer(samples, source, folder / "fashion_explorer.html"), samples
+
+
+def _near_viridis(pixels):
+    ramp = np.concatenate([VIRIDIS[k] + np.linspace(0, 1, 20)[:, None] * (VIRIDIS[k + 1] - VIRIDIS[k])
+                           for k in range(len(VIRIDIS) - 1)])
+    return np.abs(pixels[:, None, :] - ramp[None]).max(axis=2).min(axis=1) < 30
+
+
+def test_search_filter_colour_and_gallery_at_10000_points(fashion_explorer):
+    from playwright.sync_api import sync_playwright
+
+    path, samples = fashion_explorer
+    target = samples.iloc[4321]
+    sizes = samples.cluster_id[samples.cluster_id >= 0].value_counts()
+    rarest = int(sizes.index[sizes == sizes.min()].min())  # the page breaks ties by cluster id
+    with sync_playwright() as p:
+        browser, page, errors = _open(p, path)
+        assert page.locator("#shown-count").inner_text() == "10,000 of 10,000 points shown"
+        legend = page.locator("#legend .item").all_inner_texts()
+        assert legend[0] == f"noise: {(samples.cluster_id < 0).sum()} samples"  # noise first, then rarest
+        assert legend[1] == f"cluster {rarest}: {sizes.min()} samples"
+
+        # Search by id: the panel shows the sample, the page says where it is.
+        page.fill("#search", target.sample_id)
+        page.press("#search", "Enter")
+        page.wait_for_function(f"document.getElementById('thumb').dataset.index === '4321'", timeout=10_000)
+        assert page.locator("#field-sample_id").inner_text() == target.sample_id
+        assert page.locator("#field-class_name").inner_text() == target.class_name
+        assert page.locator("#search-result").inner_text() == f"found {target.sample_id} (cluster {target.cluster_id})"
+        page.fill("#search", "no-such-id")
+        page.press("#search", "Enter")
+        assert "no sample id contains" in page.locator("#search-result").inner_text()
+
+        # Colour by cluster: saturated cluster colours, grey noise, no viridis yet.
+        plot = _pixels(page, "#plot").reshape(-1, 3)
+        drawn = plot[np.abs(plot - 255).max(axis=1) > 40]
+        assert len(drawn) > 2000
+        grey = np.abs(drawn - np.array(NOISE_COLOR)).max(axis=1) < 12
+        assert 0 < grey.mean() < 0.2  # some noise, drawn in its own grey
+        # Colour by likelihood: the points turn to the ramp, the legend shows its range.
+        page.select_option("#color-by", "likelihood")
+        page.wait_for_function("document.getElementById('legend-min') !== null")
+        assert float(page.locator("#legend-min").inner_text()) == pytest.approx(samples.likelihood.min(), rel=1e-3)
+        assert page.locator("#legend-max").inner_text() == "1"
+        assert "log scale" in page.locator("#legend").inner_text()
+        page.wait_for_timeout(500)
+        plot = _pixels(page, "#plot").reshape(-1, 3)
+        recoloured = plot[np.abs(plot - 255).max(axis=1) > 40]
+        assert _near_viridis(recoloured).mean() > 0.9 > _near_viridis(drawn).mean()
+
+        # Filters: a likelihood range, then a metadata value on top; then one cluster.
+        page.fill("#max-likelihood", "0.05")
+        page.press("#max-likelihood", "Enter")
+        page.click("#apply")
+        low = samples.likelihood <= 0.05
+        assert page.locator("#shown-count").inner_text() == f"{low.sum():,} of 10,000 points shown"
+        page.select_option("#cat-class_name", label="Sandal")
+        both = low & (samples.class_name == "Sandal")
+        assert page.locator("#shown-count").inner_text() == f"{both.sum():,} of 10,000 points shown"
+        shown = np.array(page.evaluate("Array.from(EXPLORER.state.visible)"))
+        assert np.array_equal(shown, np.flatnonzero(both))
+        page.click("#reset")
+        assert page.locator("#shown-count").inner_text() == "10,000 of 10,000 points shown"
+
+        # Select the rarest cluster from the legend: it is isolated and its gallery shows its images.
+        page.select_option("#color-by", "cluster")
+        page.locator(f"#legend .item[data-cluster='{rarest}']").click()
+        assert page.locator("#shown-count").inner_text() == f"{sizes.min():,} of 10,000 points shown"
+        titles = page.locator("#gallery .tile").evaluate_all("tiles => tiles.map(t => t.title)")
+        assert sorted(titles) == sorted(samples.sample_id[samples.cluster_id == rarest])
+        page.wait_for_function("Array.from(document.querySelectorAll('#gallery .tile'))"
+                               ".every(t => t.style.backgroundImage !== '')", timeout=10_000)
+        tile = _pixels(page, "#gallery .tile >> nth=0")
+        assert tile.std() > 10  # an image, not an empty box
+        assert errors == []
+        browser.close()
