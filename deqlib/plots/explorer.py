@@ -41,6 +41,7 @@ __all__ = [
     "NOISE_COLOR",
     "cluster_palette",
     "explorer_summary",
+    "samples_from_bank",
     "stratified_subset",
     "thumbnail_data_uri",
     "thumbnail_tile",
@@ -226,6 +227,31 @@ def _column_payload(values: pd.Series) -> dict | None:
 def _image_sizes(source, positions: np.ndarray, n: int = 25) -> list[tuple[int, int]]:
     picks = positions[np.linspace(0, len(positions) - 1, num=min(n, len(positions))).astype(int)]
     return [source.load(int(p)).size for p in picks]
+
+
+def samples_from_bank(bank, source=None, eta: float | None = None, gamma: float | None = None) -> pd.DataFrame:
+    """The per-sample table the explorer and the exporters read, from a :class:`~deqlib.bank.LikelihoodBank`.
+
+    Adds ``weight`` (eq. 4 with ``eta``, ``gamma``; default: the values the bank was made with,
+    else deqlib's defaults) when the bank has none, and the source's metadata columns (merged on
+    ``sample_id``). Raises ``ValueError`` naming the fix when the bank has no coordinates.
+    """
+    from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
+
+    table = bank.table.copy()
+    if not {"x", "y", "z"} <= set(table.columns):
+        raise ValueError("the bank has no 3-D coordinates (columns x, y, z): write it with `deq analyze` "
+                         "or AnalysisResult.write, which store them")
+    if "weight" not in table.columns:
+        eta = eta if eta is not None else float(bank.metadata.get("eta", DEFAULT_ETA))
+        gamma = gamma if gamma is not None else float(bank.metadata.get("gamma", DEFAULT_GAMMA))
+        table["weight"] = gfl_weight(table["likelihood"].to_numpy(), eta=eta, gamma=gamma)
+    if source is not None:
+        meta = source.metadata().copy()
+        meta["sample_id"] = meta["sample_id"].astype(str)
+        meta = meta.drop(columns=[c for c in meta.columns if c != "sample_id" and c in table.columns])
+        table = table.merge(meta, on="sample_id", how="left", validate="one_to_one")
+    return table
 
 
 def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height: int = 72,
