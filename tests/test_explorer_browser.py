@@ -167,3 +167,75 @@ def test_search_filter_colour_and_gallery_at_10000_points(fashion_explorer):
         assert tile.std() > 10  # an image, not an empty box
         assert errors == []
         browser.close()
+
+
+SHOWN_CURVES = """() => document.getElementById('fig').data
+  .filter(t => t.meta && t.meta.role === 'selectable' && t.visible === true && t.opacity === 1)
+  .map(t => [t.meta.eta, t.meta.gamma])"""
+
+
+def _drag_slider(page, slider, tick, first_ticks):
+    grip = page.locator(".slider-grip-rect").nth(slider).bounding_box()
+    target = page.locator(".slider-tick-rect").nth(slider * first_ticks + tick).bounding_box()
+    page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(target["x"] + target["width"] / 2, grip["y"] + grip["height"] / 2, steps=4)
+    page.mouse.up()
+    page.wait_for_timeout(150)
+
+
+def test_focal_loss_sliders_show_one_curve_at_every_position_eta_first(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from deqlib.plots.paper import INTERACTIVE_ETAS, INTERACTIVE_GAMMAS, figure3_interactive
+
+    path = tmp_path / "figure3.html"
+    figure3_interactive(initial_eta=1.0, initial_gamma=5.0).write_html(path, include_plotlyjs=True, div_id="fig")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 700})
+        page.goto(path.as_uri())
+        page.wait_for_selector(".slider-grip-rect")
+        seen = []
+        for tick, eta in enumerate(INTERACTIVE_ETAS):  # eta first: gamma never touched yet
+            _drag_slider(page, 0, tick, len(INTERACTIVE_ETAS))
+            seen.append(page.evaluate(SHOWN_CURVES))
+            area = page.locator(".bglayer .bg").first.bounding_box()  # the axes' area, not the labels
+            plot = np.asarray(Image.open(io.BytesIO(page.screenshot(clip=area))).convert("RGB")).astype(int).reshape(-1, 3)
+            assert (plot.max(axis=1) < 40).sum() > 200, f"no black curve drawn at eta={eta}"
+        assert seen == [[[eta, 5.0]] for eta in INTERACTIVE_ETAS]
+        _drag_slider(page, 1, 0, len(INTERACTIVE_ETAS))  # then gamma, and eta again
+        assert page.evaluate(SHOWN_CURVES) == [[INTERACTIVE_ETAS[-1], INTERACTIVE_GAMMAS[0]]]
+        _drag_slider(page, 0, 2, len(INTERACTIVE_ETAS))
+        assert page.evaluate(SHOWN_CURVES) == [[INTERACTIVE_ETAS[2], INTERACTIVE_GAMMAS[0]]]
+        browser.close()
+
+
+def test_in_notebook_3d_figure_title_clear_of_its_buttons(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from deqlib.plots.clusters import cluster_scatter_3d
+
+    samples = pd.DataFrame({"sample_id": ["a", "b", "c", "d"], "x": [0.0, 1, 2, 3], "y": [0.0, 1, 0, 1],
+                            "z": [0.0, 0, 1, 1], "cluster_id": [0, 0, 1, -1], "cluster_size": [2, 2, 1, 1],
+                            "likelihood": [1.0, 1.0, 0.123456789, 0.5], "weight": [0.5, 0.5, 0.98765432, 0.6],
+                            "label": [1, 1, 2, 3], "class_name": ["x", "x", "y", "z"]})
+    figure = cluster_scatter_3d(samples)
+    assert [b.label for b in figure.layout.updatemenus[0].buttons] == ["cluster", "likelihood", "weight", "label"]
+    path = tmp_path / "scatter.html"
+    figure.write_html(path, include_plotlyjs=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1000, "height": 750})
+        page.goto(path.as_uri())
+        page.wait_for_selector(".gtitle")
+        title = page.locator(".gtitle").bounding_box()
+        buttons = page.locator(".updatemenu-button").evaluate_all(
+            "els => els.map(e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })")
+        browser.close()
+    assert len(buttons) == 4
+    for left, top, right, bottom in buttons:
+        overlaps = (left < title["x"] + title["width"] and title["x"] < right
+                    and top < title["y"] + title["height"] and title["y"] < bottom)
+        assert not overlaps, (title, (left, top, right, bottom))
+    assert ":.4g}" in figure.data[0].hovertemplate  # hover values rounded
