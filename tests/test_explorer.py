@@ -200,3 +200,44 @@ def test_explorer_errors_name_the_problem(tmp_path):
     with pytest.raises(ValueError, match="not in the source"):
         write_explorer(_samples(10), Numbered(5), tmp_path / "e.html")
     assert not (tmp_path / "e.html").exists()
+
+
+# ---------- deq explore ----------
+
+def test_deq_explore_writes_page_projector_and_atlas_from_a_bank(tmp_path, capsys):
+    from deqlib.bank import bank_from_labels, write_bank
+    from deqlib.cli import main
+    from deqlib.sources import open_source
+
+    ids = open_source("fashion-mnist", split="train", max_images=300, seed=0).sample_ids
+    rng = np.random.default_rng(0)
+    labels = rng.integers(-1, 5, size=300)
+    bank = bank_from_labels(ids, labels, coords=rng.normal(size=(300, 3)), metadata={"eta": 0.5, "gamma": 2.0})
+    bank_path = write_bank(tmp_path / "fm.parquet", bank)
+    page = tmp_path / "out" / "fm_explorer.html"
+    code = main(["explore", str(bank_path), "--source", "fashion-mnist", "--output", str(page), "--no-progress",
+                 "--projector", str(tmp_path / "proj"), "--atlas", str(tmp_path / "fm_atlas.parquet")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"deq explore: {page}: page" in out and "tensorboard --logdir" in out and "embedding-atlas" in out
+    _, data = _page_data(page)
+    assert data["n"] == 300 and sorted(data["ids"]) == sorted(ids)
+    assert (data["thumbs"]["tile_w"], data["thumbs"]["tile_h"]) == (28, 28)
+    assert "class_name" in data["columns"]  # the source's metadata, merged on sample_id
+    weight = _decode(data["columns"]["weight"]["data"], np.float32)
+    likelihood = _decode(data["columns"]["likelihood"]["data"], np.float32)
+    from deqlib.weights import gfl_weight
+    assert np.allclose(weight, gfl_weight(likelihood.astype(float), eta=0.5, gamma=2.0), atol=1e-6)  # the bank's
+    assert (tmp_path / "proj" / "projector_config.pbtxt").is_file() and (tmp_path / "fm_atlas.parquet").is_file()
+
+
+def test_deq_explore_says_what_is_wrong(tmp_path, capsys):
+    from deqlib.bank import bank_from_labels, write_bank
+    from deqlib.cli import main
+
+    no_coords = write_bank(tmp_path / "b.parquet", bank_from_labels(["train-00001", "train-00002"], [0, 0]))
+    assert main(["explore", str(no_coords), "--output", str(tmp_path / "e.html")]) == 2
+    assert "no 3-D coordinates" in capsys.readouterr().err
+    alien = write_bank(tmp_path / "c.parquet", bank_from_labels(["not-an-id"], [0], coords=np.zeros((1, 3))))
+    assert main(["explore", str(alien), "--output", str(tmp_path / "e.html")]) == 2
+    assert "not in the source" in capsys.readouterr().err

@@ -37,6 +37,7 @@ def register(subparsers) -> None:
                         help="also write TensorBoard Embedding Projector files here (`tensorboard --logdir DIR`)")
     parser.add_argument("--atlas", default=None, metavar="TABLE.parquet",
                         help="also write a Parquet table for Embedding Atlas (`embedding-atlas TABLE.parquet`)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar while thumbnails are written")
     parser.set_defaults(func=run)
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     samples = samples_from_bank(bank, source)
     output = Path(args.output) if args.output else paths.FIGURES / f"{bank_path.stem}_explorer.html"
     page = write_explorer(samples, source, output, thumb_height=args.thumb_height, max_points=args.max_points,
-                          seed=args.seed, progress=not args.no_progress if hasattr(args, "no_progress") else True)
+                          seed=args.seed, progress=not args.no_progress)
     print(f"deq explore: {explorer_summary(page)}")
     if args.projector:
         from deqlib.export.projector import write_projector
