@@ -30,6 +30,7 @@ from deqlib.plots.explorer import write_explorer
 from deqlib.sources import ImageSource, open_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/_host.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the baseline explorer
 from _host import cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -100,6 +101,42 @@ HOVER_PROBE = """() => {
 }"""
 
 
+def measure_baseline(path, n_hover=15):
+    """The pre-issue-14 plotly page: no projection helper, so sweep the mouse over the plot (as its own test did)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 850})
+        page.goto("about:blank")
+        time.sleep(1.0)
+        blank = browser_pss(os.getpid())
+        started = time.perf_counter()
+        page.goto(path.as_uri())
+        page.wait_for_selector("body[data-ready='1']", timeout=300_000)
+        render = time.perf_counter() - started
+        time.sleep(1.0)
+        memory = browser_pss(os.getpid()) - blank
+        page.evaluate(HOVER_PROBE)
+        box = page.locator("#plot").bounding_box()
+        latencies = []
+        for fy in np.linspace(0.35, 0.65, 8):
+            for fx in np.linspace(0.35, 0.65, 8):
+                before = page.evaluate("window.__hover.length")
+                page.mouse.move(box["x"] + fx * box["width"], box["y"] + fy * box["height"])
+                try:
+                    page.wait_for_function(f"window.__hover.length > {before}", timeout=20_000)
+                    latencies.append(page.evaluate("window.__hover[window.__hover.length - 1]") / 1000)
+                except Exception:
+                    pass
+                if len(latencies) >= n_hover:
+                    break
+            if len(latencies) >= n_hover:
+                break
+        browser.close()
+    return render, memory, latencies, 0
+
+
 def measure(path, n_hover=15, seed=1):
     from playwright.sync_api import sync_playwright
 
@@ -141,23 +178,31 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, nargs="+", default=[5_000, 10_000, 30_000, 70_000, 200_000])
     parser.add_argument("--keep", default=None, help="write the explorers here instead of a temporary folder")
+    parser.add_argument("--baseline", type=int, nargs="*", default=[5_000, 10_000],
+                        help="also measure the pre-issue-14 plotly explorer at these sizes, in the same run")
     args = parser.parse_args()
     fashion = open_source("fashion-mnist", split="train")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.keep or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        for n in args.points:
+        runs = [("plotly-v0", n) for n in args.baseline] + [("deck.gl", n) for n in args.points]
+        for explorer, n in runs:
             source = Repeated(fashion, n)
             samples = clustered_samples(source.sample_ids)
-            path = folder / f"explorer_{n}.html"
+            path = folder / f"explorer_{explorer}_{n}.html"
             t0 = time.perf_counter()
-            write_explorer(samples, source, path)
+            if explorer == "deck.gl":
+                write_explorer(samples, source, path)
+            else:
+                from plotly_explorer_v0 import write_explorer as write_v0
+
+                write_v0(samples, source, path, max_points=None)
             written = time.perf_counter() - t0
             thumbs = path.with_name(path.stem + "_files")
-            disk = path.stat().st_size + sum(f.stat().st_size for f in thumbs.iterdir())
-            render, memory, hovers, misses = measure(path)
-            rows.append({"points": n, "clusters": int(samples.cluster_id.max() + 1),
+            disk = path.stat().st_size + sum(f.stat().st_size for f in (thumbs.iterdir() if thumbs.exists() else []))
+            render, memory, hovers, misses = (measure if explorer == "deck.gl" else measure_baseline)(path)
+            rows.append({"explorer": explorer, "points": n, "clusters": int(samples.cluster_id.max() + 1),
                          "page_mb": round(path.stat().st_size / 1e6, 2), "disk_mb": round(disk / 1e6, 2),
                          "bytes_per_point": round(disk / n), "write_s": round(written, 2),
                          "render_s": round(render, 2), "browser_memory_gb": round(memory / 1e9, 2),

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     bank = read_bank(bank_path)
     source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
     samples = samples_from_bank(bank, source)
-    output = Path(args.output) if args.output else paths.FIGURES / f"{bank_path.stem}_explorer.html"
+    output = Path(args.output) if args.output else paths.figures_dir() / f"{bank_path.stem}_explorer.html"
     page = write_explorer(samples, source, output, thumb_height=args.thumb_height, max_points=args.max_points,
                           seed=args.seed, progress=not args.no_progress)
     print(f"deq explore: {explorer_summary(page)}")
