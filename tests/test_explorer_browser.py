@@ -19,7 +19,8 @@ VIRIDIS = np.array([[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], 
 
 
 class SolidColours(ImageSource):
-    """Three solid-colour images, so a thumbnail's pixels say which sample it is."""
+    """Three solid-colour wide frames (64 x 20, like a driving camera), so a thumbnail's pixels say which
+    sample it is and its shape whether the aspect ratio survived."""
 
     name = "solid"
 
@@ -28,7 +29,7 @@ class SolidColours(ImageSource):
         return list(COLORS)
 
     def load(self, index, draft=None):
-        return Image.new("RGB", (32, 32), list(COLORS.values())[index])
+        return Image.new("RGB", (64, 20), list(COLORS.values())[index])
 
     def metadata(self):
         return pd.DataFrame({"sample_id": self.sample_ids, "location": self.sample_ids})
@@ -65,6 +66,7 @@ def test_hover_shows_the_hovered_samples_thumbnail(tmp_path):
             page.mouse.move(box["x"] + x, box["y"] + y)
             page.wait_for_function(f"document.getElementById('thumb').dataset.index === '{index}'", timeout=10_000)
             thumb = _pixels(page, "#thumb")
+            assert abs(thumb.shape[1] / thumb.shape[0] - 64 / 20) < 0.1  # shown as wide as the frame
             seen[page.locator("#field-sample_id").inner_text()] = thumb[thumb.shape[0] // 2, thumb.shape[1] // 2]
         browser.close()
     assert errors == []
