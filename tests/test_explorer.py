@@ -181,6 +181,7 @@ def test_explorer_writes_page_and_sheets_with_every_point(tmp_path):
         row, col = divmod(slot, thumbs["cols"])
         assert abs(image[row * 20 + 10, col * 40 + 20] - (37 * point) % 256) <= 8
     assert data["palette"][: len(data["clusterIds"])] == cluster_palette(12).tolist()
+    assert data["params"]["thumb_height"] == 72 and data["params"]["deck.gl"] == "9.4.0"  # recorded in the page
 
 
 def test_explorer_subset_is_stratified_and_rewrites_stale_sheets(tmp_path):

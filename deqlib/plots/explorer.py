@@ -347,6 +347,8 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
         "thumbs": {"folder": folder.name, "index": _b64(thumb_index), **{k: layout[k] for k in (
             "tile_w", "tile_h", "cols", "per_sheet", "sheets")}},
         "markerSize": marker_size, "version": __version__,
+        "params": {"thumb_height": thumb_height, "max_points": max_points, "seed": seed, "quality": quality,
+                   "marker_size": marker_size, "deqlib": __version__, "deck.gl": DECKGL_VERSION},
     }
     page = TEMPLATE_FILE.read_text(encoding="utf-8")
     page = (page.replace("__TITLE__", html.escape(heading))
