@@ -217,8 +217,10 @@ def test_embedding_atlas_opens_the_table(tmp_path):
             page.goto(f"http://127.0.0.1:{port}/")
             _, text = _deep_text_until(lambda: page.main_frame, ["120 / 120 points", "cluster_label", "likelihood"])
             # The table view shows each row's thumbnail from the image column (decoded: 60 x 20 px).
-            images = page.locator("img").evaluate_all(
-                "els => els.filter(e => e.src.startsWith('data:image/jpeg')).map(e => [e.naturalWidth, e.naturalHeight])")
+            thumbnails = "Array.from(document.images).filter(e => e.src.startsWith('data:image/jpeg'))"
+            page.wait_for_function(f"{thumbnails}.length >= 10 && {thumbnails}.every(e => e.complete && e.naturalWidth > 0)",
+                                   timeout=60_000)
+            images = page.evaluate(f"{thumbnails}.map(e => [e.naturalWidth, e.naturalHeight])")
             assert len(images) >= 10 and set(map(tuple, images)) == {(60, 20)}
             # Its 2-D map needs WebGPU, which headless Chromium without a GPU lacks; the page says so.
             assert "WebGPU is unavailable" in text
