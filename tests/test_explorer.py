@@ -200,6 +200,10 @@ def test_explorer_errors_name_the_problem(tmp_path):
         write_explorer(_samples(10).drop(columns=["x", "y", "z"]), Numbered(10), tmp_path / "e.html")
     with pytest.raises(ValueError, match="not in the source"):
         write_explorer(_samples(10), Numbered(5), tmp_path / "e.html")
+    broken = _samples(10)
+    broken.loc[3, "y"] = np.nan
+    with pytest.raises(ValueError, match=r"1 samples have non-finite coordinates, e.g. \['img-00003'\]"):
+        write_explorer(broken, Numbered(10), tmp_path / "e.html")
     assert not (tmp_path / "e.html").exists()
 
 

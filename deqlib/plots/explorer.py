@@ -299,6 +299,11 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
     if missing:
         raise ValueError(f"the samples table is missing column(s) {missing}; write_explorer needs "
                          f"{list(_CORE_COLUMNS)} (AnalysisResult.samples, or a bank written with coordinates)")
+    coords = samples[["x", "y", "z"]].to_numpy(dtype=np.float64)
+    if not np.isfinite(coords).all():
+        bad = np.flatnonzero(~np.isfinite(coords).all(axis=1))
+        raise ValueError(f"{len(bad)} samples have non-finite coordinates, e.g. "
+                         f"{samples['sample_id'].iloc[bad[:3]].tolist()}: they could not be drawn; re-run the reduction")
     if thumb_size is not None:
         thumb_height = thumb_size
     path = Path(path)
