@@ -241,3 +241,45 @@ def test_in_notebook_3d_figure_title_clear_of_its_buttons(tmp_path):
                     and top < title["y"] + title["height"] and title["y"] < bottom)
         assert not overlaps, (title, (left, top, right, bottom))
     assert ":.4g}" in figure.data[0].hovertemplate  # hover values rounded
+
+
+def test_level_of_detail_while_the_view_moves(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    cluster = np.where(rng.random(n) < 0.005, 7, rng.integers(0, 5, n))  # cluster 7 is rare
+    sizes = pd.Series(cluster).map(pd.Series(cluster).value_counts()).to_numpy()
+    samples = pd.DataFrame({"sample_id": [f"s{i}" for i in range(n)], "x": rng.normal(size=n),
+                            "y": rng.normal(size=n), "z": rng.normal(size=n), "cluster_id": cluster,
+                            "cluster_size": sizes, "likelihood": sizes / sizes.max()})
+
+    class Tiny(ImageSource):
+        sample_ids = list(samples.sample_id)
+
+        def load(self, index, draft=None):
+            return Image.new("RGB", (8, 8), (index % 256, 0, 0))
+
+        def metadata(self):
+            return pd.DataFrame({"sample_id": self.sample_ids, "location": self.sample_ids})
+
+    path = write_explorer(samples, Tiny(), tmp_path / "lod.html", lod_points=400)
+    with sync_playwright() as p:
+        browser, page, errors = _open(p, path)
+        assert page.evaluate("EXPLORER.drawn()") == [["points", n]]
+        box = page.locator("#plot").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2 + 30, steps=5)
+        drawn = page.evaluate("EXPLORER.drawn()")  # mid-drag: the subset only
+        page.mouse.up()
+        page.wait_for_function("EXPLORER.drawn()[0][0] === 'points'", timeout=10_000)
+        after = page.evaluate("EXPLORER.drawn()")
+        browser.close()
+    assert errors == []
+    assert drawn[0][0] == "points-lod" and len(drawn) == 1
+    counts = np.bincount(cluster)
+    assert 0 < counts[7] <= 20  # the rare cluster is drawn whole, the others keep 20 and then every 8th
+    expected = sum(min(c, 20) + max(0, c // 8 - 20 // 8) for c in counts if c)
+    assert drawn[0][1] == expected
+    assert after == [["points", n]]

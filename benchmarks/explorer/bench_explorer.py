@@ -134,7 +134,7 @@ def measure_baseline(path, n_hover=15):
             if len(latencies) >= n_hover:
                 break
         browser.close()
-    return render, memory, latencies, 0
+    return render, memory, latencies, 0, {}
 
 
 def measure(path, n_hover=15, seed=1):
@@ -170,8 +170,41 @@ def measure(path, n_hover=15, seed=1):
             except Exception:
                 misses += 1  # the point was already shown, or hidden behind another already shown
             page.mouse.move(box["x"] + 2, box["y"] + 2)  # off the cloud, so the next move is a fresh hover
+        # One frame of the whole cloud, and one while the view moves (drag held: the level-of-detail subset).
+        frame = """async () => { const f = () => new Promise(r => requestAnimationFrame(() => r()));
+          await f(); const t = performance.now(); EXPLORER.deck().redraw('bench'); await f(); await f();
+          return (performance.now() - t) / 1000; }"""
+        tasks = {"frame_full_s": page.evaluate(frame)}
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2 + 40, box["y"] + box["height"] / 2, steps=2)
+        tasks["points_drawn_while_moving"] = page.evaluate("EXPLORER.drawn()")[0][1]
+        tasks["frame_while_moving_s"] = page.evaluate(frame)
+        page.mouse.up()
+        page.wait_for_function("EXPLORER.drawn()[0][0] === 'points'", timeout=60_000)
+        # What a user does next: find a sample by id, then isolate the rarest cluster and see its images.
+        target = page.evaluate(f"DATA.ids[{n // 2}]")
+        t0 = time.perf_counter()
+        page.fill("#search", target)
+        page.press("#search", "Enter")
+        page.wait_for_function(f"document.getElementById('thumb').dataset.index === '{n // 2}'", timeout=30_000)
+        tasks["search_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        page.locator("#legend .item").nth(1).click()  # noise is row 0, then the rarest cluster
+        page.wait_for_function("document.querySelectorAll('#gallery .tile').length > 0 && Array.from("
+                               "document.querySelectorAll('#gallery .tile')).every(t => t.style.backgroundImage)",
+                               timeout=30_000)
+        tasks["isolate_rarest_with_gallery_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        page.click("#reset")
+        page.wait_for_function(f"document.body.dataset.shown === '{n}'", timeout=30_000)
+        tasks["show_all_again_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        page.select_option("#color-by", "likelihood")
+        page.wait_for_selector("#legend-min", timeout=30_000)
+        tasks["colour_by_likelihood_s"] = time.perf_counter() - t0
         browser.close()
-    return render, memory, latencies, misses
+    return render, memory, latencies, misses, tasks
 
 
 def main():
@@ -201,7 +234,7 @@ def main():
             written = time.perf_counter() - t0
             thumbs = path.with_name(path.stem + "_files")
             disk = path.stat().st_size + sum(f.stat().st_size for f in (thumbs.iterdir() if thumbs.exists() else []))
-            render, memory, hovers, misses = (measure if explorer == "deck.gl" else measure_baseline)(path)
+            render, memory, hovers, misses, tasks = (measure if explorer == "deck.gl" else measure_baseline)(path)
             rows.append({"explorer": explorer, "points": n, "clusters": int(samples.cluster_id.max() + 1),
                          "page_mb": round(path.stat().st_size / 1e6, 2), "disk_mb": round(disk / 1e6, 2),
                          "bytes_per_point": round(disk / n), "write_s": round(written, 2),
@@ -209,6 +242,7 @@ def main():
                          "hover_median_s": round(float(np.median(hovers)), 3) if hovers else None,
                          "hover_max_s": round(float(np.max(hovers)), 3) if hovers else None,
                          "hovers_measured": len(hovers), "hovers_missed": misses,
+                         **{k: round(v, 2) if isinstance(v, float) else v for k, v in tasks.items()},
                          "load_average_after": [round(v, 2) for v in os.getloadavg()]})
             print(rows[-1], flush=True)
     record = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "cpu": cpu_model()},

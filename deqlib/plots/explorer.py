@@ -257,7 +257,7 @@ def samples_from_bank(bank, source=None, eta: float | None = None, gamma: float 
 def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height: int = 72,
                    max_points: int | None = None, seed: int = 0, title: str | None = None,
                    marker_size: float = 2.0, quality: int = 80, progress: bool = False,
-                   thumb_size: int | None = None) -> Path:
+                   lod_points: int = 15_000, thumb_size: int | None = None) -> Path:
     """Write the explorer for ``samples`` (``AnalysisResult.samples`` or a bank table) to ``path``.
 
     Parameters
@@ -287,6 +287,10 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
         JPEG quality of the sprite sheets.
     progress : bool, default=False
         A progress bar while thumbnails are written.
+    lod_points : int, default=15000
+        Level of detail: when more than 1.5 x this many points are shown, only about this many
+        (stratified: every cluster keeps up to 20 members) are drawn while the view moves;
+        software WebGL takes seconds per frame of 200,000 points (``benchmarks/explorer/``).
     thumb_size : int, optional
         Deprecated alias of ``thumb_height`` (the old explorer's longest side).
 
@@ -351,9 +355,9 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
         "clusterIds": real.tolist(), "palette": palette.tolist(), "noiseColor": list(NOISE_COLOR),
         "thumbs": {"folder": folder.name, "index": _b64(thumb_index), **{k: layout[k] for k in (
             "tile_w", "tile_h", "cols", "per_sheet", "sheets")}},
-        "markerSize": marker_size, "version": __version__,
+        "markerSize": marker_size, "version": __version__, "lodPoints": int(lod_points),
         "params": {"thumb_height": thumb_height, "max_points": max_points, "seed": seed, "quality": quality,
-                   "marker_size": marker_size, "deqlib": __version__, "deck.gl": DECKGL_VERSION},
+                   "marker_size": marker_size, "lod_points": int(lod_points), "deqlib": __version__, "deck.gl": DECKGL_VERSION},
     }
     page = TEMPLATE_FILE.read_text(encoding="utf-8")
     page = (page.replace("__TITLE__", html.escape(heading))
