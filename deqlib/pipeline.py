@@ -24,6 +24,7 @@ Two modes:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import sys
@@ -271,10 +272,14 @@ def _check_ids(sample_ids, n: int) -> list[str]:
 
 
 def _say(progress: bool, message: str) -> None:
-    if progress:
-        print(f"[deq analyze] {message}", file=sys.stderr, flush=True)
-    else:
+    # Stage messages go through logging; when nothing configured logging (a notebook, a script) they are
+    # printed to stdout, so JupyterLab shows them as output, not as red stderr boxes.
+    if not progress:
         logger.debug(message)
+    elif logger.hasHandlers():
+        logger.info(message)
+    else:
+        print(f"[deq analyze] {message}", file=sys.stdout, flush=True)
 
 
 # ------------------------------------------------------------------------------------- analyze
@@ -365,7 +370,10 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         _say(progress, f"reduce: {len(ids)} points from cache {reduce_path}")
     else:
         _say(progress, f"reduce: {type(reducer).__name__} on {len(ids)} x {vectors.shape[1]} ...")
-        coords = reducer.fit_transform(vectors)
+        if progress and "progress" in inspect.signature(reducer.fit_transform).parameters:
+            coords = reducer.fit_transform(vectors, progress=True)  # a t-SNE progress bar
+        else:
+            coords = reducer.fit_transform(vectors)
         reduce_params = getattr(reducer, "params_", reducer.cache_key())
         _save_npz(reduce_path, coords=coords, params=np.array(json.dumps(reduce_params, default=str)))
         cached["reduce"] = False

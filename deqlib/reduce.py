@@ -236,8 +236,12 @@ class OpenTSNEReducer(BaseEstimator):
 
         return {**self.resolved_params(), "opentsne": openTSNE.__version__}
 
-    def fit_transform(self, X, y=None) -> np.ndarray:
-        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates."""
+    def fit_transform(self, X, y=None, progress: bool = False) -> np.ndarray:
+        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates.
+
+        ``progress=True`` shows a progress bar over the optimisation iterations (tqdm; a widget
+        in notebooks), fed by openTSNE's callbacks. It does not change the result.
+        """
         import openTSNE
 
         from threadpoolctl import threadpool_limits  # a scikit-learn dependency
@@ -276,7 +280,7 @@ class OpenTSNEReducer(BaseEstimator):
             learning_rate=params["learning_rate"], early_exaggeration_iter=params["early_exaggeration_iter"],
             n_iter=params["n_iter"], theta=params["theta"], initialization="pca",
             negative_gradient_method=params["negative_gradient_method"], n_jobs=_n_jobs(self.n_jobs),
-            random_state=seed, verbose=self.verbose,
+            random_state=seed, verbose=self.verbose, **_progress_callbacks(progress, params, n_fit),
         )
         if fit_indices is None:
             coords = np.asarray(tsne.fit(X), dtype=np.float64)
@@ -290,6 +294,7 @@ class OpenTSNEReducer(BaseEstimator):
             coords = np.empty((n_samples, params["n_components"]), dtype=np.float64)
             coords[fit_indices] = np.asarray(embedding)
             coords[rest] = np.asarray(placed)
+        _close_progress(tsne)
         if not np.isfinite(coords).all():
             raise RuntimeError(f"openTSNE returned non-finite coordinates; {_duplicate_hint(X)}")
         self.fit_indices_ = fit_indices
@@ -362,6 +367,34 @@ class SklearnTSNEReducer(BaseEstimator):
         self.params_ = {**params, "n_samples": int(X.shape[0]), "kl_divergence": float(tsne.kl_divergence_),
                         "sklearn": sklearn.__version__}
         return coords
+
+
+_PROGRESS_EVERY = 5  # iterations between progress-bar updates (openTSNE's callbacks_every_iters)
+
+
+def _progress_callbacks(progress: bool, params: dict, n_fit: int) -> dict:
+    """openTSNE keyword arguments that drive a tqdm bar over the t-SNE iterations (none if not ``progress``)."""
+    if not progress:
+        return {}
+    from tqdm.auto import tqdm
+
+    total = params["early_exaggeration_iter"] + params["n_iter"]
+    bar = tqdm(total=total, desc=f"t-SNE ({n_fit:,} points)", unit="it", mininterval=1.0)
+
+    def advance(iteration, error, embedding):
+        bar.update(min(_PROGRESS_EVERY, total - bar.n))
+        bar.set_postfix_str(f"KL {error:.3f}", refresh=False)
+        return False  # never stop early
+
+    advance.bar = bar
+    return {"callbacks": advance, "callbacks_every_iters": _PROGRESS_EVERY}
+
+
+def _close_progress(tsne) -> None:
+    bar = getattr(getattr(tsne, "callbacks", None), "bar", None)
+    if bar is not None:
+        bar.update(bar.total - bar.n)
+        bar.close()
 
 
 def get_reducer(name: str = "opentsne", **params):

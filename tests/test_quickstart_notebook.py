@@ -40,10 +40,15 @@ def test_writes_every_figure_with_parameters(quickstart):
         assert gif.n_frames == 36
 
 
-def test_explorer_embeds_one_thumbnail_per_point(quickstart):
+def test_explorer_has_one_thumbnail_per_point(quickstart):
+    import json
+    import re
+
     html = (quickstart / "figures" / "fashion-mnist_explorer.html").read_text()
-    assert html.count("data:image/jpeg;base64,") == 200
-    assert "<script src" not in html
+    data = json.loads(re.search(r"const DATA = (\{.*?\});\n", html, flags=re.S).group(1))
+    assert data["n"] == 200 and data["total"] == N_IMAGES  # explorer_points=200: a stratified subset
+    sheets = list((quickstart / "figures" / data["thumbs"]["folder"]).glob("sheet_*.jpg"))
+    assert len(sheets) == len(data["thumbs"]["sheets"]) == 1  # 200 thumbnails of 28 px fit one sheet
 
 
 def test_bank_and_official_pickle_cover_every_image(quickstart):

@@ -72,11 +72,15 @@ def cluster_scatter_3d(samples: pd.DataFrame, color_options: Sequence[str] | Non
                           if c not in _REQUIRED + _HOVER_FIELDS + ("location", "raw_cluster_id", "is_noise",
                                                                      "largest_cluster_size", "outlier_score")
                           and samples[c].nunique() <= 50]
+    color_options = _distinct_colourings(samples, color_options)
     hover_fields = [f for f in _HOVER_FIELDS if f in samples.columns]
     customdata = samples[hover_fields].to_numpy()
-    template = "<br>".join(f"{f}: %{{customdata[{i}]}}" for i, f in enumerate(hover_fields)) + "<extra></extra>"
+    # Floats rounded to 4 significant digits in the hover label (not 16-digit reprs).
+    template = "<br>".join(
+        f"{f}: %{{customdata[{i}]{':.4g' if pd.api.types.is_float_dtype(samples[f]) else ''}}}"
+        for i, f in enumerate(hover_fields)) + "<extra></extra>"
     cluster_ids = samples["cluster_id"].to_numpy()
-    cluster_marker = dict(size=marker_size, color=[_hex(c) for c in _cluster_colors(cluster_ids)])
+    cluster_marker = dict(size=marker_size, color=_saturated_cluster_colors(cluster_ids))
     figure = go.Figure(go.Scatter3d(
         x=samples["x"], y=samples["y"], z=samples["z"], mode="markers", marker=cluster_marker,
         customdata=customdata, hovertemplate=template, name="samples"))
@@ -88,14 +92,46 @@ def cluster_scatter_3d(samples: pd.DataFrame, color_options: Sequence[str] | Non
                           colorbar=dict(title=column))
         else:
             codes = pd.Categorical(values).codes
-            marker = dict(size=marker_size, color=[_hex(c) for c in _cluster_colors(codes)])
+            marker = dict(size=marker_size, color=_saturated_cluster_colors(codes))
         buttons.append(dict(label=column, method="restyle", args=[{"marker": [marker]}]))
+    n_clusters = int((np.unique(cluster_ids) >= 0).sum())
+    # Title on its own line at the top, the colour buttons on the line below it: neither hides the other.
     figure.update_layout(
-        title=title or f"3-D t-SNE, {samples['cluster_id'].max() + 1} clusters (grey: noise)",
-        updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0, y=1.08, xanchor="left")],
+        title=dict(text=title or f"3-D t-SNE, {n_clusters} clusters (grey: noise)", y=0.98, yanchor="top"),
+        updatemenus=[dict(type="buttons", direction="right", buttons=buttons, x=0, y=1.0, xanchor="left",
+                          yanchor="bottom", pad=dict(t=0, b=4))],
         scene=dict(xaxis_title="t-SNE 1", yaxis_title="t-SNE 2", zaxis_title="t-SNE 3"),
-        margin=dict(l=0, r=0, t=60, b=0), height=650)
+        margin=dict(l=0, r=0, t=95, b=0), height=680)
     return figure
+
+
+def _saturated_cluster_colors(cluster_ids: np.ndarray) -> list[str]:
+    """Hex colours for the interactive figure: the explorer's palette (hundreds of distinct, saturated
+    colours, :func:`deqlib.plots.explorer.cluster_palette`), grey only for noise (``-1``)."""
+    from deqlib.plots.explorer import NOISE_COLOR, cluster_palette
+
+    ids = np.asarray(cluster_ids)
+    real = np.unique(ids[ids >= 0])
+    palette = cluster_palette(len(real))
+    rank = {int(c): i for i, c in enumerate(real)}
+    return ["#%02x%02x%02x" % (tuple(NOISE_COLOR) if c < 0 else tuple(palette[rank[int(c)]])) for c in ids]
+
+
+def _distinct_colourings(samples: pd.DataFrame, options: Sequence[str]) -> list[str]:
+    """``options`` without repeats, without the cluster id (its own button) and without a column that
+    colours the points exactly like an earlier one (Fashion-MNIST's ``label`` and ``class_name``)."""
+    kept, partitions = [], []
+    for column in dict.fromkeys(options):
+        if column in ("cluster_id", "cluster") or column not in samples.columns:
+            continue
+        values = samples[column]
+        if not pd.api.types.is_float_dtype(values):
+            partition = tuple(pd.factorize(values)[0])
+            if partition in partitions:
+                continue
+            partitions.append(partition)
+        kept.append(column)
+    return kept
 
 
 def _axes_3d(samples: pd.DataFrame, elevation: float = 20, azimuth: float = 35, size=(7, 6)):

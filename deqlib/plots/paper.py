@@ -275,12 +275,14 @@ def figure3_interactive(etas: Sequence[float] = INTERACTIVE_ETAS, gammas: Sequen
     for eta in etas:
         for gamma in gammas:
             selectable.append(len(figure.data))
-            chosen = eta == float(initial_eta) and gamma == float(initial_gamma)
+            # Visibility follows the eta slider, opacity the gamma slider: every eta group starts with
+            # its initial-gamma curve opaque, so moving eta first shows a curve at every position.
+            opaque = gamma == float(initial_gamma)
             figure.add_trace(go.Scatter(
                 x=p, y=gfl_weight(p, eta=eta, gamma=gamma), mode="lines", name=_label(eta, gamma),
                 showlegend=False, line=dict(color="black", width=3.5),
-                visible=eta == float(initial_eta), opacity=1.0 if chosen else 0.0,
-                hoverinfo="x+y+name" if chosen else "skip",
+                visible=eta == float(initial_eta), opacity=1.0 if opaque else 0.0,
+                hoverinfo="x+y+name" if opaque else "skip",
                 meta={"role": "selectable", "eta": eta, "gamma": gamma}))
 
     grid = [figure.data[i].meta for i in selectable]

@@ -1,0 +1,248 @@
+"""The explorer's Python side: colours, stratified subsets, thumbnail tiles and sprite sheets, the page's data."""
+
+import base64
+import colorsys
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from deqlib.plots.explorer import (NOISE_COLOR, cluster_palette, stratified_subset, thumbnail_tile, write_explorer,
+                                   write_sprite_sheets)
+from deqlib.sources import ImageSource
+
+
+class Numbered(ImageSource):
+    """``n`` images of ``size``; image i is a flat grey of value (37 * i) % 256 with a red first column."""
+
+    name = "numbered"
+
+    def __init__(self, n, size=(40, 20)):
+        self.n, self.size = n, size
+
+    @property
+    def sample_ids(self):
+        return [f"img-{i:05d}" for i in range(self.n)]
+
+    def load(self, index, draft=None):
+        image = Image.new("RGB", self.size, ((37 * index) % 256,) * 3)
+        return image
+
+    def metadata(self):
+        return pd.DataFrame({"sample_id": self.sample_ids, "location": self.sample_ids})
+
+
+def _samples(n, seed=0, n_clusters=12):
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(-1, n_clusters, size=n)
+    sizes = pd.Series(cluster).map(pd.Series(cluster).value_counts()).to_numpy().copy()
+    sizes[cluster < 0] = 1
+    return pd.DataFrame({"sample_id": [f"img-{i:05d}" for i in range(n)], "x": rng.normal(size=n),
+                         "y": rng.normal(size=n), "z": rng.normal(size=n), "cluster_id": cluster,
+                         "cluster_size": sizes, "likelihood": sizes / sizes.max(),
+                         "weight": rng.uniform(0.5, 1, n), "camera": rng.choice(["FRONT", "SIDE_LEFT"], n),
+                         "location": "nowhere", "is_noise": cluster < 0})
+
+
+def _page_data(path):
+    text = path.read_text()
+    match = re.search(r"const DATA = (\{.*?\});\n", text, flags=re.S)
+    return text, json.loads(match.group(1))
+
+
+def external_resources(text):
+    """``src``/``href`` attributes of the page's real tags (script bodies are not parsed as HTML)."""
+    from html.parser import HTMLParser
+
+    found = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.extend(v for k, v in attrs if k in ("src", "href"))
+
+    Parser().feed(text)
+    return found
+
+
+def _decode(b64, dtype):
+    return np.frombuffer(base64.b64decode(b64), dtype=dtype)
+
+
+# ---------- colours ----------
+
+@pytest.mark.parametrize("n", [1, 20, 409, 1000])
+def test_palette_is_distinct_saturated_and_never_grey(n):
+    colours = cluster_palette(n).astype(int)
+    assert colours.shape == (n, 3)
+    assert len({tuple(c) for c in colours}) == n  # no two clusters share a colour
+    spread = colours.max(axis=1) - colours.min(axis=1)
+    assert spread.min() >= 90  # saturated: far from any grey, the noise colour included
+    assert max(NOISE_COLOR) - min(NOISE_COLOR) == 0
+    assert np.abs(colours - np.array(NOISE_COLOR)).max(axis=1).min() >= 60
+
+
+def test_neighbouring_cluster_ids_get_far_apart_hues():
+    hues = np.array([colorsys.rgb_to_hsv(*(c / 255))[0] for c in cluster_palette(50)])
+    gap = np.abs(np.diff(hues))
+    assert np.minimum(gap, 1 - gap).min() > 0.2
+
+
+# ---------- stratified subset ----------
+
+def test_stratified_subset_keeps_every_cluster_and_the_budget():
+    # 409 clusters with heavy-tailed sizes, as the 70,000-image run had; 10,000 points shown.
+    rng = np.random.default_rng(0)
+    sizes = np.maximum(1, (rng.pareto(1.1, 409) * 40).astype(int))
+    labels = np.repeat(np.arange(409), sizes)
+    labels[rng.random(len(labels)) < 0.03] = -1
+    keep = stratified_subset(labels, 10_000, seed=3)
+    assert len(keep) == 10_000 and len(np.unique(keep)) == 10_000 and np.all(np.diff(keep) > 0)
+    full = pd.Series(labels).value_counts()
+    kept = pd.Series(labels[keep]).value_counts()
+    assert set(kept.index) == set(full.index)  # no cluster vanished
+    small = full.index[full <= 5]
+    assert (kept[small] == full[small]).all()  # clusters of <= 5 members are shown whole
+    assert (kept[full.index[full > 5]] >= 5).all()
+    # The rest of the budget is shared in proportion to what each cluster has beyond its 5.
+    floor = np.minimum(full, 5)
+    expected = floor + (full - floor) * (10_000 - floor.sum()) / (full - floor).sum()
+    assert (np.abs(kept[full.index] - expected) <= 1).all()
+    assert np.array_equal(keep, stratified_subset(labels, 10_000, seed=3))  # seeded
+
+
+def test_stratified_subset_refuses_a_budget_below_the_cluster_count():
+    with pytest.raises(ValueError, match="number of clusters"):
+        stratified_subset(np.arange(50), 10)
+    assert np.array_equal(stratified_subset(np.zeros(7, int), 100), np.arange(7))
+
+
+# ---------- thumbnails ----------
+
+def test_tile_follows_the_aspect_ratio_and_never_upscales():
+    assert thumbnail_tile([(1242, 375)] * 5) == (238, 72)  # KITTI: wide and readable
+    assert thumbnail_tile([(1600, 900)]) == (128, 72)  # nuScenes
+    assert thumbnail_tile([(28, 28)]) == (28, 28)  # Fashion-MNIST: native size
+    assert thumbnail_tile([(1920, 1280), (1920, 886), (1920, 1280)]) == (108, 72)  # Waymo: median aspect
+    with pytest.raises(ValueError):
+        thumbnail_tile([])
+
+
+def test_sprite_sheets_hold_each_image_in_its_slot(tmp_path):
+    source = Numbered(700, size=(40, 20))
+    layout = write_sprite_sheets((source.load(i) for i in range(700)), tmp_path, (40, 20), quality=95)
+    assert layout["cols"] == 32 and layout["per_sheet"] == 32 * 32 and layout["count"] == 700
+    assert layout["sheets"] == ["sheet_00000.jpg"]
+    sheet = np.asarray(Image.open(tmp_path / "sheet_00000.jpg").convert("L")).astype(int)
+    assert sheet.shape == (22 * 20, 32 * 40)  # cropped to the rows used
+    for i in (0, 1, 33, 699):
+        row, col = divmod(i, 32)
+        assert abs(sheet[row * 20 + 10, col * 40 + 20] - (37 * i) % 256) <= 6, i
+
+
+def test_sprite_sheets_split_across_files(tmp_path):
+    layout = write_sprite_sheets((Image.new("RGB", (300, 300), "red") for _ in range(5)), tmp_path, (300, 300))
+    assert layout["cols"] == 6 and layout["per_sheet"] == 36
+    layout = write_sprite_sheets((Image.new("RGB", (10, 10)) for _ in range(2500)), tmp_path / "b", (10, 10))
+    assert layout["sheets"] == ["sheet_00000.jpg", "sheet_00001.jpg", "sheet_00002.jpg"]  # 1024 per sheet
+
+
+# ---------- the written page ----------
+
+def test_explorer_writes_page_and_sheets_with_every_point(tmp_path):
+    samples = _samples(3000)
+    samples["likelihood_std"] = np.linspace(0, 0.2, len(samples))
+    path = write_explorer(samples, Numbered(3000), tmp_path / "run_explorer.html")
+    text, data = _page_data(path)
+    assert external_resources(text) == [] and "deck.ScatterplotLayer" in text  # deck.gl inlined: opens offline
+    assert data["n"] == data["total"] == 3000
+    assert np.allclose(_decode(data["xyz"], np.float32).reshape(-1, 3), samples[["x", "y", "z"]], atol=1e-6)
+    assert np.array_equal(_decode(data["cluster"], np.int32), samples.cluster_id)
+    assert data["ids"] == samples.sample_id.tolist()
+    assert data["known"] == ["likelihood", "weight", "cluster_size", "likelihood_std"]  # colour-by choices
+    assert set(data["columns"]) == {"likelihood", "weight", "cluster_size", "likelihood_std", "camera"}
+    camera = data["columns"]["camera"]
+    assert camera["categories"] == ["FRONT", "SIDE_LEFT"]
+    assert [camera["categories"][c] for c in _decode(camera["data"], np.int32)] == samples.camera.tolist()
+    assert data["columns"]["likelihood_std"]["max"] == pytest.approx(0.2)
+    # Thumbnails live beside the page, each point's slot holds its own image.
+    thumbs = data["thumbs"]
+    assert thumbs["folder"] == "run_explorer_files" and (thumbs["tile_w"], thumbs["tile_h"]) == (40, 20)
+    assert len(thumbs["sheets"]) == 3
+    index = _decode(thumbs["index"], np.uint32)
+    assert sorted(index) == list(range(3000))
+    order = np.argsort(index)
+    assert np.all(np.diff(samples.cluster_id.to_numpy()[order]) >= 0)  # sprite order groups clusters
+    for point in (0, 1234, 2999):
+        sheet, slot = divmod(int(index[point]), thumbs["per_sheet"])
+        image = np.asarray(Image.open(tmp_path / thumbs["folder"] / thumbs["sheets"][sheet]).convert("L")).astype(int)
+        row, col = divmod(slot, thumbs["cols"])
+        assert abs(image[row * 20 + 10, col * 40 + 20] - (37 * point) % 256) <= 8
+    assert data["palette"][: len(data["clusterIds"])] == cluster_palette(12).tolist()
+    assert data["params"]["thumb_height"] == 72 and data["params"]["deck.gl"] == "9.4.0"  # recorded in the page
+
+
+def test_explorer_subset_is_stratified_and_rewrites_stale_sheets(tmp_path):
+    samples = _samples(3000)
+    path = tmp_path / "e.html"
+    write_explorer(samples, Numbered(3000), path)
+    write_explorer(samples, Numbered(3000), path, max_points=200, seed=1)
+    _, data = _page_data(path)
+    assert data["n"] == 200 and data["total"] == 3000
+    assert set(_decode(data["cluster"], np.int32)) == set(samples.cluster_id)
+    assert sorted(p.name for p in (tmp_path / "e_files").iterdir()) == ["sheet_00000.jpg"]
+
+
+def test_explorer_errors_name_the_problem(tmp_path):
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['x', 'y', 'z'\]"):
+        write_explorer(_samples(10).drop(columns=["x", "y", "z"]), Numbered(10), tmp_path / "e.html")
+    with pytest.raises(ValueError, match="not in the source"):
+        write_explorer(_samples(10), Numbered(5), tmp_path / "e.html")
+    broken = _samples(10)
+    broken.loc[3, "y"] = np.nan
+    with pytest.raises(ValueError, match=r"1 samples have non-finite coordinates, e.g. \['img-00003'\]"):
+        write_explorer(broken, Numbered(10), tmp_path / "e.html")
+    assert not (tmp_path / "e.html").exists()
+
+
+# ---------- deq explore ----------
+
+def test_deq_explore_writes_page_projector_and_atlas_from_a_bank(tmp_path, capsys):
+    from deqlib.bank import bank_from_labels, write_bank
+    from deqlib.cli import main
+    from deqlib.sources import open_source
+
+    ids = open_source("fashion-mnist", split="train", max_images=300, seed=0).sample_ids
+    rng = np.random.default_rng(0)
+    labels = rng.integers(-1, 5, size=300)
+    bank = bank_from_labels(ids, labels, coords=rng.normal(size=(300, 3)), metadata={"eta": 0.5, "gamma": 2.0})
+    bank_path = write_bank(tmp_path / "fm.parquet", bank)
+    page = tmp_path / "out" / "fm_explorer.html"
+    code = main(["explore", str(bank_path), "--source", "fashion-mnist", "--output", str(page), "--no-progress",
+                 "--projector", str(tmp_path / "proj"), "--atlas", str(tmp_path / "fm_atlas.parquet")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"deq explore: {page}: page" in out and "tensorboard --logdir" in out and "embedding-atlas" in out
+    _, data = _page_data(page)
+    assert data["n"] == 300 and sorted(data["ids"]) == sorted(ids)
+    assert (data["thumbs"]["tile_w"], data["thumbs"]["tile_h"]) == (28, 28)
+    assert "class_name" in data["columns"]  # the source's metadata, merged on sample_id
+    weight = _decode(data["columns"]["weight"]["data"], np.float32)
+    likelihood = _decode(data["columns"]["likelihood"]["data"], np.float32)
+    from deqlib.weights import gfl_weight
+    assert np.allclose(weight, gfl_weight(likelihood.astype(float), eta=0.5, gamma=2.0), atol=1e-6)  # the bank's
+    assert (tmp_path / "proj" / "projector_config.pbtxt").is_file() and (tmp_path / "fm_atlas.parquet").is_file()
+
+
+def test_deq_explore_says_what_is_wrong(tmp_path, capsys):
+    from deqlib.bank import bank_from_labels, write_bank
+    from deqlib.cli import main
+
+    no_coords = write_bank(tmp_path / "b.parquet", bank_from_labels(["train-00001", "train-00002"], [0, 0]))
+    assert main(["explore", str(no_coords), "--output", str(tmp_path / "e.html")]) == 2
+    assert "no 3-D coordinates" in capsys.readouterr().err
+    alien = write_bank(tmp_path / "c.parquet", bank_from_labels(["not-an-id"], [0], coords=np.zeros((1, 3))))
+    assert main(["explore", str(alien), "--output", str(tmp_path / "e.html")]) == 2
+    assert "not in the source" in capsys.readouterr().err
