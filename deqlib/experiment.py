@@ -195,9 +195,9 @@ class ExperimentConfig:
     pool_rare_per_class: int = 100
     test_pool_per_class: int = 400
     validation_fraction: float = 0.15
-    max_epochs: dict = field(default_factory=lambda: {"frozen_head": 40, "small_cnn": 15})
+    max_epochs: dict = field(default_factory=lambda: {"frozen_head": 40, "small_cnn": 30})
     patience: int = 4                  # early stopping: epochs without a better validation loss
-    batch_size: int = 128
+    batch_size: dict = field(default_factory=lambda: {"frozen_head": 128, "small_cnn": 64})
     learning_rate: float = 1e-3
     hidden: int = 128                  # frozen_head hidden units
     min_cluster_size: int = 15
@@ -503,8 +503,8 @@ def train_model(model: str, X, y: np.ndarray, weights: np.ndarray, config: Exper
     for epochs in range(1, config.max_epochs[model] + 1):
         net.train()
         order = fit_t[torch.randperm(len(fit_t), generator=generator)]
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start:start + config.batch_size]
+        for start in range(0, len(order), config.batch_size[model]):
+            batch = order[start:start + config.batch_size[model]]
             if len(batch) < 2 and model == "small_cnn":
                 continue  # batch norm needs two samples
             losses = torch.nn.functional.cross_entropy(net(X[batch]), y_t[batch], reduction="none")
@@ -546,7 +546,7 @@ def run_task(pools: dict[str, Pool], setting: str, seed: int, config: Experiment
 
     from deqlib.threads import limit_threads
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with limit_threads(config.threads):
         data = draw_setting(pools, setting, config, seed)
         train_X = pools["train"].X[data["train_idx"]]
@@ -577,6 +577,8 @@ def run_task(pools: dict[str, Pool], setting: str, seed: int, config: Experiment
         ranking.insert(0, "setting", setting)
     info = {"setting": setting, "seed": seed, "n_train": len(data["train_y"]), "n_test": len(data["test_y"]),
             "n_rare_train": int(data["train_rare"].sum()), "signal_seconds": round(signal_seconds, 1),
+            "seconds": round(time.perf_counter() - started, 1),
+            "cpu_seconds": round(time.process_time() - cpu_started, 1),  # load-independent: the idle-time estimate
             "class_order": data.get("class_order", ""), "condition": data.get("condition", "")}
     if "coords" in context.__dict__:
         labels = context.clustering.labels
@@ -589,9 +591,17 @@ def run_task(pools: dict[str, Pool], setting: str, seed: int, config: Experiment
 RUN_KEY = ["setting", "seed"]
 
 
+_WORKER_POOLS: dict = {}
+
+
+def _set_worker_pools(pools: dict) -> None:
+    # Runs once per spawned worker: the pools are sent once, not with every task.
+    _WORKER_POOLS.update(pools)
+
+
 def _task_in_process(args):
-    # Runs in a spawned worker process: the pools arrive pickled, threads are limited inside run_task.
-    return run_task(*args)
+    # Threads are limited inside run_task.
+    return run_task(_WORKER_POOLS, *args)
 
 
 def run_experiment(config: ExperimentConfig | None = None, settings: Sequence[str] = SETTINGS,
@@ -623,7 +633,8 @@ def run_experiment(config: ExperimentConfig | None = None, settings: Sequence[st
             if side.is_file():
                 store.extend(pd.read_csv(side).to_dict("records"))
     finished = {(r["setting"], int(r["seed"])) for r in done_rows}
-    tasks = [(s, seed) for s in settings for seed in config.seeds if (s, seed) not in finished]
+    # seed-major order: a run cut short by a deadline has both settings for the seeds it finished
+    tasks = [(s, seed) for seed in config.seeds for s in settings if (s, seed) not in finished]
     pools = build_pools(config, cache_dir=cache_dir, progress=progress) if tasks else None
     say = log or (lambda message: None)
 
@@ -639,18 +650,19 @@ def run_experiment(config: ExperimentConfig | None = None, settings: Sequence[st
             write_text_atomic(f"{base}_ranking.csv", pd.DataFrame(done_ranking).to_csv(index=False))
             write_text_atomic(f"{base}_info.csv", pd.DataFrame(done_info).to_csv(index=False))
 
-    arguments = [(pools, s, seed, config, arm_list, list(models)) for s, seed in tasks]
+    arguments = [(s, seed, config, arm_list, list(models)) for s, seed in tasks]
     if n_jobs > 1 and len(tasks) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn, not fork: a forked child of a process that has used OpenMP can hang in its first parallel region
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn")) as executor:
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_set_worker_pools, initargs=(pools,)) as executor:
             for future in as_completed([executor.submit(_task_in_process, a) for a in arguments]):
                 record(future.result())
     else:
         for a in arguments:
-            record(run_task(*a))
+            record(run_task(pools, *a))
     order = {(s, seed): i for i, (s, seed) in enumerate((s, seed) for s in SETTINGS for seed in sorted(
         {int(r["seed"]) for r in done_rows} | set(config.seeds)))}
     runs = pd.DataFrame(done_rows)
@@ -818,3 +830,29 @@ def reproduce(config: ExperimentConfig | None = None, folder: str | Path | None 
     written = write_outputs(runs, ranking, folder, info=info)
     return {"runs": runs, "ranking": ranking, "summary": summarize(runs), "written": written, "source": source,
             "seconds": time.perf_counter() - started}
+
+
+def markdown_table(summary: pd.DataFrame, metric: str = "accuracy_rare") -> str:
+    """The README table: one row per arm, one column per setting x model; each cell is the paired difference
+    to CE in points with its 95% CI, and the realised weight ratio (CE's row: its mean accuracy)."""
+    part = summary[summary.metric == metric]
+    columns = list(dict.fromkeys(zip(part.setting, part.model)))
+    names = {"long_tail": "rare classes", "rare_condition": "rare condition", "frozen_head": "frozen head",
+             "small_cnn": "small CNN"}
+    lines = ["| arm | " + " | ".join(f"{names.get(s, s)}, {names.get(m, m)}" for s, m in columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
+    for arm in dict.fromkeys(part.arm):
+        cells = []
+        for setting, model in columns:
+            row = part[(part.setting == setting) & (part.model == model) & (part.arm == arm)]
+            if not len(row):
+                cells.append("")
+                continue
+            row = row.iloc[0]
+            if arm == "CE":
+                cells.append(f"{100 * row['mean']:.1f}% (n={row.n_seeds})")
+            else:
+                cells.append(f"{100 * row.diff_vs_ce:+.1f} [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]"
+                             f" x{row.weight_ratio:.2f}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -202,3 +202,29 @@ def test_quick_experiment_finishes_on_one_core_beside_a_busy_process(embedded, t
         assert by.loc[(setting, "frozen_head", "CE"), "weight_ratio"] == 1.0
     assert (by.xs("long_tail").loc["frozen_head", "class-balanced"].weight_ratio > 2.0)
     print(f"tiny experiment on one busy core: {seconds:.0f} s")
+
+
+def test_markdown_table_shows_paired_differences_with_intervals_and_ratios():
+    runs = pd.DataFrame([{"setting": "long_tail", "model": "small_cnn", "arm": arm, "seed": seed,
+                          "accuracy_rare": 0.5 + shift + 0.01 * seed * (arm == "B"), "balanced_accuracy": 0.5,
+                          "weight_ratio": ratio}
+                         for arm, shift, ratio in (("CE", 0.0, 1.0), ("B", 0.1, 3.0)) for seed in range(3)])
+    lines = ex.markdown_table(ex.summarize(runs)).splitlines()
+    assert lines[0] == "| arm | rare classes, small CNN |"
+    assert lines[2] == "| CE | 50.0% (n=3) |"
+    # differences 0.10, 0.11, 0.12: mean 11.0 points, t(0.975, 2) * 0.01 / sqrt(3) = 2.48 points
+    assert lines[3] == "| B | +11.0 [+8.5, +13.5] x3.00 |"
+
+
+@pytest.mark.notebook
+def test_notebook_07_rewrites_the_table_from_saved_rows(tmp_path):
+    from deqlib import notebooks
+
+    runs, ranking = _synthetic_runs()
+    ex.write_outputs(runs, ranking, tmp_path / "saved")
+    expected = (tmp_path / "saved" / "training_gfl_results.csv").read_bytes()
+    (tmp_path / "saved" / "training_gfl_results.csv").unlink()
+    (tmp_path / "saved" / "training_gfl_results.png").unlink()
+    notebooks.execute_notebook("07", parameters={"output_dir": str(tmp_path / "saved")}, output_dir=tmp_path / "build")
+    assert (tmp_path / "saved" / "training_gfl_results.csv").read_bytes() == expected
+    assert (tmp_path / "saved" / "training_gfl_results.png").is_file()
