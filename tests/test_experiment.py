@@ -190,7 +190,8 @@ def test_quick_experiment_finishes_on_one_core_beside_a_busy_process(embedded, t
         busy.wait()
     assert done.returncode == 0, done.stderr[-3000:]
     runs = pd.read_csv(tmp_path / "runs.csv")
-    assert len(runs) == len(ex.SETTINGS) * len(ex.MODELS) * len(ex.ARMS)
+    assert len(runs) == len(ex.SETTINGS) * sum(len(arm.models) for arm in ex.ARMS)
+    assert set(runs[runs.model == "small_cnn"].arm) == {a.name for a in ex.ARMS if "small_cnn" in a.models}
     assert runs.accuracy.between(0.0, 1.0).all()
     assert runs[runs.model == "frozen_head"].accuracy.mean() > 0.2  # above chance (0.1) even this small
     assert (runs.epochs >= 1).all() and set(runs.arm) == {arm.name for arm in ex.ARMS}
@@ -228,3 +229,19 @@ def test_notebook_07_rewrites_the_table_from_saved_rows(tmp_path):
     notebooks.execute_notebook("07", parameters={"output_dir": str(tmp_path / "saved")}, output_dir=tmp_path / "build")
     assert (tmp_path / "saved" / "training_gfl_results.csv").read_bytes() == expected
     assert (tmp_path / "saved" / "training_gfl_results.png").is_file()
+
+
+def test_limit_threads_sets_and_restores_torch_and_blas_pools():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from deqlib.threads import limit_threads
+
+    before = torch.get_num_threads()
+    with limit_threads(1) as n:
+        assert n == 1 and torch.get_num_threads() == 1
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="at least 1"):
+        with limit_threads(0):
+            pass
