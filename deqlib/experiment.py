@@ -795,14 +795,15 @@ def plot_results(summary: pd.DataFrame, path: str | Path | None = None, paramete
     panels = list(dict.fromkeys(zip(part_all.setting, part_all.model)))
     figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5), squeeze=False, sharey=True)
     titles = {"long_tail": "rare classes", "rare_condition": "rare condition"}
+    arm_names = list(dict.fromkeys(part_all.arm))  # one row per arm in every panel (shared y axis)
     for ax, (setting, model) in zip(axes[0], panels):
         part = part_all[(part_all.setting == setting) & (part_all.model == model)]
-        position = np.arange(len(part))
+        position = np.array([arm_names.index(arm) for arm in part.arm])
         low = (part.diff_vs_ce - part.ci_low).fillna(0).to_numpy()
         high = (part.ci_high - part.diff_vs_ce).fillna(0).to_numpy()
         ax.errorbar(100 * part.diff_vs_ce, position, xerr=100 * np.vstack([low, high]), fmt="o", capsize=3)
         ax.axvline(0, color="#888888", lw=1)
-        ax.set_yticks(position, part.arm)
+        ax.set_yticks(np.arange(len(arm_names)), arm_names)
         ax.set_title(f"{titles.get(setting, setting)}, {model}", fontsize=10)
         ax.set_xlabel("rare-sample accuracy minus CE (points)")
     axes[0][0].invert_yaxis()
