@@ -29,12 +29,9 @@ Design (fixed before any result was seen; issue 13):
 
 from __future__ import annotations
 
-import datetime as _dt
 import functools
-import json
-import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -42,7 +39,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter, ImageOps
 
-from deqlib import __version__, paths
+from deqlib import paths
 from deqlib.embed import embed_source
 from deqlib.sources import FashionMNISTSource, ImageSource, SubsetSource
 
@@ -460,7 +457,8 @@ def realised_ratio(weights: np.ndarray, rare: np.ndarray) -> float:
 # --------------------------------------------------------------------------------------------------
 # Models and training
 def build_model(model: str, n_features: int, config: ExperimentConfig):
-    """``frozen_head``: Linear-ReLU-Linear on embeddings; ``small_cnn``: three 3x3 conv blocks (8, 16, 32 channels) on 28x28x3 pixels."""
+    """``frozen_head``: Linear-ReLU-Linear on embeddings; ``small_cnn``: three 3x3 conv blocks
+    (8, 16, 32 channels, batch norm) on 28x28x3 pixels."""
     import torch.nn as nn
 
     if model == "frozen_head":

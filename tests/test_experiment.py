@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from deqlib import experiment as ex
-from deqlib.weights import gfl_weight
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,8 +50,9 @@ def test_placebo_preserves_the_weight_multiset_and_breaks_the_link_to_rarity():
     assert ex.realised_ratio(real, rare) > 3.0
     assert 0.7 < ex.realised_ratio(placebo, rare) < 1.4
     # the shuffle is seeded: same seed, same permutation; another seed, another one
-    np.testing.assert_array_equal(placebo, ex.arm_weights(ex.Arm("p", "s", 0.3, 5.0, shuffled=True), {"s": likelihood}, y, 3))
-    assert not np.array_equal(placebo, ex.arm_weights(ex.Arm("p", "s", 0.3, 5.0, shuffled=True), {"s": likelihood}, y, 4))
+    shuffled = ex.Arm("p", "s", 0.3, 5.0, shuffled=True)
+    np.testing.assert_array_equal(placebo, ex.arm_weights(shuffled, {"s": likelihood}, y, 3))
+    assert not np.array_equal(placebo, ex.arm_weights(shuffled, {"s": likelihood}, y, 4))
 
 
 def test_every_label_free_signal_has_an_arm_and_the_design_arms_exist():
