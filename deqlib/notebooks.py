@@ -65,7 +65,7 @@ MAIN_NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "06_parameter_sweeps": ("sweep_clusters_vs_eps.png", "sweep_weight_spread.png"),
     "01_generalized_focal_loss": ("figure3_generalized_focal_loss.png",),
     "07_training_with_gfl": ("training_gfl_results.png", "training_gfl_results.csv",
-                             "training_gfl_signal_ranking.csv"),
+                             "training_gfl_signal_ranking.csv", "training_gfl_runs.csv"),
     "90_paper_results": ("figure5_dd3d_bev_ap.png",),
 }
 
