@@ -242,8 +242,6 @@ class OpenTSNEReducer(BaseEstimator):
         ``progress=True`` shows a progress bar over the optimisation iterations (tqdm; a widget
         in notebooks), fed by openTSNE's callbacks. It does not change the result.
         """
-        import openTSNE
-
         from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
         # One BLAS thread: a BLAS matrix product sums in an order that depends on its thread count,
@@ -251,9 +249,9 @@ class OpenTSNEReducer(BaseEstimator):
         # (OMP_NUM_THREADS=1 against the default moved almost every likelihood). openTSNE's own
         # n_jobs threads give identical results, so the cache key can leave threads out.
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit_transform(X)
+            return self._fit_transform(X, progress)
 
-    def _fit_transform(self, X) -> np.ndarray:
+    def _fit_transform(self, X, progress: bool) -> np.ndarray:
         import openTSNE
 
         params = self.resolved_params()
