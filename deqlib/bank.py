@@ -96,14 +96,25 @@ class LikelihoodBank:
     def sample_ids(self) -> list[str]:
         return self.table["sample_id"].tolist()
 
-    def likelihood_of(self, sample_ids: Sequence[str]) -> np.ndarray:
-        """Scaled likelihoods for ``sample_ids``; raises ``KeyError`` naming unknown ids."""
-        indexed = self.table.set_index("sample_id")["likelihood"]
+    def likelihood_of(self, sample_ids: Sequence[str], return_spread: bool = False):
+        """Scaled likelihoods for ``sample_ids``; raises ``KeyError`` naming unknown ids.
+
+        With ``return_spread=True``, returns ``(likelihood, likelihood_std)``: the standard
+        deviation over the runs of a consensus bank (:func:`deqlib.stability.consensus_bank`);
+        a bank without a ``likelihood_std`` column raises ``KeyError`` saying how to get one.
+        """
+        if return_spread and "likelihood_std" not in self.table.columns:
+            raise KeyError("this bank has no likelihood_std column (one run has no spread); make a consensus "
+                           "bank with `deq stability` or deqlib.stability.consensus_bank")
+        indexed = self.table.set_index("sample_id")
         wanted = [str(s) for s in sample_ids]
         missing = [s for s in wanted if s not in indexed.index]
         if missing:
             raise KeyError(f"{len(missing)} sample id(s) not in the bank, e.g. {missing[:3]}")
-        return indexed.loc[wanted].to_numpy(dtype=np.float64)
+        likelihood = indexed["likelihood"].loc[wanted].to_numpy(dtype=np.float64)
+        if return_spread:
+            return likelihood, indexed["likelihood_std"].loc[wanted].to_numpy(dtype=np.float64)
+        return likelihood
 
 
 def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -267,6 +278,11 @@ def read_bank(path: str | Path) -> LikelihoodBank:
 
 def export_official_pickle(bank: LikelihoodBank, path: str | Path) -> Path:
     """Write the official forks' pickle (plain ``int`` values, ``str`` keys), atomically."""
+    signal = bank.metadata.get("signal")
+    if signal == "consensus-mean":  # the pickle carries cluster sizes; a mean of runs is not one
+        raise BankFormatError("the forks' pickle holds cluster sizes, and this bank's likelihood (signal "
+                              "'consensus-mean') is a mean over runs, not a cluster size ratio: export the "
+                              "'consensus-coassoc' bank instead (deq stability --signal consensus-coassoc)")
     table = _validate_table(bank.table)
     payload = {
         str(row.sample_id): {
