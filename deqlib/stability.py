@@ -61,6 +61,7 @@ __all__ = [
     "pca_cross_check",
     "faithfulness",
     "consensus_bank",
+    "stability_of_source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -321,7 +322,10 @@ def faithfulness(X, coords, labels=None, clusterer=None, k: int = FAITHFULNESS_K
     """Trustworthiness and k-NN recall of ``coords`` against ``X``; with ``labels`` and
     ``clusterer``, :func:`pca_cross_check` too. All on one random sample of ``sample_size``."""
     started = time.perf_counter()
-    out = {"k": int(k), "sample_size": int(min(sample_size or len(coords), len(coords))),
+    n = len(coords)
+    if n <= 2 * k:  # trustworthiness needs k < n / 2: too few samples to say anything
+        return {"k": int(k), "sample_size": int(n), "skipped": f"{n} samples are too few for {k}-NN measures"}
+    out = {"k": int(k), "sample_size": int(min(sample_size or n, n)),
            "trustworthiness": trustworthiness(X, coords, k, sample_size, random_state),
            "knn_recall": knn_recall(X, coords, k, sample_size, random_state)}
     if labels is not None and clusterer is not None:
@@ -577,6 +581,21 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
               "cluster": base_clusterer.cache_key(), "row_orders": [r["order"] for r in runs]}
     return StabilityResult(sample_ids=ids, likelihoods=likelihoods, labels=labels, runs=pd.DataFrame(runs),
                            per_sample=per_sample, pairs=pairs, summary=summary, params=params, coords=all_coords)
+
+
+def stability_of_source(source, encoder, embed_options: dict | None = None, progress: bool = False,
+                        **options) -> StabilityResult:
+    """:func:`stability_runs` on a source's embeddings (read from the embedding cache when present).
+
+    ``options`` are :func:`stability_runs`'s (``K``, ``seeds``, ``vary``, ``reducer``, ...);
+    ``embed_options`` go to :func:`deqlib.embed.embed_source`, as in :func:`deqlib.pipeline.analyze`.
+    """
+    from deqlib.pipeline import _embeddings_from_source
+
+    ids, vectors, _, info = _embeddings_from_source(source, encoder, embed_options, progress)
+    result = stability_runs(vectors, ids, progress=progress, **options)
+    result.params["embedding"] = {k: info.get(k) for k in ("dataset", "encoder", "precision", "source_fingerprint")}
+    return result
 
 
 # ------------------------------------------------------------------------------------- banks

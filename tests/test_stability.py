@@ -238,3 +238,72 @@ def test_plots_draw_mean_vs_spread_and_agreement():
     assert image[0, 1] == 1.0 and image[0, 2] < 0  # Spearman above the diagonal
     with pytest.raises(ValueError, match="missing column"):
         mean_vs_spread(pd.DataFrame({"x": [1]}))
+
+
+def test_deq_stability_command_writes_bank_report_and_figures(tmp_path, capsys):
+    import json
+
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+    from deqlib.plots.paper import read_png_metadata
+
+    X, truth = _blobs(sizes=(90, 45, 25))
+    ids = np.array([f"s{i}" for i in range(len(X))])
+    np.savez(tmp_path / "vectors.npz", vectors=X, sample_ids=ids)
+    code = main(["stability", "--embeddings", str(tmp_path / "vectors.npz"), "-K", "2", "--seeds", "3,4",
+                 "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn",
+                 "--signal", "consensus-coassoc", "--output", str(tmp_path / "bank.parquet"),
+                 "--export-official", str(tmp_path / "bank.pkl"), "--report", str(tmp_path / "report.json"),
+                 "--figures", str(tmp_path / "figures"), "--threads", "1", "--no-progress"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "run pairs: ARI mean 1.000" in out and "trustworthiness" in out
+    bank = read_bank(tmp_path / "bank.parquet")
+    assert bank.metadata["signal"] == "consensus-coassoc" and bank.metadata["K"] == 2
+    assert bank.metadata["stability_params"]["seeds"] == [3, 4]
+    assert bank.metadata["faithfulness"]["knn_recall"] > 0.3
+    assert sorted(bank.table["cluster_size"].unique().tolist()) == [25, 45, 90]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["summary"]["weight_moved_share"] == 0 and len(report["pairs"]) == 1
+    for name in ("stability_mean_vs_spread.png", "stability_agreement.png"):
+        assert read_png_metadata(tmp_path / "figures" / name)["parameters"]["K"] == 2
+    assert (tmp_path / "bank.pkl").stat().st_size > 0
+
+
+def test_deq_stability_refuses_a_pickle_of_the_mean_signal(tmp_path, capsys):
+    from deqlib.cli import main
+
+    assert main(["stability", "--embeddings", str(tmp_path / "none.npz"),
+                 "--export-official", str(tmp_path / "x.pkl")]) == 2
+    assert "needs --signal consensus-coassoc" in capsys.readouterr().err
+    assert not (tmp_path / "x.pkl").exists()
+
+
+def test_gallery_picks_the_least_stable_clusters():
+    from deqlib.plots.clusters import gallery_clusters
+
+    samples = pd.DataFrame({"cluster_id": [0, 0, 1, 1, 2, -1], "cluster_size": [2, 2, 2, 2, 1, 1],
+                            "likelihood_std": [0.0, 0.1, 0.3, 0.3, 0.2, 0.9]})
+    assert gallery_clusters(samples, "least_stable", 2) == [1, 2]  # noise (-1) never shown
+    with pytest.raises(ValueError, match="likelihood_std"):
+        gallery_clusters(samples.drop(columns="likelihood_std"), "least_stable")
+
+
+def test_analyze_reports_faithfulness_in_summary_and_run_summary(tmp_path):
+    from deqlib.pipeline import analyze
+    from deqlib.reduce import OpenTSNEReducer
+    from deqlib.sweep import summarize_run
+
+    X, truth = _blobs(sizes=(90, 45, 25))
+    result = analyze(embeddings=X, cache=False, faithfulness=True,
+                     reducer=OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
+                     clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    faithful = result.params["faithfulness"]
+    assert faithful["sample_size"] == 160 and faithful["pca_components"] == 8  # 8-d input: PCA keeps 8
+    assert faithful["trustworthiness"] > 0.9 and faithful["pca_ari"] == pytest.approx(1.0)
+    assert "3-D map faithfulness (160 samples): trustworthiness" in result.summary()
+    summary = summarize_run(result.samples, faithfulness=faithful)
+    assert summary["trustworthiness"] == faithful["trustworthiness"] and summary["pca_ari"] == faithful["pca_ari"]
+    assert "trustworthiness" not in summarize_run(result.samples)  # nothing invented without a measurement
+    tiny = faithfulness(X[:15], X[:15, :3])
+    assert "skipped" in tiny and "trustworthiness" not in tiny

@@ -66,6 +66,8 @@ def register(subparsers) -> None:
     runs.add_argument("--signal", choices=("consensus-mean", "consensus-coassoc"), default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
+    runs.add_argument("--threads", type=int, default=-1,
+                      help="threads for the t-SNE and the neighbour searches (-1: every core)")
     runs.add_argument("--no-faithfulness", action="store_true", help="skip the 3-D map's faithfulness figures")
 
     out = parser.add_argument_group("output")
@@ -84,7 +86,12 @@ def register(subparsers) -> None:
 def _stages(args: argparse.Namespace):
     from deqlib.commands.analyze import build_stages
 
-    return build_stages(argparse.Namespace(**{**vars(args), "reducer": None}))
+    reducer, clusterer = build_stages(argparse.Namespace(**{**vars(args), "reducer": None}))
+    if args.threads == 0 or args.threads < -1:
+        raise ValueError(f"--threads must be -1 (every core) or a positive number, got {args.threads}")
+    reducer.set_params(**({"n_jobs": args.threads} if "n_jobs" in reducer.get_params() else {}))
+    clusterer.set_params(n_jobs=args.threads)
+    return reducer, clusterer
 
 
 def _embeddings(args: argparse.Namespace):
@@ -140,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
     faithful = None
     if not args.no_faithfulness:
         faithful = result.faithfulness(vectors, clusterer=clusterer)
+    if faithful and not faithful.get("skipped"):
         print(f"deq stability: 3-D map (seed {result.params['seeds'][0]}): trustworthiness "
               f"{faithful['trustworthiness']:.3f}, 10-NN recall {faithful['knn_recall']:.3f}, PCA-{faithful['pca_components']}"
               f" clustering ARI {faithful['pca_ari']:.3f} ({faithful['pca_n_clusters']} vs "
