@@ -305,5 +305,8 @@ def test_analyze_reports_faithfulness_in_summary_and_run_summary(tmp_path):
     summary = summarize_run(result.samples, faithfulness=faithful)
     assert summary["trustworthiness"] == faithful["trustworthiness"] and summary["pca_ari"] == faithful["pca_ari"]
     assert "trustworthiness" not in summarize_run(result.samples)  # nothing invented without a measurement
+    stable = summarize_run(result.samples, stability={"K": 3, "pair_spearman_mean": 0.5, "pair_ari_mean": 0.4,
+                                                      "weight_moved_share": 0.2})
+    assert (stable["stability_K"], stable["pair_spearman_mean"], stable["weight_moved_share"]) == (3, 0.5, 0.2)
     tiny = faithfulness(X[:15], X[:15, :3])
     assert "skipped" in tiny and "trustworthiness" not in tiny
