@@ -379,7 +379,9 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     params = {
         "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
         "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids),
-                                                      "dim": int(vectors.shape[1]), "key": embedding_key},
+                                                      "dim": int(vectors.shape[1]), "key": embedding_key,
+                                                      # the row order moves t-SNE results (docs/analysis.md)
+                                                      "row_order": _hash("row order", ids)},
         "reduce": {**reduce_params, "key": reduce_key}, "cluster": {**clustering.params, "key": cluster_key},
         "deqlib": __version__,
     }

@@ -48,26 +48,6 @@ def _cluster_all(coords: np.ndarray) -> dict:
     return out
 
 
-def _maps(X, seeds, shared: bool):
-    """t-SNE maps of X, one per seed: full fits (pca init, what `analyze` does) or shared affinities."""
-    maps, seconds = [], []
-    affinities, aff_seconds = None, 0.0
-    if shared:
-        started = time.perf_counter()
-        affinities = OpenTSNEReducer(random_state=seeds[0], initialization="random").fit_affinities(X)
-        aff_seconds = time.perf_counter() - started
-    for seed in seeds:
-        started = time.perf_counter()
-        if shared:
-            coords = OpenTSNEReducer(random_state=seed, initialization="random").fit_transform(X, affinities=affinities)
-        else:
-            coords = OpenTSNEReducer(random_state=seed).fit_transform(X)
-        seconds.append(time.perf_counter() - started)
-        maps.append(coords)
-        print(f"  map seed {seed} ({'shared' if shared else 'full'}) {seconds[-1]:.1f}s", flush=True)
-    return maps, seconds, aff_seconds
-
-
 def _clustered(coords: np.ndarray) -> dict:
     """{clusterer: (labels (K, N), likelihoods (K, N), cluster counts)} for K maps."""
     out = {name: ([], [], []) for name in CLUSTERERS}
