@@ -235,7 +235,7 @@ def coassociation_consensus(labels, neighbors, threshold: float = 0.5) -> np.nda
 def summarize_stability(per_sample: pd.DataFrame, pairs: pd.DataFrame, threshold: float = WEIGHT_MOVE) -> dict:
     """Overall figures: run agreement (mean / min ARI and Spearman), spread, share of weights that moved."""
     summary = {
-        "K": int(per_sample["n_runs"].max()),
+        "K": int(per_sample["n_runs"].max()),  # the most runs a sample was in
         "n_samples": int(len(per_sample)),
         "likelihood_std_median": float(per_sample["likelihood_std"].median()),
         "likelihood_std_q90": float(per_sample["likelihood_std"].quantile(0.9)),
@@ -570,7 +570,8 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
     per_sample["consensus_coassoc"] = scaled_likelihood(consensus_labels, "singleton")
     coassoc_seconds = time.perf_counter() - started
     summary = summarize_stability(per_sample, pairs)
-    summary.update({"seconds": time.perf_counter() - started_all, "affinity_seconds": affinity_seconds,
+    summary.update({"K": K,  # not the most runs any sample was in: with 'subsample' that can be K - 1
+                    "seconds": time.perf_counter() - started_all, "affinity_seconds": affinity_seconds,
                     "run_seconds": float(sum(r["seconds"] for r in runs)), "coassoc_seconds": coassoc_seconds,
                     "consensus_coassoc_n_clusters": int(np.unique(consensus_labels[consensus_labels >= 0]).size),
                     "consensus_coassoc_noise_fraction": float((consensus_labels < 0).mean())})

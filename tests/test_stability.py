@@ -201,6 +201,7 @@ def test_varying_order_subsample_and_band_is_recorded():
     assert not (absent[0] & absent[1]).any()  # left-out sets are disjoint
     assert (result.labels[absent] == ABSENT).all()
     assert result.pairs["n_common"].iloc[0] == int((~absent).all(axis=0).sum())
+    assert result.summary["K"] == 2
 
 
 @pytest.mark.parametrize("bad, message", [
