@@ -106,15 +106,26 @@ class LikelihoodBank:
     def sample_ids(self) -> list[str]:
         return self.table["sample_id"].tolist()
 
-    def likelihood_of(self, sample_ids: Sequence[str] | str) -> np.ndarray:
+    def likelihood_of(self, sample_ids: Sequence[str] | str, return_spread: bool = False):
         """Scaled likelihoods for ``sample_ids`` (one id as a string gives an array of one);
-        raises ``KeyError`` naming unknown ids."""
-        indexed = self.table.set_index("sample_id")["likelihood"]
+        raises ``KeyError`` naming unknown ids.
+
+        With ``return_spread=True``, returns ``(likelihood, likelihood_std)``: the standard
+        deviation over the runs of a consensus bank (:func:`deqlib.stability.consensus_bank`);
+        a bank without a ``likelihood_std`` column raises ``KeyError`` saying how to get one.
+        """
+        if return_spread and "likelihood_std" not in self.table.columns:
+            raise KeyError("this bank has no likelihood_std column (one run has no spread); make a consensus "
+                           "bank with `deq stability` or deqlib.stability.consensus_bank")
+        indexed = self.table.set_index("sample_id")
         wanted = [sample_ids] if isinstance(sample_ids, str) else [str(s) for s in sample_ids]
         missing = [s for s in wanted if s not in indexed.index]
         if missing:
             raise KeyError(f"{len(missing)} sample id(s) not in the bank, e.g. {missing[:3]}")
-        return indexed.loc[wanted].to_numpy(dtype=np.float64)
+        likelihood = indexed["likelihood"].loc[wanted].to_numpy(dtype=np.float64)
+        if return_spread:
+            return likelihood, indexed["likelihood_std"].loc[wanted].to_numpy(dtype=np.float64)
+        return likelihood
 
 
 def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -343,6 +354,11 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
         Every sample id the training run will look up (e.g. the split list), to catch samples
         missing from the bank for any reason.
     """
+    signal = bank.metadata.get("signal")
+    if signal == "consensus-mean":  # the pickle carries cluster sizes; a mean of runs is not one
+        raise BankFormatError("the forks' pickle holds cluster sizes, and this bank's likelihood (signal "
+                              "'consensus-mean') is a mean over runs, not a cluster size ratio: export the "
+                              "'consensus-coassoc' bank instead (deq stability --signal consensus-coassoc)")
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     table = _validate_table(bank.table)

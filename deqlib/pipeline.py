@@ -122,6 +122,14 @@ class AnalysisResult:
         ]
         if self.degenerate:
             lines.append(f"DEGENERATE RESULT: {self.degenerate}")
+        faithful = self.params.get("faithfulness")
+        if faithful and faithful.get("skipped"):
+            lines.append(f"3-D map faithfulness: skipped ({faithful['skipped']})")
+        elif faithful:
+            lines.append(f"3-D map faithfulness ({faithful['sample_size']} samples): trustworthiness "
+                         f"{faithful['trustworthiness']:.3f}, {faithful['k']}-NN recall {faithful['knn_recall']:.3f}; "
+                         f"same clustering in PCA-{faithful['pca_components']}: {faithful['pca_n_clusters']} clusters, "
+                         f"ARI {faithful['pca_ari']:.3f} with the map's")
         if self.alignment is not None and len(self.alignment):
             for row in self.alignment.itertuples(index=False):
                 lines.append(f"alignment with {row.attribute!r}: NMI {row.nmi:.3f}, ARI {row.ari:.3f}, "
@@ -287,7 +295,8 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
             eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA, seed: int | None = 33, cache_dir=None,
             *, embeddings=None, sample_ids=None, metadata: pd.DataFrame | None = None, mode: str = "default",
             preset: str | None = None, dataset: str | None = None, attributes: list[str] | None = None,
-            cache: bool = True, embed_options: dict | None = None, progress: bool = False) -> AnalysisResult:
+            cache: bool = True, embed_options: dict | None = None, progress: bool = False,
+            faithfulness: bool = False) -> AnalysisResult:
     """Run the analysis (steps 1-4 of the method) and return samples, clusters, params and bank.
 
     Parameters
@@ -329,6 +338,10 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         Passed to :func:`deqlib.embed.embed_source` (``batch_size``, ``device``, ``cache_dir``, ...).
     progress : bool, default=False
         Print one line per stage to stderr.
+    faithfulness : bool, default=False
+        Also measure how faithful the 3-D map is to the embeddings (trustworthiness, 10-NN
+        recall, the same clustering in PCA-50 space; :func:`deqlib.stability.faithfulness`, on
+        a sample of 5,000): ``params['faithfulness']``, shown by :meth:`AnalysisResult.summary`.
 
     Returns
     -------
@@ -408,7 +421,9 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     params = {
         "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
         "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids),
-                                                      "dim": int(vectors.shape[1]), "key": embedding_key},
+                                                      "dim": int(vectors.shape[1]), "key": embedding_key,
+                                                      # the row order moves t-SNE results (docs/analysis.md)
+                                                      "row_order": _hash("row order", ids)},
         "reduce": {**reduce_params, "key": reduce_key}, "cluster": {**clustering.params, "key": cluster_key},
         "deqlib": __version__, "missing_sample_ids": list(failed_ids),
     }
@@ -429,6 +444,13 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         if attributes:
             alignment, by_value = align(samples, attributes)
     timings["likelihood"] = time.perf_counter() - started
+    if faithfulness:
+        from deqlib.stability import faithfulness as measure_faithfulness
+
+        started = time.perf_counter()
+        params["faithfulness"] = measure_faithfulness(vectors, coords, clustering.labels, clusterer,
+                                                      random_state=seed if seed is not None else 0)
+        timings["faithfulness"] = time.perf_counter() - started
     params["cached"] = cached
     return AnalysisResult(samples=samples, clusters=clusters, params=params, bank=bank, timings=timings,
                           alignment=alignment, likelihood_by_value=by_value)

@@ -34,6 +34,8 @@ import logging
 import numbers
 import os
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.base import BaseEstimator
 
@@ -42,6 +44,7 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "OpenTSNEReducer",
     "SklearnTSNEReducer",
+    "TSNEAffinities",
     "get_reducer",
     "check_embeddings",
 ]
@@ -57,6 +60,7 @@ SCHEDULES = {
 }
 DEFAULT_SCHEDULE = "fast"
 PLACEMENTS = ("transform", "neighbors")
+INITIALIZATIONS = ("pca", "random")
 
 
 def check_embeddings(X, name: str = "X") -> np.ndarray:
@@ -162,6 +166,9 @@ class OpenTSNEReducer(BaseEstimator):
         depend on it: the PCA and other BLAS calls run on one thread (BLAS results depend on
         the thread count, and t-SNE amplifies the difference).
     verbose : bool, default=False
+    initialization : {'pca', 'random'}, default='pca'
+        Starting positions. ``'random'`` lets runs that share one set of affinities
+        (:meth:`fit_affinities`, used by :mod:`deqlib.stability`) differ by their seed.
 
     Attributes
     ----------
@@ -174,7 +181,8 @@ class OpenTSNEReducer(BaseEstimator):
     def __init__(self, n_components=3, perplexity=30.0, schedule=DEFAULT_SCHEDULE, early_exaggeration_iter=None,
                  n_iter=None, theta=None, learning_rate="auto", pca_components=50, sample_threshold=250_000,
                  sample_size=100_000, placement="transform", negative_gradient_method="auto", random_state=33,
-                 n_jobs=-1, verbose=False):
+                 n_jobs=-1, verbose=False, initialization="pca"):
+        self.initialization = initialization
         self.n_components = n_components
         self.perplexity = perplexity
         self.schedule = schedule
@@ -213,6 +221,10 @@ class OpenTSNEReducer(BaseEstimator):
             raise ValueError(f"perplexity must be a positive number, got {self.perplexity!r}")
         if self.pca_components is not None:
             _check_positive_int("pca_components", self.pca_components)
+        if self.initialization not in INITIALIZATIONS:
+            raise ValueError(f"initialization must be one of {INITIALIZATIONS}, got {self.initialization!r}")
+        # 'initialization' is listed only when not the default, so existing cache keys stay valid.
+        extra = {} if self.initialization == "pca" else {"initialization": self.initialization}
         return {
             "reducer": "opentsne",
             "n_components": n_components,
@@ -228,7 +240,35 @@ class OpenTSNEReducer(BaseEstimator):
             "placement": self.placement,
             "negative_gradient_method": method,
             "random_state": self.random_state,
+            **extra,
         }
+
+    def fit_affinities(self, X) -> "TSNEAffinities":
+        """PCA and perplexity affinities of ``X`` once, for several :meth:`fit_transform` runs.
+
+        The affinities (the k-NN graph and its perplexity-calibrated weights) are most of a
+        t-SNE's fixed cost and depend on the seed only through the approximate k-NN search; runs
+        that differ in their seed can share them (``fit_transform(X, affinities=...)``), and with
+        ``initialization='random'`` still start from different positions. Not available when
+        ``X`` is subsampled (more than ``sample_threshold`` rows).
+        """
+        import openTSNE
+        from threadpoolctl import threadpool_limits
+
+        params = self.resolved_params()
+        X = check_embeddings(X)
+        if X.shape[0] > params["sample_threshold"]:
+            raise ValueError(f"shared affinities need the full fit: {X.shape[0]} samples exceed sample_threshold "
+                             f"({params['sample_threshold']}); raise sample_threshold or fit runs separately")
+        seed = self.random_state
+        with threadpool_limits(limits=1, user_api="blas"):  # as in fit_transform: a thread-independent PCA
+            reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
+        _check_perplexity(params["perplexity"], X.shape[0])
+        affinities = openTSNE.affinity.PerplexityBasedNN(
+            reduced, perplexity=params["perplexity"], method="auto", n_jobs=_n_jobs(self.n_jobs),
+            random_state=seed, verbose=self.verbose)
+        return TSNEAffinities(affinities=affinities, reduced=reduced, pca_info=pca_info, n_samples=X.shape[0],
+                              perplexity=params["perplexity"], random_state=seed)
 
     def cache_key(self) -> dict:
         """What the output depends on (threads and verbosity excluded: the result does not depend on them)."""
@@ -236,9 +276,12 @@ class OpenTSNEReducer(BaseEstimator):
 
         return {**self.resolved_params(), "opentsne": openTSNE.__version__}
 
-    def fit_transform(self, X, y=None, progress: bool = False) -> np.ndarray:
+    def fit_transform(self, X, y=None, affinities: "TSNEAffinities | None" = None,
+                      progress: bool = False) -> np.ndarray:
         """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates.
 
+        ``affinities`` (from :meth:`fit_affinities` on the same ``X``) skips the PCA and the
+        affinity computation; the optimisation then uses this reducer's seed and schedule.
         ``progress=True`` shows a progress bar over the optimisation iterations (tqdm; a widget
         in notebooks), fed by openTSNE's callbacks. It does not change the result.
         """
@@ -249,9 +292,9 @@ class OpenTSNEReducer(BaseEstimator):
         # (OMP_NUM_THREADS=1 against the default moved almost every likelihood). openTSNE's own
         # n_jobs threads give identical results, so the cache key can leave threads out.
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit_transform(X, progress)
+            return self._fit_transform(X, affinities, progress)
 
-    def _fit_transform(self, X, progress: bool) -> np.ndarray:
+    def _fit_transform(self, X, affinities: "TSNEAffinities | None", progress: bool) -> np.ndarray:
         import openTSNE
 
         params = self.resolved_params()
@@ -259,29 +302,33 @@ class OpenTSNEReducer(BaseEstimator):
         check_not_all_identical(X)
         n_samples = X.shape[0]
         seed = self.random_state
-        X, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
+        if affinities is not None:
+            if affinities.n_samples != n_samples or affinities.perplexity != params["perplexity"]:
+                raise ValueError(f"affinities were computed for {affinities.n_samples} samples at perplexity "
+                                 f"{affinities.perplexity:g}, not {n_samples} at {params['perplexity']:g}; "
+                                 "call fit_affinities on this X with this reducer")
+            X, pca_info = affinities.reduced, dict(affinities.pca_info, affinities_seed=affinities.random_state)
+        else:
+            X, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
 
         fit_indices = None
         if n_samples > params["sample_threshold"] and params["sample_size"] < n_samples:
             rng = np.random.default_rng(seed)
             fit_indices = np.sort(rng.choice(n_samples, size=params["sample_size"], replace=False))
+        if affinities is not None:
+            fit_indices = None  # fit_affinities refused subsampled inputs
         n_fit = n_samples if fit_indices is None else fit_indices.size
-        minimum = int(np.floor(3 * params["perplexity"])) + 1
-        if n_fit < minimum:
-            raise ValueError(
-                f"t-SNE with perplexity {params['perplexity']:g} needs at least {minimum} samples "
-                f"(3 x perplexity neighbours each), got {n_fit}; lower perplexity below {n_fit / 3:.1f} "
-                "or add samples"
-            )
+        _check_perplexity(params["perplexity"], n_fit)
         tsne = openTSNE.TSNE(
             n_components=params["n_components"], perplexity=params["perplexity"],
             learning_rate=params["learning_rate"], early_exaggeration_iter=params["early_exaggeration_iter"],
-            n_iter=params["n_iter"], theta=params["theta"], initialization="pca",
+            n_iter=params["n_iter"], theta=params["theta"], initialization=self.initialization,
             negative_gradient_method=params["negative_gradient_method"], n_jobs=_n_jobs(self.n_jobs),
             random_state=seed, verbose=self.verbose, **_progress_callbacks(progress, params, n_fit),
         )
         if fit_indices is None:
-            coords = np.asarray(tsne.fit(X), dtype=np.float64)
+            shared = affinities.affinities if affinities is not None else None
+            coords = np.asarray(tsne.fit(X, affinities=shared), dtype=np.float64)
         else:
             embedding = tsne.fit(X[fit_indices])
             rest = np.setdiff1d(np.arange(n_samples), fit_indices)
@@ -299,6 +346,28 @@ class OpenTSNEReducer(BaseEstimator):
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
                         "n_jobs": _n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
         return coords
+
+
+def _check_perplexity(perplexity: float, n_fit: int) -> None:
+    minimum = int(np.floor(3 * perplexity)) + 1
+    if n_fit < minimum:
+        raise ValueError(
+            f"t-SNE with perplexity {perplexity:g} needs at least {minimum} samples "
+            f"(3 x perplexity neighbours each), got {n_fit}; lower perplexity below {n_fit / 3:.1f} "
+            "or add samples"
+        )
+
+
+@dataclass
+class TSNEAffinities:
+    """What :meth:`OpenTSNEReducer.fit_affinities` computed once: the PCA'd data and openTSNE's affinities."""
+
+    affinities: object
+    reduced: np.ndarray
+    pca_info: dict
+    n_samples: int
+    perplexity: float
+    random_state: int | None
 
 
 class SklearnTSNEReducer(BaseEstimator):

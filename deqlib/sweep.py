@@ -33,11 +33,17 @@ SUMMARY_SUFFIX = "_run_summary.json"
 _QUANTILES = {"min": 0.0, "q10": 0.1, "median": 0.5, "q90": 0.9, "max": 1.0}
 
 
-def summarize_run(samples: pd.DataFrame, label_column: str | None = None) -> dict:
+def summarize_run(samples: pd.DataFrame, label_column: str | None = None,
+                  faithfulness: Mapping[str, Any] | None = None, stability: Mapping[str, Any] | None = None) -> dict:
     """Numbers that describe one analysis run (``samples``: AnalysisResult.samples).
 
     ``*_spread`` is the q90 - q10 range. With ``label_column``, NMI/ARI/purity of the clusters
     against it (noise counted as one group, as :func:`deqlib.alignment.alignment_scores` does).
+    With ``faithfulness`` (``AnalysisResult.params['faithfulness']``, from ``analyze(...,
+    faithfulness=True)``): ``trustworthiness``, ``knn_recall`` and ``pca_ari``, so a sweep can
+    be ranked by how faithful its maps are, not only by cluster count. With ``stability``
+    (``StabilityResult.summary``): ``stability_K``, ``pair_spearman_mean``, ``pair_ari_mean`` and
+    ``weight_moved_share`` (how stable its likelihoods are).
     """
     labels = samples["cluster_id"].to_numpy()
     summary: dict[str, Any] = {
@@ -57,6 +63,14 @@ def summarize_run(samples: pd.DataFrame, label_column: str | None = None) -> dic
     # weight sweeps recompute eq. 4 from it without the samples.
     counts = samples["likelihood"].round(12).value_counts().sort_index()
     summary["likelihood_counts"] = {repr(float(v)): int(c) for v, c in counts.items()}
+    for key in ("trustworthiness", "knn_recall", "pca_ari"):
+        if faithfulness and key in faithfulness:
+            summary[key] = float(faithfulness[key])
+    if stability:
+        summary["stability_K"] = int(stability["K"])
+        for key in ("pair_spearman_mean", "pair_ari_mean", "weight_moved_share"):
+            if key in stability:
+                summary[key] = float(stability[key])
     if label_column:
         scores = alignment_scores(labels, samples[label_column].to_numpy())
         summary.update({"label_column": label_column, "nmi": scores["nmi"], "ari": scores["ari"],
@@ -65,9 +79,10 @@ def summarize_run(samples: pd.DataFrame, label_column: str | None = None) -> dic
 
 
 def write_run_summary(samples: pd.DataFrame, parameters: Mapping[str, Any], path: str | Path,
-                      label_column: str | None = None) -> Path:
+                      label_column: str | None = None, faithfulness: Mapping[str, Any] | None = None,
+                      stability: Mapping[str, Any] | None = None) -> Path:
     """Write ``{'parameters', 'summary', 'deqlib_version'}`` as JSON, atomically."""
-    record = {"parameters": dict(parameters), "summary": summarize_run(samples, label_column),
+    record = {"parameters": dict(parameters), "summary": summarize_run(samples, label_column, faithfulness, stability),
               "deqlib_version": __version__}
     return write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True, default=str))
 

@@ -205,9 +205,20 @@ def weight_distribution(samples: pd.DataFrame, eta: float, gamma: float, bins: i
 
 
 def gallery_clusters(samples: pd.DataFrame, which: str = "rarest", n_clusters: int = 6) -> list[int]:
-    """Ids of the ``n_clusters`` rarest (smallest) or most common (largest) clusters, noise excluded."""
-    if which not in ("rarest", "common"):
-        raise ValueError(f"which must be 'rarest' or 'common', got {which!r}")
+    """Ids of the ``n_clusters`` rarest (smallest) or most common (largest) clusters, noise excluded.
+
+    ``which='least_stable'`` picks the clusters whose members' likelihood varies most over the runs
+    (mean ``likelihood_std``, a column of consensus banks, :mod:`deqlib.stability`).
+    """
+    if which not in ("rarest", "common", "least_stable"):
+        raise ValueError(f"which must be 'rarest', 'common' or 'least_stable', got {which!r}")
+    if which == "least_stable":
+        if "likelihood_std" not in samples.columns:
+            raise ValueError("which='least_stable' needs a likelihood_std column: use a consensus bank's table "
+                             "(deq stability, deqlib.stability.consensus_bank)")
+        spread = samples[samples["cluster_id"] >= 0].groupby("cluster_id")["likelihood_std"].mean().reset_index()
+        ordered = spread.sort_values(["likelihood_std", "cluster_id"], ascending=[False, True])
+        return ordered["cluster_id"].head(n_clusters).astype(int).tolist()
     sizes = samples[samples["cluster_id"] >= 0].groupby("cluster_id")["cluster_size"].first()
     # Ties broken by cluster id so the choice is deterministic.
     ordered = sizes.reset_index().sort_values(["cluster_size", "cluster_id"], ascending=[which == "rarest", True])
@@ -246,7 +257,8 @@ def cluster_gallery(samples: pd.DataFrame, source, which: str = "rarest", n_clus
         first = members.iloc[0]
         grid[row, 0].set_title(f"cluster {cluster_id}: {int(first['cluster_size'])} samples, "
                                f"likelihood {first['likelihood']:.3g}", loc="left", fontsize=8)
-    figure.suptitle(f"The {len(clusters)} {'rarest' if which == 'rarest' else 'most common'} clusters")
+    label = {"rarest": "rarest", "common": "most common", "least_stable": "least stable"}[which]
+    figure.suptitle(f"The {len(clusters)} {label} clusters")
     figure.tight_layout()
     return figure
 

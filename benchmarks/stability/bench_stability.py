@@ -1,0 +1,217 @@
+"""Issue 12's numbers: how stable the likelihoods are, what a consensus buys, how faithful the map is.
+
+    cd benchmarks/stability
+    ../../.venv/bin/python bench_stability.py consensus --n 20000     # agreement against K, cost
+    ../../.venv/bin/python bench_stability.py faithfulness --n 20000  # default vs reference map
+    ../../.venv/bin/python bench_stability.py sources --n 3000        # each source of variation
+    ../../.venv/bin/python bench_stability.py report --n 70000        # `deq stability`'s work on all images
+
+Data: Fashion-MNIST EfficientNet-Lite0 vectors (benchmarks/analysis/embed_fashion_mnist.py,
+cached). Every result file records the machine, date and load average: the 2 cores were shared
+with four other engineers' jobs, so absolute times are pessimistic; ratios within one run count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "analysis"))
+import common  # noqa: E402
+
+common.RESULTS = HERE / "results"
+
+from deqlib.cluster import DBSCANClusterer, HDBSCANClusterer  # noqa: E402
+from deqlib.likelihood import scaled_likelihood  # noqa: E402
+from deqlib.pipeline import analyze  # noqa: E402
+from deqlib.reduce import OpenTSNEReducer  # noqa: E402
+from deqlib.weights import gfl_weight  # noqa: E402
+from deqlib.stability import (_spearman, coassociation_consensus, _knn_graph, faithfulness,  # noqa: E402
+                              per_sample_stability, run_agreement, stability_runs, summarize_stability)
+
+CLUSTERERS = {
+    "dbscan_default": lambda: DBSCANClusterer(eps=1.0, min_samples=10),  # mode='default' without preset
+    "hdbscan_mcs25": lambda: HDBSCANClusterer(min_cluster_size=25),  # the quickstart's clusterer
+}
+
+
+def _cluster_all(coords: np.ndarray) -> dict:
+    out = {}
+    for name, make in CLUSTERERS.items():
+        result = make().fit(coords)
+        out[name] = (result.labels, scaled_likelihood(result.labels, "singleton", coords), result.n_clusters)
+    return out
+
+
+def _clustered(coords: np.ndarray) -> dict:
+    """{clusterer: (labels (K, N), likelihoods (K, N), cluster counts)} for K maps."""
+    out = {name: ([], [], []) for name in CLUSTERERS}
+    for one in coords:
+        for name, (labels, likelihood, count) in _cluster_all(one).items():
+            out[name][0].append(labels)
+            out[name][1].append(likelihood)
+            out[name][2].append(int(count))
+    return {name: (np.stack(l), np.stack(L), c) for name, (l, L, c) in out.items()}
+
+
+def consensus(n: int, kmax: int) -> None:
+    """Two K = 5 stability reports with disjoint seeds (shared affinities each), one analysis and one
+    more full fit for the single-run yardstick; both clusterers on the same maps."""
+    X, classes = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n, "data": "fashion-mnist effnet-lite0 (bench cache, precision auto=bf16)"}
+    # One analysis, as a user runs it (cost yardstick), then the K = 5 stability report, same process.
+    started = time.perf_counter()
+    one = analyze(embeddings=X, cache=False)
+    out["one_analysis_seconds"] = time.perf_counter() - started
+    print("one analysis", out["one_analysis_seconds"], flush=True)
+    reports = {}
+    for side, seeds in (("a", [101 + i for i in range(kmax)]), ("b", [201 + i for i in range(kmax)])):
+        started = time.perf_counter()
+        reports[side] = stability_runs(X, K=kmax, seeds=seeds, clusterer=CLUSTERERS["dbscan_default"](),
+                                       progress=True)
+        out[f"stability_seconds_{side}"] = time.perf_counter() - started
+        out[f"stability_summary_{side}"] = reports[side].summary
+        out[f"stability_runs_{side}"] = reports[side].runs.to_dict("records")
+        print(side, out[f"stability_seconds_{side}"], reports[side].report(), flush=True)
+    out["K"] = kmax
+    out["stability_cost_ratio"] = out["stability_seconds_a"] / out["one_analysis_seconds"]
+    started = time.perf_counter()
+    full34 = OpenTSNEReducer(random_state=34).fit_transform(X)
+    out["full_fit_seconds_seed34"] = time.perf_counter() - started
+    full = _clustered(np.stack([one.samples[["x", "y", "z"]].to_numpy(), full34]))
+    shared = {side: _clustered(reports[side].coords) for side in reports}
+    neighbors = _knn_graph(X)
+    ks = [k for k in (1, 3, 5, 10) if k <= kmax]
+    for name in CLUSTERERS:
+        la, La, ca = shared["a"][name]
+        lb, Lb, cb = shared["b"][name]
+        fl, fL, fc = full[name]
+        row = {"n_clusters_a": ca, "n_clusters_b": cb, "n_clusters_full_seed33_34": fc}
+        single_full = run_agreement(fl, fL).iloc[0]
+        row["single_full_fits_seed33_vs_34"] = {k: float(single_full[k]) for k in ("ari", "spearman",
+                                                                                  "weight_moved_share")}
+        singles = run_agreement(np.vstack([la, lb]), np.vstack([La, Lb]))
+        row["single_shared_runs_all_pairs"] = {"spearman_mean": float(singles["spearman"].mean()),
+                                               "spearman_min": float(singles["spearman"].min()),
+                                               "ari_mean": float(singles["ari"].mean()),
+                                               "weight_moved_share_mean": float(singles["weight_moved_share"].mean())}
+        row["within_a"] = summarize_stability(per_sample_stability(La), run_agreement(la, La))
+        row["per_k"] = {}
+        for k in ks:
+            ma, mb = La[:k].mean(axis=0), Lb[:k].mean(axis=0)
+            ca_, cb_ = coassociation_consensus(la[:k], neighbors), coassociation_consensus(lb[:k], neighbors)
+            lca, lcb = scaled_likelihood(ca_, "singleton"), scaled_likelihood(cb_, "singleton")
+            entry = {"mean_spearman": _spearman(ma, mb), "coassoc_spearman": _spearman(lca, lcb),
+                     "mean_weight_moved_share": float((np.abs(gfl_weight(ma) - gfl_weight(mb)) > 0.1).mean()),
+                     "coassoc_weight_moved_share": float((np.abs(gfl_weight(lca) - gfl_weight(lcb)) > 0.1).mean()),
+                     "coassoc_n_clusters": [int(ca_.max() + 1), int(cb_.max() + 1)],
+                     "coassoc_noise": [float((ca_ < 0).mean()), float((cb_ < 0).mean())]}
+            row["per_k"][k] = entry
+            print(name, k, entry, flush=True)
+        out[name] = row
+    common.write_result(f"consensus-effnet-{n}", out)
+
+
+def faithfulness_bench(n: int) -> None:
+    X, classes = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n}
+    for mode in ("default", "reference"):
+        started = time.perf_counter()
+        result = analyze(embeddings=X, cache=False, mode=mode)
+        seconds = time.perf_counter() - started
+        coords = result.samples[["x", "y", "z"]].to_numpy()
+        labels = result.samples["raw_cluster_id"].to_numpy()
+        clusterer = DBSCANClusterer(eps=1.0, min_samples=10, eps_scale="official" if mode == "default" else "raw")
+        f = faithfulness(X, coords, labels, clusterer)
+        from deqlib.alignment import alignment_scores
+        f.update({"analysis_seconds": seconds, "n_clusters": result.params["cluster"]["n_clusters"],
+                  "noise_fraction": result.params["cluster"]["noise_fraction"],
+                  "nmi_classes": alignment_scores(labels, classes)["nmi"]})
+        out[mode] = f
+        print(mode, f, flush=True)
+    common.write_result(f"faithfulness-effnet-{n}", out)
+
+
+def sources(n: int) -> None:
+    """Each source of variation against a baseline run, in default and reference mode."""
+    import torch
+
+    X, _ = common.load_embeddings("effnet", n)
+    ids = [str(i) for i in range(n)]
+    out = {"machine": common.machine(), "n": n,
+           "note": "bench vectors were computed with precision='auto' (bf16 autocast on this CPU); "
+                   "'precision' re-embeds the same images in float32"}
+    variants = {}
+    fp32 = _embed_fp32(n)
+    if fp32 is not None:
+        variants["precision bf16 vs fp32 embedding"] = (fp32, ids, {})
+    rng = np.random.default_rng(0)
+    variants["rounding noise (float32 eps)"] = (
+        (X * (1 + np.finfo(np.float32).eps * rng.standard_normal(X.shape))).astype(np.float32), ids, {})
+    perm = rng.permutation(n)
+    variants["row order"] = (X[perm], [ids[i] for i in perm], {})
+    variants["t-SNE seed"] = (X, ids, {"seed": 34})
+    keep = np.sort(rng.choice(n, int(0.8 * n), replace=False))
+    variants["subsample 80%"] = (X[keep], [ids[i] for i in keep], {})
+    variants["vectors rounded to bf16"] = (torch.from_numpy(X).to(torch.bfloat16).float().numpy(), ids, {})
+    for mode in ("default", "reference"):
+        base = analyze(embeddings=X, sample_ids=ids, cache=False, mode=mode).samples.set_index("sample_id")
+        rows = {}
+        for name, (vectors, vid, extra) in variants.items():
+            other = analyze(embeddings=vectors, sample_ids=vid, cache=False, mode=mode, **extra).samples
+            other = other.set_index("sample_id").loc[[i for i in ids if i in set(vid)]]
+            b = base.loc[other.index]
+            la = np.vstack([b["raw_cluster_id"].to_numpy(), other["raw_cluster_id"].to_numpy()])
+            L = np.vstack([b["likelihood"].to_numpy(), other["likelihood"].to_numpy()])
+            pair = run_agreement(la, L).iloc[0]
+            rows[name] = {"ari": float(pair["ari"]), "spearman": float(pair["spearman"]),
+                          "likelihood_changed_share": float((np.abs(L[0] - L[1]) > 1e-12).mean()),
+                          "weight_moved_share": float(pair["weight_moved_share"])}
+            print(mode, name, rows[name], flush=True)
+        out[mode] = rows
+    common.write_result(f"sources-effnet-{n}", out)
+
+
+def _embed_fp32(n: int):
+    from embed_fashion_mnist import FashionMNISTImages
+    from deqlib.embed import embed_source, get_encoder
+
+    try:
+        result = embed_source(FashionMNISTImages(n), get_encoder("efficientnet-lite0"),
+                              cache_dir=common.EMBED_DIR / "cache-fp32", progress=False, precision="fp32")
+    except Exception as exc:  # recorded, not hidden
+        print(f"fp32 embedding failed: {exc}", flush=True)
+        return None
+    return result.vectors.astype(np.float32)
+
+
+def report(n: int) -> None:
+    X, _ = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n}
+    for name in ("dbscan_default",):
+        started = time.perf_counter()
+        result = stability_runs(X, K=5, clusterer=CLUSTERERS[name](), progress=True)
+        out[name] = {"seconds": time.perf_counter() - started, "summary": result.summary,
+                     "runs": result.runs.to_dict("records")}
+        print(result.report(), flush=True)
+    out["peak_rss_mib"] = common.peak_rss_mib()
+    common.write_result(f"report-effnet-{n}", out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report"))
+    parser.add_argument("--n", type=int, default=20000)
+    parser.add_argument("--kmax", type=int, default=10)
+    args = parser.parse_args()
+    {"consensus": lambda: consensus(args.n, args.kmax), "faithfulness": lambda: faithfulness_bench(args.n),
+     "sources": lambda: sources(args.n), "report": lambda: report(args.n)}[args.what]()
+
+
+if __name__ == "__main__":
+    main()
