@@ -338,3 +338,29 @@ def test_bf16_cosine_claim_in_resolve_precision_matches_the_measurement():
     doc = " ".join(resolve_precision.__doc__.split())
     assert f"mean {measured['bf16_vs_fp32_cosine_mean']:.3f}" in doc
     assert f"minimum {measured['bf16_vs_fp32_cosine_min']:.3f}" in doc and ">= 0.988" not in doc
+
+
+def test_every_notebook_that_exports_official_lets_the_user_choose_missing_samples():
+    """Case 12 in the notebooks: 00 and 02 called export_official without missing=, so a run with
+    one undecodable image stopped there with no parameter to choose 'rarest' or 'median'."""
+    import ast
+
+    exporting = []
+    for path in sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        code = [("".join(c["source"]), c.get("metadata", {}).get("tags", [])) for c in cells if c["cell_type"] == "code"]
+        calls = [node for source, _ in code for node in ast.walk(ast.parse(source))
+                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "export_official"]
+        if not calls:
+            continue
+        exporting.append(path.name)
+        parameters = [source for source, tags in code if "parameters" in tags]
+        assert len(parameters) == 1, path.name
+        defaults = {}
+        exec(parameters[0], {}, defaults)  # the parameters cell is plain assignments
+        assert defaults.get("missing_samples") == "error", f"{path.name}: no missing_samples='error' parameter"
+        for call in calls:
+            keywords = {k.arg: k.value for k in call.keywords}
+            assert isinstance(keywords.get("missing"), ast.Name) and keywords["missing"].id == "missing_samples", \
+                f"{path.name}: export_official(...) does not pass missing=missing_samples"
+    assert {"00_quickstart.ipynb", "02_kitti.ipynb", "03_nuscenes.ipynb"} <= set(exporting)
