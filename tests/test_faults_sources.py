@@ -241,6 +241,21 @@ def test_cli_passes_source_options_and_reports_unknown_ones(tmp_path, capsys):
     assert "has no option(s) ['colour']" in capsys.readouterr().err
 
 
+def test_deq_embed_takes_source_options_too(tmp_path, capsys):
+    """Case 18 for deq embed: it had no --source-option (argparse: unrecognized arguments)."""
+    from deqlib.cli import main
+
+    root = make_nuscenes_tree(tmp_path / "nus")
+    base = ["embed", "--source", "nuscenes", "--root", str(root), "--output", str(tmp_path / "emb"), "--device", "cpu",
+            "--precision", "fp32", "--no-progress", "--workers", "0"]
+    assert main(base + ["--source-option", "version=v1.0-trainval"]) == 2
+    assert "found v1.0-mini; pass version='v1.0-mini'" in capsys.readouterr().err
+    assert main(base + ["--source-option", "colour=red"]) == 2
+    assert "has no option(s) ['colour']" in capsys.readouterr().err
+    assert main(base + ["--source-option", "version=v1.0-mini", "--split", "mini_val", "--max-images", "2"]) == 0
+    assert "2 samples: 2 embedded" in capsys.readouterr().out
+
+
 # ------------------------------------------------ reference precision, failed images (items 12, 14)
 def test_reference_mode_embeds_in_float32_and_failed_images_reach_the_export(tmp_path):
     from test_pipeline import DigitImages, tiny_encoder
