@@ -96,6 +96,19 @@ for name, payload in (("list_bomb", _list_bomb(40)), ("hash_bomb", _hash_bomb(60
         from deqlib.training import load_bank
         load_bank('{name}.pkl')""", timeout=30), {1}, "UnsafePickleError", f"{name}.pkl")
 
+# ---- hostile weights file (torch.load must not run it; the refusal names the file)
+python("""
+    import os, torch
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, ("touch RAN",))
+    torch.save({"conv.weight": RunsCode()}, "evil.ckpt")""")
+case("hostile weights file (deq embed --weights evil.ckpt)", deq(
+    "embed", "--source", "folder", "--root", str(make_folder_tree(WORK / "few", per_class=1)), "--weights", "evil.ckpt",
+    "--output", "emb", *EMBED), {2}, "evil.ckpt was refused", "state_dict")
+if Path("RAN").exists():
+    FAILED.append("hostile weights file ran code")
+
 # ---- 11: wrong keys, broken metadata, integer ids, one string id
 Path("wrong_keys.pkl").write_bytes(pickle.dumps({"000000": {"cluster": 1, "size": 2}}))
 case("11 pickle entry with the wrong keys", python("""
