@@ -223,7 +223,7 @@ case("15 nuScenes: unknown split 'validation'", deq("embed", "--source", "nuscen
 case("18 --source-option version=v1.0-mini", deq("embed", "--source", "nuscenes", "--root", mini, "--split", "mini_train",
                                                 "--source-option", "version=v1.0-mini", "--output", "emb", *EMBED,
                                                 timeout=600), {0}, "now")
-case("18 unknown --source-option", deq("analyze", "--source", "nuscenes", "--root", mini, "--source-option", "verison=x",
+case("18 unknown --source-option", deq("embed", "--source", "nuscenes", "--root", mini, "--source-option", "verison=x",
                                       "--output", "emb", *EMBED), {1, 2}, "verison", "version")
 
 # ---- 16: BDD100K labels
