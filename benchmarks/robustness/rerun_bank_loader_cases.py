@@ -122,10 +122,11 @@ pq.write_table(table.replace_schema_metadata({b"deqlib": b"{not json"}), "broken
 case("11 bank with broken metadata JSON", python("""
     from deqlib.bank import read_bank
     read_bank('broken_meta.parquet')"""), {1}, "broken_meta.parquet")
-pq.write_table(table.set_column(0, "sample_id", pa.array([1, 2])), "int_ids.parquet")
+pq.write_table(table.set_column(0, "sample_id", pa.array([1, 2])).replace_schema_metadata(
+    {b"deqlib": json.dumps({"n_samples": 2}).encode()}), "int_ids.parquet")
 case("11 bank with an integer sample_id column", python("""
     from deqlib.bank import read_bank
-    read_bank('int_ids.parquet')"""), {1}, "int_ids.parquet")
+    read_bank('int_ids.parquet')"""), {1}, "int_ids.parquet", "leading zeros")
 ids3 = {"012": {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1},
         **{c: {"cluster_id": 1, "cluster_size": 1, "largest_cluster_size": 1} for c in "012"}}
 Path("ids3.pkl").write_bytes(pickle.dumps(ids3))
