@@ -116,7 +116,7 @@ case("11 pickle entry with the wrong keys", python("""
     load_bank('wrong_keys.pkl')"""), {1}, "wrong_keys.pkl", "lacks")
 import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-table = pa.table({"sample_id": ["000001", "000002"], "cluster_id": [0, 1], "cluster_size": [1, 1],
+table = pa.table({"sample_id": ["000001", "000002"], "cluster_id": [0, 1], "cluster_size": [1, 1], "largest_cluster_size": [1, 1],
                   "likelihood": [1.0, 1.0], "weight": [1.0, 1.0]})
 pq.write_table(table.replace_schema_metadata({b"deqlib": b"{not json"}), "broken_meta.parquet")
 case("11 bank with broken metadata JSON", python("""
