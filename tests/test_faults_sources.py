@@ -218,7 +218,7 @@ def test_official_eps_scale_at_ten_samples_or_fewer_names_the_fix(n):
 
 # ------------------------------------------------------------------------ CLI source options (18)
 def test_source_options_parse_to_typed_values():
-    from deqlib.commands.analyze import parse_source_options
+    from deqlib.commands import parse_source_options
 
     assert parse_source_options(["version=v1.0-mini", "max-images=5", "camera=FRONT", "labels_file=false",
                                  "seed=1.5"]) == {"version": "v1.0-mini", "max_images": 5, "camera": "FRONT",

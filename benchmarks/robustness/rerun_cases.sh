@@ -2,7 +2,7 @@
 # Re-run all the issue-10 cases (docs/robustness.md) with real `deq` commands: the cache/embedding/CLI
 # cases here, then the shard race and the pickle/bank/loader cases (rerun_bank_loader_cases.py).
 #   bash benchmarks/robustness/rerun_cases.sh CLONE WORKDIR
-# CLONE: a checkout with .venv (e.g. a fresh `git clone` plus `ln -s /work/main/.venv`); WORKDIR is
+# CLONE: a checkout with .venv (e.g. a fresh `git clone` with a `.venv` made by `bash workbook.sh setup` or linked from another checkout); WORKDIR is
 # wiped. Needs root for the tmpfs mounts (full and read-only disks). Not part of the test suite:
 # tests/test_faults_cache.py keeps the same cases with injected faults.
 set -u

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter
+from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 
 
 def register(subparsers) -> None:
@@ -21,14 +21,7 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     data = parser.add_argument_group("input")
-    data.add_argument("--source", default="fashion-mnist",
-                      help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
-    data.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
-    data.add_argument("--split", default=None, help="split, e.g. train / val; 'none': every sample (kitti, nuscenes)")
-    data.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
-    data.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="a source's own option, repeatable: e.g. version=v1.0-mini (nuscenes), "
-                           "labels_file=labels/det_20/det_train.json (bdd100k), camera=FRONT (waymo-parquet)")
+    add_source_arguments(data)
     data.add_argument("--embeddings", default=None, metavar="FILE.npz",
                       help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids' "
                            "(other 1-D arrays of the same length, e.g. 'labels', become metadata columns)")
@@ -106,31 +99,6 @@ def build_stages(args: argparse.Namespace):
     return reducer, clusterer
 
 
-def parse_source_options(pairs) -> dict:
-    """``['version=v1.0-mini', 'max_images=5']`` -> ``{'version': 'v1.0-mini', 'max_images': 5}``.
-
-    Values that read as integers, floats, ``true``/``false`` or ``none`` become those; the rest
-    stay strings. The source itself checks the names (an unknown one lists the valid ones).
-    """
-    options = {}
-    for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or not key:
-            raise ValueError(f"--source-option {pair!r} must be KEY=VALUE, e.g. version=v1.0-mini")
-        lowered = text.strip().lower()
-        value: object = {"true": True, "false": False, "none": None}.get(lowered, text)
-        if value is text:
-            for convert in (int, float):
-                try:
-                    value = convert(text)
-                    break
-                except ValueError:
-                    continue
-        options[key] = value
-    return options
-
-
 def _load_embeddings(path: str):
     """Vectors, sample ids and a metadata frame (other 1-D arrays of the file, or None)."""
     import numpy as np
@@ -173,19 +141,8 @@ def run(args: argparse.Namespace) -> int:
         encoder_name = "precomputed"
     else:
         from deqlib.embed import get_encoder
-        from deqlib.sources import SubsetSource, open_source
 
-        options = parse_source_options(args.source_option)
-        if args.split:  # 'none': every sample where the kind allows it (KITTI, nuScenes, a folder)
-            options["split"] = None if args.split.lower() == "none" else args.split
-        try:
-            source = open_source(args.source, root=args.root, **options)
-        except TypeError as exc:  # an option the source does not take: a user error, said in one line
-            raise ValueError(f"{exc} (--source-option)") from None
-        if args.max_images is not None:
-            if args.max_images < 1:
-                raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
-            source = SubsetSource(source, range(min(args.max_images, len(source))))
+        source = source_from_args(args)
         encoder = get_encoder(args.encoder, weights=args.weights)
         embed_options = {"device": args.device, "precision": args.precision}
         if args.batch_size:

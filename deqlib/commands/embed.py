@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from deqlib import paths
-from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter
+from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 
 
 def register(subparsers) -> None:
@@ -21,14 +21,7 @@ def register(subparsers) -> None:
         ),
         formatter_class=DefaultsHelpFormatter,
     )
-    parser.add_argument("--source", default="fashion-mnist",
-                        help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
-    parser.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
-    parser.add_argument("--split", default=None, help="split, e.g. train / val (default: the source's default)")
-    parser.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
-    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="a source's own option, repeatable, as in deq analyze: e.g. version=v1.0-mini "
-                             "(nuscenes), labels_file=... (bdd100k), camera=FRONT (waymo-parquet)")
+    add_source_arguments(parser)
     parser.add_argument("--encoder", default=DEFAULT_ENCODER,
                         help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
     parser.add_argument("--weights", default=None, metavar="FILE",
@@ -52,26 +45,13 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from deqlib.embed import embed_source, get_encoder, init_distributed
-    from deqlib.sources import SubsetSource, open_source
 
     output = Path(args.output) if args.output else paths.interim_dir() / "embeddings"
     if output.exists() and not output.is_dir():
         raise ValueError(f"--output {output} is a file; it must be a folder (the cache root), e.g. "
                          f"--output {output.parent / 'embeddings'}")
     distributed = init_distributed()
-    from deqlib.commands.analyze import parse_source_options
-
-    options = parse_source_options(args.source_option)
-    if args.split:
-        options["split"] = args.split
-    try:
-        source = open_source(args.source, root=args.root, **options)
-    except TypeError as exc:  # an option the source does not take: a user error, said in one line
-        raise ValueError(f"{exc} (--source-option)") from None
-    if args.max_images is not None:
-        if args.max_images < 1:
-            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
-        source = SubsetSource(source, range(min(args.max_images, len(source))))  # first N: later full runs reuse their cache
+    source = source_from_args(args)  # --max-images: the first N, so later full runs reuse their cache
     kwargs = {"preprocessing": args.preprocessing} if args.preprocessing else {}
     encoder = get_encoder(args.encoder, weights=args.weights, **kwargs)
     result = embed_source(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deqlib.commands import DefaultsHelpFormatter
+from deqlib.commands import DefaultsHelpFormatter, add_source_arguments, source_from_args
 
 
 def register(subparsers) -> None:
@@ -21,11 +21,7 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("bank", help="the bank (.parquet) written by `deq analyze`")
-    parser.add_argument("--source", default="fashion-mnist",
-                        help="dataset kind the bank was made from: fashion-mnist, folder, kitti, nuscenes, waymo, "
-                             "waymo-parquet, bdd100k")
-    parser.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
-    parser.add_argument("--split", default=None, help="split, e.g. train / val (default: the source's default)")
+    add_source_arguments(parser, max_images=False)  # the source the bank was made from
     parser.add_argument("--output", default=None, metavar="PAGE.html",
                         help="explorer page (default: figures/<bank name>_explorer.html)")
     parser.add_argument("--max-points", type=int, default=None, metavar="N",
@@ -45,11 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from deqlib import paths
     from deqlib.bank import read_bank
     from deqlib.plots.explorer import explorer_summary, samples_from_bank, write_explorer
-    from deqlib.sources import open_source
 
     bank_path = Path(args.bank)
     bank = read_bank(bank_path)
-    source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
+    source = source_from_args(args)
     samples = samples_from_bank(bank, source)
     output = Path(args.output) if args.output else paths.figures_dir() / f"{bank_path.stem}_explorer.html"
     page = write_explorer(samples, source, output, thumb_height=args.thumb_height, max_points=args.max_points,

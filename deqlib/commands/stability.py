@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter
+from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 
 
 def register(subparsers) -> None:
@@ -23,11 +23,7 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     data = parser.add_argument_group("input")
-    data.add_argument("--source", default="fashion-mnist",
-                      help="dataset kind: fashion-mnist, folder, kitti, nuscenes, waymo, waymo-parquet, bdd100k")
-    data.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
-    data.add_argument("--split", default=None, help="split, e.g. train / val")
-    data.add_argument("--max-images", type=int, default=None, metavar="N", help="only the first N samples")
+    add_source_arguments(data)
     data.add_argument("--embeddings", default=None, metavar="FILE.npz",
                       help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids'")
     data.add_argument("--encoder", default=DEFAULT_ENCODER, help="image encoder (as for deq analyze)")
@@ -103,13 +99,7 @@ def _embeddings(args: argparse.Namespace):
         return vectors, ids, Path(args.embeddings).stem, "precomputed", {}
     from deqlib.embed import get_encoder
     from deqlib.pipeline import _embeddings_from_source
-    from deqlib.sources import SubsetSource, open_source
-
-    source = open_source(args.source, root=args.root, **({"split": args.split} if args.split else {}))
-    if args.max_images is not None:
-        if args.max_images < 1:
-            raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
-        source = SubsetSource(source, range(min(args.max_images, len(source))))
+    source = source_from_args(args)
     encoder = get_encoder(args.encoder, weights=args.weights)
     ids, vectors, _, info = _embeddings_from_source(source, encoder, {"device": args.device,
                                                                       "precision": args.precision},
