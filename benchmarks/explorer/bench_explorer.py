@@ -101,23 +101,29 @@ HOVER_PROBE = """() => {
 }"""
 
 
+def _open(p, path, timeout_ms):
+    """Open ``path`` in a fresh headless Chromium: (browser, page, first-render seconds, memory over a blank page)."""
+    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 850})
+    page.goto("about:blank")
+    time.sleep(1.0)
+    blank = browser_pss(os.getpid())
+    started = time.perf_counter()
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=timeout_ms)
+    render = time.perf_counter() - started
+    time.sleep(1.0)
+    memory = browser_pss(os.getpid()) - blank
+    page.evaluate(HOVER_PROBE)
+    return browser, page, render, memory
+
+
 def measure_baseline(path, n_hover=15):
     """The pre-issue-14 plotly page: no projection helper, so sweep the mouse over the plot (as its own test did)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 850})
-        page.goto("about:blank")
-        time.sleep(1.0)
-        blank = browser_pss(os.getpid())
-        started = time.perf_counter()
-        page.goto(path.as_uri())
-        page.wait_for_selector("body[data-ready='1']", timeout=300_000)
-        render = time.perf_counter() - started
-        time.sleep(1.0)
-        memory = browser_pss(os.getpid()) - blank
-        page.evaluate(HOVER_PROBE)
+        browser, page, render, memory = _open(p, path, 300_000)
         box = page.locator("#plot").bounding_box()
         latencies = []
         for fy in np.linspace(0.35, 0.65, 8):
@@ -141,18 +147,7 @@ def measure(path, n_hover=15, seed=1):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 850})
-        page.goto("about:blank")
-        time.sleep(1.0)
-        blank = browser_pss(os.getpid())
-        started = time.perf_counter()
-        page.goto(path.as_uri())
-        page.wait_for_selector("body[data-ready='1']", timeout=180_000)
-        render = time.perf_counter() - started
-        time.sleep(1.0)
-        memory = browser_pss(os.getpid()) - blank
-        page.evaluate(HOVER_PROBE)
+        browser, page, render, memory = _open(p, path, 180_000)
         box = page.locator("#plot").bounding_box()
         rng = np.random.default_rng(seed)
         n = int(page.evaluate("EXPLORER.state.visible.length"))
