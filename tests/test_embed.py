@@ -21,12 +21,7 @@ N_IMAGES = 12
 CPU = dict(device="cpu", precision="fp32", num_threads=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def make_pngs(folder: Path, n: int = N_IMAGES, start: int = 0) -> Path:

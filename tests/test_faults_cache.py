@@ -40,12 +40,7 @@ def small_tsne():
     return OpenTSNEReducer(perplexity=5, early_exaggeration_iter=25, n_iter=25, n_jobs=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see conftest.py
 
 
 def embed_colours(cache, indices, **kw):

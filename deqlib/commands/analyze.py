@@ -35,28 +35,7 @@ def register(subparsers) -> None:
                            "fp32 gives the least hardware-dependent vectors; --mode reference: always fp32)")
 
     stages = parser.add_argument_group("analysis")
-    stages.add_argument("--mode", choices=("default", "reference"), default="default",
-                        help="'reference' = the official analysis step for step")
-    stages.add_argument("--preset", choices=("kitti", "nuscenes", "waymo", "bdd100k"), default=None,
-                        help="the paper's DBSCAN eps / min_samples for a dataset")
-    stages.add_argument("--reducer", choices=("opentsne", "sklearn"), default=None,
-                        help="default: opentsne (sklearn in reference mode)")
-    stages.add_argument("--schedule", choices=("fast", "official"), default="fast",
-                        help="openTSNE iterations: fast = 125+100 (theta 0.8), official = 250+250 (theta 0.5)")
-    stages.add_argument("--perplexity", type=float, default=30.0)
-    stages.add_argument("--pca", type=int, default=50, metavar="DIMS",
-                        help="openTSNE: PCA pre-reduction (0 = none)")
-    stages.add_argument("--clusterer", choices=("dbscan", "hdbscan"), default="dbscan")
-    stages.add_argument("--eps", type=float, default=None, help="DBSCAN eps (default: the preset's, else 1.0)")
-    stages.add_argument("--min-samples", type=int, default=None, help="DBSCAN min_samples (default: preset's, else 10)")
-    stages.add_argument("--eps-scale", choices=("official", "knn", "raw"), default=None,
-                        help="unit of eps: official sklearn t-SNE units (default), k-NN distance, raw "
-                             "(reference mode: raw)")
-    stages.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default 10)")
-    stages.add_argument("--noise-policy", choices=("singleton", "as_cluster", "nearest"), default=None,
-                        help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
-    stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")
-    stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
+    add_stage_arguments(stages)
     stages.add_argument("--seed", type=int, default=33)
 
     out = parser.add_argument_group("output")
@@ -73,6 +52,37 @@ def register(subparsers) -> None:
     out.add_argument("--no-cache", action="store_true", help="recompute every stage")
     out.add_argument("--no-progress", action="store_true", help="no progress lines")
     parser.set_defaults(func=run)
+
+
+def add_stage_arguments(stages, reducer: bool = True) -> None:
+    """The analysis options read by :func:`build_stages` (and the noise policy, eta, gamma of eq. 3-4).
+
+    One definition for ``deq analyze`` and ``deq stability``; ``reducer=False`` leaves out
+    ``--reducer`` for commands whose mode alone picks the reducer.
+    """
+    stages.add_argument("--mode", choices=("default", "reference"), default="default",
+                        help="'reference' = the official analysis step for step")
+    stages.add_argument("--preset", choices=("kitti", "nuscenes", "waymo", "bdd100k"), default=None,
+                        help="the paper's DBSCAN eps / min_samples for a dataset")
+    if reducer:
+        stages.add_argument("--reducer", choices=("opentsne", "sklearn"), default=None,
+                            help="default: opentsne (sklearn in reference mode)")
+    stages.add_argument("--schedule", choices=("fast", "official"), default="fast",
+                        help="openTSNE iterations: fast = 125+100 (theta 0.8), official = 250+250 (theta 0.5)")
+    stages.add_argument("--perplexity", type=float, default=30.0)
+    stages.add_argument("--pca", type=int, default=50, metavar="DIMS",
+                        help="openTSNE: PCA pre-reduction (0 = none)")
+    stages.add_argument("--clusterer", choices=("dbscan", "hdbscan"), default="dbscan")
+    stages.add_argument("--eps", type=float, default=None, help="DBSCAN eps (default: the preset's, else 1.0)")
+    stages.add_argument("--min-samples", type=int, default=None, help="DBSCAN min_samples (default: preset's, else 10)")
+    stages.add_argument("--eps-scale", choices=("official", "knn", "raw"), default=None,
+                        help="unit of eps: official sklearn t-SNE units (default), k-NN distance, raw "
+                             "(reference mode: raw)")
+    stages.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default 10)")
+    stages.add_argument("--noise-policy", choices=("singleton", "as_cluster", "nearest"), default=None,
+                        help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
+    stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")
+    stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
 
 
 def build_stages(args: argparse.Namespace):

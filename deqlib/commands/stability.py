@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
+from deqlib.commands.analyze import add_stage_arguments
 
 
 def register(subparsers) -> None:
@@ -33,20 +34,7 @@ def register(subparsers) -> None:
                       help="embedding compute precision")
 
     stages = parser.add_argument_group("analysis (as for deq analyze)")
-    stages.add_argument("--mode", choices=("default", "reference"), default="default")
-    stages.add_argument("--preset", choices=("kitti", "nuscenes", "waymo", "bdd100k"), default=None)
-    stages.add_argument("--schedule", choices=("fast", "official"), default="fast")
-    stages.add_argument("--perplexity", type=float, default=30.0)
-    stages.add_argument("--pca", type=int, default=50, metavar="DIMS", help="openTSNE: PCA pre-reduction (0 = none)")
-    stages.add_argument("--clusterer", choices=("dbscan", "hdbscan"), default="dbscan")
-    stages.add_argument("--eps", type=float, default=None, help="DBSCAN eps (default: the preset's, else 1.0)")
-    stages.add_argument("--min-samples", type=int, default=None, help="DBSCAN min_samples (default: preset's, else 10)")
-    stages.add_argument("--eps-scale", choices=("official", "knn", "raw"), default=None,
-                        help="unit of eps (default official; reference mode: raw)")
-    stages.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default 10)")
-    stages.add_argument("--noise-policy", choices=("singleton", "as_cluster", "nearest"), default=None)
-    stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4")
-    stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
+    add_stage_arguments(stages, reducer=False)
 
     runs = parser.add_argument_group("runs")
     runs.add_argument("-K", "--runs", dest="K", type=int, default=5, help="number of runs")
