@@ -472,7 +472,7 @@ def test_subset_source(trees):
 
 
 def test_open_source_rejects_unknown_kinds_and_options(trees):
-    with pytest.raises(ValueError, match="choose one of .*'waymo-parquet'"):
+    with pytest.raises(ValueError, match="unknown source 'imagenet'; choose one of .*waymo-parquet"):
         open_source("imagenet")
     with pytest.raises(TypeError, match=r"has no option\(s\) \['versoin'\]"):
         open_source("nuscenes", root=trees["nuscenes"], versoin="v1.0-mini")
