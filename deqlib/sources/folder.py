@@ -50,7 +50,8 @@ class FolderSource(_FileListSource):
                  seed: int = 0, split: str | None = None):
         layout = "  <root>/**/*.jpg|png|... (any depth)"
         if root is not None and not Path(root).expanduser().exists():
-            raise DatasetLayoutError(f"image folder {root} does not exist. Expected layout:\n{layout}")
+            raise DatasetLayoutError(f"image folder {root} does not exist. Expected layout:\n{layout}\n"
+                                     f"{self.download_hint}")
         self.root, self.split = _require_root(root, "folder", layout, self.download_hint), split
         endings = tuple(e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions)
         files, self.skipped = _walk_images(self.root, endings)
