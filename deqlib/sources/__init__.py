@@ -51,6 +51,20 @@ from deqlib.sources.waymo import (  # noqa: F401
     WaymoFolderSource, WaymoParquetSource)
 from deqlib.sources.bdd100k import _BDD100K_LAYOUT, BDD100K_ATTRIBUTES, BDD100KSource  # noqa: F401
 
+
+def _import_dataset_modules() -> None:
+    """Import every module of this package, so that a new dataset module registers its kind in
+    :data:`SOURCES` by existing (as ``deqlib.cli`` discovers the command modules)."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_dataset_modules()
+
 __all__ = [
     "SOURCES",
     "ImageLoadError",
