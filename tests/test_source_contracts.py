@@ -118,11 +118,15 @@ def test_source_contract(layout):
         damaged.load(index)
 
 
-def test_a_missing_root_names_the_layout_and_how_to_get_the_data(tmp_path):
+def test_a_missing_or_empty_root_names_the_layout_and_how_to_get_the_data(tmp_path):
+    (tmp_path / "empty").mkdir()
     for kind in SOURCES.names():
-        with pytest.raises(FileNotFoundError) as info:
-            open_source(kind, root=tmp_path / "nowhere")
-        assert download_hint(kind) in str(info.value) and "Expected layout" in str(info.value), kind
+        for root in (tmp_path / "nowhere", tmp_path / "empty"):
+            with pytest.raises(FileNotFoundError) as info:
+                open_source(kind, root=root)
+            message = str(info.value)
+            assert message.count(download_hint(kind)) == 1, (kind, root.name, message)
+            assert "Expected layout" in message or "found under" in message, (kind, root.name, message)
 
 
 # ---------------------------------------------------------------------------------------------- encoders

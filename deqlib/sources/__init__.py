@@ -146,6 +146,9 @@ def open_source(kind: str, root=None, split=_UNSET, **options) -> ImageSource:
         Unknown kind (the message lists the registered ones).
     TypeError
         An option the kind does not take (the message lists the ones it takes).
+    DatasetLayoutError
+        The data is missing or not laid out as expected: the message shows the expected layout
+        and ends with the kind's ``download_hint``.
     """
     cls = SOURCES.entry(kind).factory
     parameters = inspect.signature(cls).parameters
@@ -157,4 +160,10 @@ def open_source(kind: str, root=None, split=_UNSET, **options) -> ImageSource:
         options["split"] = split
     if root is not None or parameters["root"].default is inspect.Parameter.empty:
         options["root"] = root  # a missing root of a kind that needs one fails with its expected layout
-    return SOURCES.create(kind, **options)
+    try:
+        return SOURCES.create(kind, **options)
+    except DatasetLayoutError as exc:  # the data is not there (or not as asked): say how to get it
+        hint = download_hint(kind)
+        if not hint or hint in str(exc):
+            raise
+        raise DatasetLayoutError(f"{exc}\n{hint}") from None
