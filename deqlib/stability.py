@@ -605,22 +605,28 @@ def consensus_bank(result: StabilityResult, signal: str = "consensus-mean", meta
 
     ``cluster_id, cluster_size, largest_cluster_size`` are the co-association consensus
     partition (noise as singletons), the only partition the K runs agree on; with
-    ``signal='consensus-coassoc'`` the likelihood is exactly that partition's (eq. 2-3), so the
-    bank exports to the forks' pickle; with ``'consensus-mean'`` it is the mean over the runs
-    (not a cluster size ratio: :func:`deqlib.bank.export_official_pickle` refuses it).
+    ``signal='consensus-coassoc'`` the likelihood is exactly that partition's (eq. 2-3, the
+    ``cluster`` signal), so the bank exports to the forks' pickle; with ``'consensus-mean'`` it is
+    the mean over the runs (not a cluster size ratio: :func:`deqlib.bank.export_official_pickle`
+    refuses it, as the signal is registered as not cluster-based).
     Extra columns: ``likelihood_std``, ``likelihood_rank_spread`` (over the K runs).
     """
-    from deqlib.bank import bank_from_labels
+    from deqlib.bank import bank_from_likelihood
+    from deqlib.likelihood import ClusterSignal, RarityContext
 
     if signal not in SIGNALS:
         raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
     per_sample = result.per_sample
-    meta = {"signal": signal, "K": int(result.params["K"]), "stability": dict(result.summary),
+    partition = ClusterSignal("singleton").fit(RarityContext(labels=per_sample["consensus_cluster_id"].to_numpy()))
+    likelihood = partition.likelihood_ if signal == "consensus-coassoc" else per_sample["likelihood_mean"].to_numpy()
+    signal_params = {"K": int(result.params["K"])}
+    if signal == "consensus-coassoc":
+        signal_params["threshold"] = result.params.get("coassoc_threshold")
+    meta = {"noise_policy": "singleton", "K": int(result.params["K"]), "stability": dict(result.summary),
             "stability_params": dict(result.params), **(metadata or {})}
-    bank = bank_from_labels(result.sample_ids, per_sample["consensus_cluster_id"].to_numpy(), "singleton",
-                            metadata=meta,
-                            extra_columns={"likelihood_std": per_sample["likelihood_std"].to_numpy(),
-                                           "likelihood_rank_spread": per_sample["likelihood_rank_spread"].to_numpy()})
-    if signal == "consensus-mean":
-        bank.table["likelihood"] = per_sample["likelihood_mean"].to_numpy()
-    return bank
+    return bank_from_likelihood(
+        result.sample_ids, likelihood, signal, signal_params, metadata=meta,
+        extra_columns={"likelihood_std": per_sample["likelihood_std"].to_numpy(),
+                       "likelihood_rank_spread": per_sample["likelihood_rank_spread"].to_numpy()},
+        clusters={"cluster_id": partition.cluster_id_, "cluster_size": partition.cluster_size_,
+                  "largest_cluster_size": partition.largest_cluster_size_})
