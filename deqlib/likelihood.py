@@ -422,7 +422,8 @@ class ClusterSignal(RaritySignal):
                                scale)
 
 
-@_register("local density: distance to the k-th nearest neighbour, relative to the densest 1% (no clusters)")
+@_register("local density: distance to the k-th nearest neighbour, relative to the densest 1 percent "
+           "(no clusters)")
 class KNNDensitySignal(RaritySignal):
     """:func:`knn_density_likelihood` as a signal: no clusters, so no noise policy.
 

@@ -188,3 +188,73 @@ def test_experiment_context_computes_no_tsne_for_a_density_signal():
     context = ex.SignalContext(X, ex.ExperimentConfig(), seed=0)
     np.testing.assert_array_equal(ex.signal_likelihood("knn_density", context), knn_density_likelihood(X, k=10))
     assert "coords" not in context.__dict__ and "clustering" not in context.__dict__
+
+
+# ---------------------------------------------------------------- the rarity stage in analyze and the CLI
+def _blobs():
+    rng = np.random.default_rng(4)
+    return np.vstack([rng.normal(0.0, 1.0, (100, 6)), rng.normal(0.0, 1.0, (12, 6)) + 15.0]).astype(np.float32)
+
+
+def _analyze(**options):
+    from deqlib.pipeline import analyze
+    from deqlib.reduce import OpenTSNEReducer
+
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
+    return analyze(embeddings=_blobs(), reducer=reducer, cache=False,
+                   clusterer_params={"eps": 3.0, "min_samples": 5, "eps_scale": "knn"}, **options)
+
+
+def test_analyze_default_is_eq3_and_a_named_signal_replaces_only_the_likelihood():
+    default = _analyze()
+    labels = default.samples["raw_cluster_id"].to_numpy()
+    np.testing.assert_array_equal(default.bank.table["likelihood"], scaled_likelihood(labels, "singleton"))
+    assert default.bank.metadata["signal"] == "cluster" and default.bank.has_clusters
+    named = _analyze(rarity="cluster", noise_policy="singleton")
+    np.testing.assert_array_equal(named.bank.table["likelihood"], default.bank.table["likelihood"])
+
+    density = _analyze(rarity="knn-density", rarity_params={"k": 5})
+    np.testing.assert_array_equal(density.bank.table["likelihood"], knn_density_likelihood(_blobs(), k=5))
+    assert density.bank.metadata["signal"] == "knn-density" and density.bank.metadata["signal_params"]["k"] == 5
+    assert not density.bank.has_clusters
+    # the per-sample table keeps the analysis' clusters; its likelihood and weight are the signal's
+    np.testing.assert_array_equal(density.samples["cluster_size"], default.samples["cluster_size"])
+    np.testing.assert_array_equal(density.samples["likelihood"], density.bank.table["likelihood"])
+    assert "rarity signal 'knn-density'" in density.summary()
+
+
+def test_build_stages_rarity_rules():
+    from deqlib.pipeline import build_stages
+
+    assert build_stages(rarity="cluster").rarity is None  # eq. 3 with the stage's noise policy
+    assert build_stages(rarity="knn-density", rarity_params={"k": 5}).rarity.get_params()["k"] == 5
+    with pytest.raises(ValueError, match="needs K runs"):
+        build_stages(rarity="consensus-mean")
+    with pytest.raises(ValueError, match="noise_policy="):
+        build_stages(rarity="cluster", rarity_params={"noise_policy": "nearest"})
+    with pytest.raises(ValueError, match="unknown parameter 'kk'.*valid: k, reference_quantile, space"):
+        build_stages(rarity="knn-density", rarity_params={"kk": 3})
+    with pytest.raises(ValueError, match="mode='reference'"):
+        build_stages("reference", rarity="knn-density")
+    assert build_stages("reference", rarity="cluster").rarity is None
+
+
+def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(tmp_path, capsys):
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+
+    vectors = tmp_path / "vectors.npz"
+    np.savez(vectors, vectors=_blobs(), sample_ids=np.asarray([f"s{i:03d}" for i in range(112)]))
+    base = ["analyze", "--embeddings", str(vectors), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+            "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn"]
+    bank_path, pickle_path = tmp_path / "density.parquet", tmp_path / "density.pkl"
+    assert main(base + ["--rarity", "knn-density", "--output", str(bank_path),
+                        "--export-official", str(pickle_path)]) != 0
+    err = capsys.readouterr().err
+    assert "'knn-density', which is not cluster-based" in err and "Parquet bank" in err
+    assert not pickle_path.exists()
+    bank = read_bank(bank_path)
+    assert bank.metadata["signal"] == "knn-density" and not bank.has_clusters
+    assert main(base + ["--output", str(tmp_path / "eq3.parquet"), "--export-official", str(tmp_path / "eq3.pkl")]) == 0
+    np.testing.assert_array_equal(import_official_pickle(tmp_path / "eq3.pkl").likelihood_of(bank.sample_ids),
+                                  read_bank(tmp_path / "eq3.parquet").likelihood_of(bank.sample_ids))

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                            "fp32 gives the least hardware-dependent vectors; --mode reference: always fp32)")
 
     stages = parser.add_argument_group("analysis")
-    add_stage_arguments(stages)
+    add_stage_arguments(stages, rarity=True)
     stages.add_argument("--seed", type=int, default=33)
 
     out = parser.add_argument_group("output")
@@ -54,11 +54,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def add_stage_arguments(stages, reducer: bool = True) -> None:
+def add_stage_arguments(stages, reducer: bool = True, rarity: bool = False) -> None:
     """The analysis options read by :func:`build_stages` (and the noise policy, eta, gamma of eq. 3-4).
 
     One definition for ``deq analyze`` and ``deq stability``; ``reducer=False`` leaves out
-    ``--reducer`` for commands whose mode alone picks the reducer.
+    ``--reducer`` for commands whose mode alone picks the reducer; ``rarity=True`` adds
+    ``--rarity`` (the single-run signals of ``deqlib.likelihood.RARITY_SIGNALS``; ``deq stability``
+    has its own ``--signal``).
     """
     stages.add_argument("--mode", choices=("default", "reference"), default="default",
                         help="'reference' = the official analysis step for step")
@@ -81,6 +83,14 @@ def add_stage_arguments(stages, reducer: bool = True) -> None:
     stages.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default 10)")
     stages.add_argument("--noise-policy", choices=("singleton", "as_cluster", "nearest"), default=None,
                         help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
+    if rarity:
+        from deqlib.likelihood import DEFAULT_RARITY_SIGNAL, RARITY_SIGNALS
+
+        single_run = [n for n in RARITY_SIGNALS.names() if not RARITY_SIGNALS.entry(n).extra.get("needs_runs")]
+        stages.add_argument("--rarity", choices=single_run, default=DEFAULT_RARITY_SIGNAL,
+                            help="rarity signal that makes the likelihood (docs/likelihood.md): "
+                                 + "; ".join(f"{n}: {RARITY_SIGNALS.entry(n).summary}" for n in single_run)
+                                 + ". Only cluster-based signals export to the forks' pickle")
     stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")
     stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
 
@@ -143,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     reducer, clusterer = build_stages(args)
     common = dict(reducer=reducer, clusterer=clusterer, noise_policy=args.noise_policy, eta=args.eta,
                   gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir, mode=args.mode, preset=args.preset,
-                  cache=not args.no_cache, progress=not args.no_progress)
+                  cache=not args.no_cache, progress=not args.no_progress, rarity=args.rarity)
     if args.embeddings:
         vectors, ids, metadata = _load_embeddings(args.embeddings)
         result = analyze(embeddings=vectors, sample_ids=ids, metadata=metadata, dataset=Path(args.embeddings).stem,
@@ -160,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         result = analyze(source=source, encoder=encoder, embed_options=embed_options, **common)
         encoder_name = encoder.name
     output = Path(args.output) if args.output else default_bank_path(
-        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"])
+        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"],
+        signal=result.bank.metadata["signal"])
     print(f"deq analyze: {result.summary()}")
     exported = None
     if args.export_official:
