@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
+from deqlib._validation import check_int, check_real
 from deqlib.registry import Registry
 
 __all__ = [
@@ -109,10 +110,10 @@ def _validate_policy(noise_policy: str) -> str:
 
 
 def _check_scale(scale) -> float:
-    # deqlib/_validation.py does not exist on this branch yet: this is the one local check of K~,
-    # used by scaled_likelihood, ClusterSignal and (through it) deqlib.bank.bank_from_labels.
+    # The one check of K~ (scaled_likelihood, ClusterSignal and, through it, bank.bank_from_labels), in
+    # deqlib._validation's message style; that module has no upper bound, hence this local check.
     if isinstance(scale, (bool, np.bool_)) or not isinstance(scale, numbers.Real) or not 0.0 < float(scale) <= 1.0:
-        raise ValueError(f"scale (K~) must be a real number in (0, 1], got {scale!r}")
+        raise ValueError(f"scale (K~) must be a number in (0, 1], got {scale!r}")
     return float(scale)
 
 
@@ -256,8 +257,9 @@ def knn_density_likelihood(X, k: int = 10, reference_quantile: float = 0.01) -> 
         raise ValueError("X contains NaN or infinite values")
     if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k < X.shape[0]:
         raise ValueError(f"k must be an integer with 1 <= k < N = {X.shape[0]}, got {k!r}")
-    if not 0.0 <= reference_quantile < 1.0:
-        raise ValueError(f"reference_quantile must be in [0, 1), got {reference_quantile!r}")
+    check_real("reference_quantile", reference_quantile, 0.0)
+    if not reference_quantile < 1.0:
+        raise ValueError(f"reference_quantile must be a number in [0, 1), got {reference_quantile!r}")
     distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(X)
     radius = distances[:, k]  # column 0 is the sample itself
     reference = float(np.quantile(radius, reference_quantile))
@@ -508,6 +510,8 @@ class CoassociationSignal(RaritySignal):
     def fit(self, context) -> "CoassociationSignal":
         from deqlib.stability import _knn_graph, coassociation_consensus
 
+        n_neighbors = check_int("n_neighbors", self.n_neighbors, 1)
+        check_real("threshold", self.threshold, 0.0)
         labels = _runs(self, context, "labels")
         X = np.asarray(self._need(context, "embeddings", "the vectors whose k-NN graph links samples"),
                        dtype=np.float64)
@@ -515,7 +519,7 @@ class CoassociationSignal(RaritySignal):
         if seed is None:
             seeds = (getattr(context.runs, "params", None) or {}).get("seeds") or [0]
             seed = int(seeds[0])
-        neighbors = _knn_graph(X, k=self.n_neighbors, random_state=seed)
+        neighbors = _knn_graph(X, k=n_neighbors, random_state=seed)
         consensus = coassociation_consensus(labels, neighbors, threshold=self.threshold)
         effective = assign_noise(consensus, "singleton")
         return _cluster_fields(self, consensus, effective, consensus, 1.0)

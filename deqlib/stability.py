@@ -214,8 +214,8 @@ def coassociation_consensus(labels, neighbors, threshold: float = 0.5) -> np.nda
     n = labels.shape[1]
     if neighbors.ndim != 2 or neighbors.shape[0] != n:
         raise ValueError(f"neighbors must be an (N, k) index array with N = {n}, got shape {neighbors.shape}")
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    if isinstance(threshold, bool) or not 0 <= threshold < 1:  # True is 1 to Python, never a share
+        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
     src = np.repeat(np.arange(n), neighbors.shape[1])
     dst = neighbors.ravel()
     keep = src != dst

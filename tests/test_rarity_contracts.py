@@ -258,3 +258,17 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(t
     assert main(base + ["--output", str(tmp_path / "eq3.parquet"), "--export-official", str(tmp_path / "eq3.pkl")]) == 0
     np.testing.assert_array_equal(import_official_pickle(tmp_path / "eq3.pkl").likelihood_of(bank.sample_ids),
                                   read_bank(tmp_path / "eq3.parquet").likelihood_of(bank.sample_ids))
+
+
+@pytest.mark.parametrize("name, params, match", [
+    ("cluster", {"scale": True}, r"scale \(K~\) must be a number in \(0, 1\], got True"),
+    ("cluster", {"noise_policy": "drop"}, "noise_policy must be one of"),
+    ("knn-density", {"k": True}, "k must be an integer with 1 <= k < N = 176, got True"),
+    ("knn-density", {"reference_quantile": False}, "reference_quantile must be a number >= 0, got False"),
+    ("knn-density", {"reference_quantile": 1.0}, r"reference_quantile must be a number in \[0, 1\), got 1.0"),
+    ("consensus-coassoc", {"n_neighbors": True}, "n_neighbors must be an integer >= 1, got True"),
+    ("consensus-coassoc", {"threshold": False}, "threshold must be a number >= 0, got False"),
+])
+def test_bad_parameters_are_refused_with_one_message_style(name, params, match):
+    with pytest.raises(ValueError, match=match):
+        RARITY_SIGNALS.create(name, **params).fit(CONTEXT)
