@@ -649,10 +649,13 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         "reduce": {**reduce_params, "key": reduce_key}, "cluster": {**clustering.params, "key": cluster_key},
         "deqlib": __version__, "missing_sample_ids": list(failed_ids),
     }
-    extra = {"outlier_score": clustering.outlier_scores} if clustering.outlier_scores is not None else None
+    extra = {"outlier_score": clustering.outlier_scores} if clustering.outlier_scores is not None else {}
+    if not signal.cluster_based:  # the clusterer's labels travel beside the likelihood (explorer colours)
+        extra = {"raw_cluster_id": clustering.labels, **extra}
     bank = bank_from_signal(ids, signal, coords=coords, metadata=params, extra_columns=extra)
     samples = bank.table.copy()
     if not bank.has_clusters:  # the per-sample table keeps the analysis' clusters (plots, cluster table)
+        samples = samples.drop(columns="raw_cluster_id")
         for offset, (column, values) in enumerate((("cluster_id", partition.cluster_id_),
                                                    ("cluster_size", partition.cluster_size_),
                                                    ("largest_cluster_size", partition.largest_cluster_size_))):

@@ -272,3 +272,16 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(t
 def test_bad_parameters_are_refused_with_one_message_style(name, params, match):
     with pytest.raises(ValueError, match=match):
         RARITY_SIGNALS.create(name, **params).fit(CONTEXT)
+
+
+def test_a_density_bank_from_analyze_keeps_the_clusterers_labels_for_the_explorer():
+    from deqlib.plots.explorer import samples_from_bank
+
+    density = _analyze(rarity="knn-density")
+    labels = density.samples["raw_cluster_id"].to_numpy()
+    np.testing.assert_array_equal(density.bank.table["raw_cluster_id"], labels)
+    table = samples_from_bank(density.bank)
+    np.testing.assert_array_equal(table["cluster_id"], labels)
+    expected = [1 if label < 0 else int((labels == label).sum()) for label in labels]
+    np.testing.assert_array_equal(table["cluster_size"], expected)
+    assert set(labels) == {0, 1}  # the two blobs, so the sizes above are 100 and 12
