@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from deqlib.likelihood import scaled_likelihood
+from deqlib.likelihood import RARITY_SIGNALS, scaled_likelihood
 from deqlib.reduce import OpenTSNEReducer, check_embeddings
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
 
@@ -68,9 +68,10 @@ logger = logging.getLogger(__name__)
 
 #: What may vary between the K runs.
 VARIATIONS = ("seed", "subsample", "band", "order")
-#: Consensus signals a bank can carry (its ``signal`` metadata); only the co-association one is
-#: a partition, so only it can be written to the forks' pickle.
-SIGNALS = ("consensus-mean", "consensus-coassoc")
+#: Consensus signals a bank can carry (its ``signal`` metadata), registered in
+#: ``deqlib.likelihood.RARITY_SIGNALS``; only the co-association one is a partition (cluster-based),
+#: so only it can be written to the forks' pickle.
+SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
 ABSENT = -2  # label of a sample a run did not see (subsample); -1 stays DBSCAN's noise
 DEFAULT_K = 5
 DEFAULT_SUBSAMPLE = 0.8

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 from deqlib.commands.analyze import add_stage_arguments
+from deqlib.likelihood import RARITY_SIGNALS
+
+#: The rarity signals made from K runs (deqlib.likelihood.RARITY_SIGNALS entries with needs_runs).
+CONSENSUS_SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
 
 
 def register(subparsers) -> None:
@@ -47,7 +51,7 @@ def register(subparsers) -> None:
                       help="factor range for eps / min_cluster_size with --vary band")
     runs.add_argument("--no-shared-affinities", action="store_true",
                       help="a full t-SNE fit per run (default: compute the affinities once when only the seed varies)")
-    runs.add_argument("--signal", choices=("consensus-mean", "consensus-coassoc"), default="consensus-mean",
+    runs.add_argument("--signal", choices=CONSENSUS_SIGNALS, default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
     runs.add_argument("--threads", type=int, default=-1,
@@ -104,8 +108,9 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.stability import consensus_bank, stability_runs
 
     logging.getLogger("openTSNE").setLevel(logging.WARNING)
-    if args.export_official and args.signal != "consensus-coassoc":
-        raise ValueError("the forks' pickle holds cluster sizes: --export-official needs --signal consensus-coassoc")
+    if args.export_official and not RARITY_SIGNALS.entry(args.signal).extra["cluster_based"]:
+        usable = " or ".join(n for n in CONSENSUS_SIGNALS if RARITY_SIGNALS.entry(n).extra["cluster_based"])
+        raise ValueError(f"the forks' pickle holds cluster sizes: --export-official needs --signal {usable}")
     seeds = None
     if args.seeds:
         try:
