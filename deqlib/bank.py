@@ -45,7 +45,7 @@ import pandas as pd
 from deqlib import __version__
 from deqlib._atomic import atomic_path
 from deqlib._safe_pickle import SafePickleError, safe_load
-from deqlib.likelihood import DEFAULT_NOISE_POLICY, RARITY_SIGNALS, ClusterSignal, RarityContext
+from deqlib.likelihood import DEFAULT_NOISE_POLICY, RARITY_SIGNALS, ClusterSignal, RarityContext, is_cluster_based
 
 __all__ = [
     "REQUIRED_COLUMNS",
@@ -469,10 +469,10 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
 def _check_exportable(bank: LikelihoodBank) -> None:
     """Refuse a bank whose likelihood the forks' pickle cannot carry (it holds cluster sizes only)."""
     signal = bank.metadata.get("signal")
-    cluster_based = RARITY_SIGNALS.entry(signal).extra["cluster_based"] if signal in RARITY_SIGNALS else None
+    cluster_based = is_cluster_based(signal) if isinstance(signal, str) and signal in RARITY_SIGNALS else None
     if cluster_based is False or not bank.has_clusters:
         which = f"the rarity signal {signal!r}" if signal else "a signal without clusters"
-        usable = ", ".join(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra["cluster_based"])
+        usable = ", ".join(n for n in RARITY_SIGNALS.names() if is_cluster_based(n))
         raise BankFormatError(
             f"the forks' pickle holds cluster sizes (the forks recompute the likelihood as cluster_size / "
             f"largest_cluster_size), and this bank's likelihood comes from {which}, which is not cluster-based: "

@@ -79,6 +79,7 @@ __all__ = [
     "ConsensusMeanSignal",
     "CoassociationSignal",
     "get_rarity_signal",
+    "is_cluster_based",
 ]
 
 NOISE_POLICIES = ("singleton", "as_cluster", "nearest")
@@ -523,6 +524,12 @@ class CoassociationSignal(RaritySignal):
         consensus = coassociation_consensus(labels, neighbors, threshold=self.threshold)
         effective = assign_noise(consensus, "singleton")
         return _cluster_fields(self, consensus, effective, consensus, 1.0)
+
+
+def is_cluster_based(name: str) -> bool:
+    """Whether the registered signal ``name`` is cluster-based (its entry's ``cluster_based``, else its class's)."""
+    entry = RARITY_SIGNALS.entry(name)
+    return bool(entry.extra.get("cluster_based", getattr(entry.factory, "cluster_based", False)))
 
 
 def get_rarity_signal(signal=None, **params) -> RaritySignal:

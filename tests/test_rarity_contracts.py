@@ -19,6 +19,7 @@ from deqlib.likelihood import (
     RarityContext,
     RaritySignal,
     get_rarity_signal,
+    is_cluster_based,
     knn_density_likelihood,
     scaled_likelihood,
 )
@@ -91,7 +92,7 @@ def test_a_missing_context_input_is_named(name):
 
 def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
     signal = RARITY_SIGNALS.create(name).fit(CONTEXT)
-    assert RARITY_SIGNALS.entry(name).extra["cluster_based"] is signal.cluster_based
+    assert RARITY_SIGNALS.entry(name).extra["cluster_based"] is signal.cluster_based is is_cluster_based(name)
     ids = [f"{i:06d}" for i in range(N_BIG + N_RARE)]
     bank = bank_from_signal(ids, signal)
     assert bank.metadata["signal"] == name and bank.has_clusters is signal.cluster_based
@@ -285,3 +286,33 @@ def test_a_density_bank_from_analyze_keeps_the_clusterers_labels_for_the_explore
     expected = [1 if label < 0 else int((labels == label).sum()) for label in labels]
     np.testing.assert_array_equal(table["cluster_size"], expected)
     assert set(labels) == {0, 1}  # the two blobs, so the sizes above are 100 and 12
+
+
+def test_a_newly_registered_signal_reaches_build_stages_the_cli_and_banks_with_no_other_edit(tmp_path):
+    import argparse
+
+    from deqlib.commands.analyze import add_stage_arguments
+    from deqlib.pipeline import build_stages
+
+    @RARITY_SIGNALS.register("outlier-score", summary="one minus the clusterer's outlier score")
+    class OutlierSignal(RaritySignal):  # its class attributes are enough: no registry extras needed
+        name = "outlier-score"
+        needs = ("outlier_scores",)
+        scaled = False
+
+        def fit(self, context):
+            scores = np.asarray(self._need(context, "outlier_scores", "GLOSH scores"), dtype=float)
+            return self._finish(np.clip(1.0 - scores, 1e-3, 1.0))
+
+    try:
+        parser = argparse.ArgumentParser()
+        add_stage_arguments(parser, rarity=True)
+        assert parser.parse_args(["--rarity", "outlier-score"]).rarity == "outlier-score"
+        signal = build_stages(rarity="outlier-score").rarity.fit(RarityContext(outlier_scores=np.array([0.0, 0.5])))
+        bank = bank_from_signal(["a", "b"], signal)
+        assert bank.metadata["signal"] == "outlier-score" and bank.table["likelihood"].tolist() == [1.0, 0.5]
+        with pytest.raises(BankFormatError, match="'outlier-score', which is not cluster-based"):
+            export_official_pickle(bank, tmp_path / "o.pkl")
+    finally:
+        RARITY_SIGNALS.unregister("outlier-score")
+    assert "outlier-score" not in RARITY_SIGNALS

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 from deqlib.commands.analyze import add_stage_arguments
-from deqlib.likelihood import RARITY_SIGNALS
+from deqlib.likelihood import RARITY_SIGNALS, is_cluster_based
 
 #: The rarity signals made from K runs (deqlib.likelihood.RARITY_SIGNALS entries with needs_runs).
 CONSENSUS_SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
@@ -108,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.stability import consensus_bank, stability_runs
 
     logging.getLogger("openTSNE").setLevel(logging.WARNING)
-    if args.export_official and not RARITY_SIGNALS.entry(args.signal).extra["cluster_based"]:
-        usable = " or ".join(n for n in CONSENSUS_SIGNALS if RARITY_SIGNALS.entry(n).extra["cluster_based"])
+    if args.export_official and not is_cluster_based(args.signal):
+        usable = " or ".join(n for n in CONSENSUS_SIGNALS if is_cluster_based(n))
         raise ValueError(f"the forks' pickle holds cluster sizes: --export-official needs --signal {usable}")
     seeds = None
     if args.seeds:
