@@ -249,13 +249,15 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(t
     base = ["analyze", "--embeddings", str(vectors), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
             "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn"]
     bank_path, pickle_path = tmp_path / "density.parquet", tmp_path / "density.pkl"
-    assert main(base + ["--rarity", "knn-density", "--output", str(bank_path),
+    assert main(base + ["--rarity", "knn-density", "--rarity-param", "k=5", "--output", str(bank_path),
                         "--export-official", str(pickle_path)]) != 0
     err = capsys.readouterr().err
     assert "'knn-density', which is not cluster-based" in err and "Parquet bank" in err
     assert not pickle_path.exists()
     bank = read_bank(bank_path)
-    assert bank.metadata["signal"] == "knn-density" and not bank.has_clusters
+    assert bank.metadata["signal"] == "knn-density" and bank.metadata["signal_params"]["k"] == 5
+    assert not bank.has_clusters
+    np.testing.assert_array_equal(bank.table["likelihood"], knn_density_likelihood(_blobs(), k=5))
     assert main(base + ["--output", str(tmp_path / "eq3.parquet"), "--export-official", str(tmp_path / "eq3.pkl")]) == 0
     np.testing.assert_array_equal(import_official_pickle(tmp_path / "eq3.pkl").likelihood_of(bank.sample_ids),
                                   read_bank(tmp_path / "eq3.parquet").likelihood_of(bank.sample_ids))
