@@ -16,8 +16,8 @@ Two formats:
   'largest_cluster_size'}}`` with ``str`` keys and plain ``int`` values, as the DD3D
   (``kitti_training_cluster_info.pkl``) and BEVFormer (``nuscenes_training_cluster_info.pkl``)
   forks read it. Only a bank of a cluster-based signal (:data:`deqlib.likelihood.RARITY_SIGNALS`)
-  can be exported: the forks recompute the likelihood from the cluster sizes. Import never runs Python's unpickler: :mod:`deqlib._safe_pickle` interprets
-  the opcodes itself and builds only dicts, lists, tuples, strings, numbers and numpy scalars
+  can be exported: the forks recompute the likelihood from the cluster sizes. Import never
+  runs Python's unpickler: :mod:`deqlib._safe_pickle` interprets the opcodes itself and builds only dicts, lists, tuples, strings, numbers and numpy scalars
   (rebuilt from validated bytes), with no shared containers and bounded nesting, so a hostile
   file raises :class:`UnsafePickleError` (quickly, with a short message) instead of running
   code, crashing or hanging. Samples the bank lacks (images that failed to decode) are never

@@ -45,8 +45,8 @@ from deqlib.sources import FashionMNISTSource, ImageSource, SubsetSource
 
 __all__ = ["SETTINGS", "MODELS", "CONDITIONS", "ConditionSource", "condition_separability", "ExperimentConfig",
            "experiment_config", "long_tailed_sizes", "long_tailed_indices", "Pool", "build_pools", "draw_setting",
-           "SignalContext", "SIGNALS", "signal_likelihood", "oracle_likelihood", "signal_ranking", "Arm", "ARMS", "arm_weights",
-           "realised_ratio", "build_model", "train_model", "run_task", "run_experiment", "paired_interval",
+           "SignalContext", "SIGNALS", "signal_likelihood", "oracle_likelihood", "signal_ranking", "Arm", "ARMS",
+           "arm_weights", "realised_ratio", "build_model", "train_model", "run_task", "run_experiment", "paired_interval",
            "minimum_detectable_effect", "paired_differences", "summarize", "summarize_ranking", "write_outputs",
            "read_outputs", "reproduce", "plot_results", "markdown_table"]
 

@@ -150,7 +150,8 @@ def test_consensus_coassoc_signal_equals_stability_runs_consensus():
     from deqlib.stability import stability_runs
 
     X = CONTEXT.embeddings
-    result = stability_runs(X, K=2, seeds=[3, 4], reducer=OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
+    result = stability_runs(X, K=2, seeds=[3, 4], reducer=reducer,
                             clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
     signal = RARITY_SIGNALS.create("consensus-coassoc").fit(RarityContext(embeddings=X, runs=result))
     np.testing.assert_array_equal(signal.likelihood_, result.per_sample["consensus_coassoc"].to_numpy())
