@@ -479,6 +479,13 @@ def _check_exportable(bank: LikelihoodBank) -> None:
             f"the pickle cannot carry it. Use a cluster-based signal ({usable}; e.g. `deq analyze --rarity cluster`, "
             "`deq stability --signal consensus-coassoc`), or train from the Parquet bank (deqlib.bank.read_bank, "
             "LikelihoodBank.likelihood_of)")
+    table = bank.table
+    recomputed = table["cluster_size"].to_numpy() / table["largest_cluster_size"].to_numpy()
+    if not np.allclose(table["likelihood"].to_numpy(), recomputed, rtol=1e-12, atol=0.0):
+        raise BankFormatError(
+            "the forks recompute the likelihood as cluster_size / largest_cluster_size (eq. 3 with K~ = 1), but "
+            f"this bank's likelihood differs (e.g. the scale K~ = {bank.metadata.get('scale', 'unknown')}): the "
+            "pickle would silently change the weights. Make the bank with scale=1.0, or train from the Parquet bank")
 
 
 def _read_key_listing(key_listing) -> tuple[list[str], str]:

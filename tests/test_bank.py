@@ -268,3 +268,10 @@ def test_bank_from_signal_needs_a_fitted_signal():
 
     with pytest.raises(ValueError, match="not fitted"):
         bank_module.bank_from_signal(IDS, ClusterSignal())
+
+
+def test_pickle_export_refuses_a_likelihood_the_forks_would_not_recompute(tmp_path):
+    scaled = bank_from_labels(IDS, LABELS, scale=0.5)  # cluster-based, but likelihood = size / largest * 0.5
+    with pytest.raises(BankFormatError, match=r"cluster_size / largest_cluster_size.*K~ = 0.5.*scale=1.0"):
+        export_official_pickle(scaled, tmp_path / "s.pkl")
+    assert not (tmp_path / "s.pkl").exists()
