@@ -471,8 +471,10 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
         What changes between runs. The t-SNE seed always follows the run's seed; ``'seed'``
         alone keeps everything else fixed.
     mode, reducer, clusterer, noise_policy, preset
-        As in :func:`deqlib.pipeline.analyze` (``mode='reference'``: scikit-learn's t-SNE, raw
-        eps, noise as one cluster).
+        As in :func:`deqlib.pipeline.analyze`, built by :func:`deqlib.pipeline.build_stages`
+        (``mode='reference'``: scikit-learn's t-SNE, raw eps, noise as one cluster). Unlike
+        ``analyze``, each run's seed replaces the reducer's ``random_state``, also that of a
+        passed-in reducer: the seeds are what the runs vary.
     subsample : float, default=0.8
         Share of samples each run sees with ``'subsample'`` (without replacement: duplicated
         rows would distort the t-SNE). The left-out shares of the runs are disjoint while they
