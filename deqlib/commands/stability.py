@@ -8,6 +8,10 @@ from pathlib import Path
 
 from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 from deqlib.commands.analyze import add_stage_arguments
+from deqlib.likelihood import RARITY_SIGNALS, is_cluster_based
+
+#: The rarity signals made from K runs (deqlib.likelihood.RARITY_SIGNALS entries with needs_runs).
+CONSENSUS_SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
 
 
 def register(subparsers) -> None:
@@ -34,7 +38,7 @@ def register(subparsers) -> None:
                       help="embedding compute precision")
 
     stages = parser.add_argument_group("analysis (as for deq analyze)")
-    add_stage_arguments(stages, reducer=False)
+    add_stage_arguments(stages)
 
     runs = parser.add_argument_group("runs")
     runs.add_argument("-K", "--runs", dest="K", type=int, default=5, help="number of runs")
@@ -47,7 +51,7 @@ def register(subparsers) -> None:
                       help="factor range for eps / min_cluster_size with --vary band")
     runs.add_argument("--no-shared-affinities", action="store_true",
                       help="a full t-SNE fit per run (default: compute the affinities once when only the seed varies)")
-    runs.add_argument("--signal", choices=("consensus-mean", "consensus-coassoc"), default="consensus-mean",
+    runs.add_argument("--signal", choices=CONSENSUS_SIGNALS, default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
     runs.add_argument("--threads", type=int, default=-1,
@@ -67,15 +71,16 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _stages(args: argparse.Namespace):
-    from deqlib.commands.analyze import build_stages
+def _stages(args: argparse.Namespace, seed: int):
+    from deqlib.commands.analyze import stages_from_args
 
-    reducer, clusterer = build_stages(argparse.Namespace(**{**vars(args), "reducer": None}))
     if args.threads == 0 or args.threads < -1:
         raise ValueError(f"--threads must be -1 (every core) or a positive number, got {args.threads}")
-    reducer.set_params(**({"n_jobs": args.threads} if "n_jobs" in reducer.get_params() else {}))
-    clusterer.set_params(n_jobs=args.threads)
-    return reducer, clusterer
+    stages = stages_from_args(args, seed=seed)
+    for part in (stages.reducer, stages.clusterer):  # threads never change the result (docs/analysis.md)
+        if "n_jobs" in part.get_params():
+            part.set_params(n_jobs=args.threads)
+    return stages
 
 
 def _embeddings(args: argparse.Namespace):
@@ -104,8 +109,9 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.stability import consensus_bank, stability_runs
 
     logging.getLogger("openTSNE").setLevel(logging.WARNING)
-    if args.export_official and args.signal != "consensus-coassoc":
-        raise ValueError("the forks' pickle holds cluster sizes: --export-official needs --signal consensus-coassoc")
+    if args.export_official and not is_cluster_based(args.signal):
+        usable = " or ".join(n for n in CONSENSUS_SIGNALS if is_cluster_based(n))
+        raise ValueError(f"the forks' pickle holds cluster sizes: --export-official needs --signal {usable}")
     seeds = None
     if args.seeds:
         try:
@@ -114,10 +120,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
         if len(seeds) != args.K:
             raise ValueError(f"--seeds lists {len(seeds)} seeds for -K {args.K} runs; give one per run")
-    reducer, clusterer = _stages(args)
+    stages = _stages(args, seed=seeds[0] if seeds else 33)
+    reducer, clusterer = stages.reducer, stages.clusterer
     vectors, ids, dataset, encoder_name, embed_info = _embeddings(args)
     result = stability_runs(vectors, ids, K=args.K, seeds=seeds, vary=args.vary, mode=args.mode, reducer=reducer,
-                            clusterer=clusterer, noise_policy=args.noise_policy, preset=None,
+                            clusterer=clusterer, noise_policy=stages.noise_policy, preset=None,
                             subsample=args.subsample, band=tuple(args.band),
                             share_affinities=not args.no_shared_affinities, eta=args.eta, gamma=args.gamma,
                             progress=not args.no_progress)
