@@ -7,7 +7,7 @@ each into its own folder, reads the summaries back and returns a table. Runs alr
 the same parameters are not executed again; failed runs are rows with ``status='failed'``.
 
 Weight sweeps (eta x gamma) need no re-run: :func:`weight_sweep` recomputes eq. 4 from the
-likelihoods of one run.
+likelihoods of one run. The figure of a sweep table is :func:`deqlib.plots.sweep.plot_sweep`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from deqlib.alignment import alignment_scores
 from deqlib.weights import gfl_weight
 
 __all__ = ["summarize_run", "write_run_summary", "read_run_summary", "parameter_grid", "run_name", "run_sweep",
-           "weight_sweep", "plot_sweep"]
+           "weight_sweep"]
 
 SUMMARY_SUFFIX = "_run_summary.json"
 _QUANTILES = {"min": 0.0, "q10": 0.1, "median": 0.5, "q90": 0.9, "max": 1.0}
@@ -173,22 +173,3 @@ def weight_sweep(likelihood_counts: Mapping[str, int] | pd.Series, etas: Sequenc
                      "weight_max": weights.max(), "weight_ratio_max_min": ratio,
                      "weight_std": float(np.sqrt((counts * (weights - mean) ** 2).sum() / counts.sum()))})
     return pd.DataFrame(rows)
-
-
-def plot_sweep(results: pd.DataFrame, x: str, metrics: Sequence[str], hue: str | None = None):
-    """One panel per metric: the metric against parameter ``x``, one line per value of ``hue``."""
-    import matplotlib.pyplot as plt
-
-    ok = results[results["status"].isin(["ok", "cached"])] if "status" in results else results
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    groups = ok.groupby(hue) if hue else [(None, ok)]
-    for ax, metric in zip(axes[0], metrics):
-        for value, part in groups:
-            part = part.sort_values(x)
-            ax.plot(part[x], part[metric], marker="o", label=f"{hue}={value}" if hue else None)
-        ax.set_xlabel(x)
-        ax.set_title(metric)
-        if hue:
-            ax.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
