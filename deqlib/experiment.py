@@ -49,7 +49,7 @@ __all__ = ["SETTINGS", "MODELS", "CONDITIONS", "ConditionSource", "condition_sep
            "SignalContext", "SIGNALS", "oracle_likelihood", "signal_ranking", "Arm", "ARMS", "arm_weights",
            "realised_ratio", "build_model", "train_model", "run_task", "run_experiment", "paired_interval",
            "minimum_detectable_effect", "paired_differences", "summarize", "summarize_ranking", "write_outputs",
-           "read_outputs", "reproduce", "markdown_table"]
+           "read_outputs", "output_folder", "reproduce", "markdown_table"]
 
 SETTINGS = ("long_tail", "rare_condition")
 MODELS = ("frozen_head", "small_cnn")
@@ -790,6 +790,16 @@ def read_outputs(folder: str | Path | None = None) -> dict | None:
     if not runs_path.is_file() or not ranking_path.is_file():
         return None
     return {"runs": pd.read_csv(runs_path), "ranking": pd.read_csv(ranking_path)}
+
+
+def output_folder(quick: bool = False) -> Path:
+    """Where notebook 07 and ``deq train-demo`` write by default.
+
+    The full run writes the workbook's figures folder (:func:`deqlib.paths.figures_dir`); a quick
+    run (:func:`experiment_config` with ``quick=True``) writes ``build/train-demo-quick/``, so
+    checking the mechanics never overwrites the committed results.
+    """
+    return paths.build_dir() / "train-demo-quick" if quick else paths.figures_dir()
 
 
 def reproduce(config: ExperimentConfig | None = None, folder: str | Path | None = None, rerun: bool = False,
