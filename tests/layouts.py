@@ -17,8 +17,9 @@ import gzip
 import hashlib
 import io
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -30,6 +31,7 @@ __all__ = [
     "make_waymo_folder_tree", "waymo_segment_name", "waymo_timestamp", "WAYMO_STATS", "make_waymo_parquet_tree",
     "bdd100k_name", "bdd100k_attributes", "make_bdd100k_tree",
     "make_folder_tree", "write_mode_variants", "make_fashion_mnist_files",
+    "SourceLayout", "SOURCE_LAYOUTS",
 ]
 
 GROUP_COLOURS = [(200, 40, 40), (40, 160, 60), (40, 60, 200), (230, 200, 40)]
@@ -428,3 +430,63 @@ def make_fashion_mnist_files(root, n_train: int = 40, n_test: int = 10, seed: in
         _write_idx(root / f"{prefix}-images-idx3-ubyte.gz", np.clip(images, 0, 255))
         _write_idx(root / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return root
+
+
+# ----------------------------------------------------------------------------------------------
+# one tiny layout per registered source kind (tests/test_source_contracts.py)
+
+
+def _corrupt_file_at_location(root: Path, source: Any) -> tuple[str, int, str]:
+    """Overwrite the file of the last sample with bytes that are no image."""
+    index = len(source) - 1
+    path = Path(source.metadata()["location"].iat[index])
+    path.write_bytes(b"this is not an image")
+    return "load", index, path.name
+
+
+def _corrupt_waymo_parquet(root: Path, source: Any) -> tuple[str, int, str]:
+    """Rebuild the tree with the FRONT JPEG of segment 0, frame 0 (the first sample) cut short."""
+    make_waymo_parquet_tree(root, n_segments=2, frames=3, row_group_size=4, corrupt=[(0, 0)])
+    return "load", 0, f"{waymo_segment_name(0)}.parquet"
+
+
+def _corrupt_fashion_mnist(root: Path, source: Any) -> tuple[str, int | None, str]:
+    """Cut the training images file short: its pixels are read when the source opens."""
+    path = root / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "rb") as handle:
+        data = handle.read()
+    with gzip.open(path, "wb") as handle:
+        handle.write(data[: len(data) // 2])
+    return "open", None, path.name
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """How the contract test makes and reads a tiny tree of one source kind.
+
+    ``build(folder)`` writes the tree and returns its root; ``options`` are the
+    :func:`deqlib.sources.open_source` options that list every sample; ``corrupt(root, source)``
+    damages one sample and returns ``(when, index, name)``: the :class:`ImageLoadError` comes
+    from ``load(index)`` (``when='load'``) or from opening the source (``'open'``: sources that
+    read all pixels up front) and names ``name``.
+    """
+
+    build: Callable[[Path], Path]
+    options: dict = field(default_factory=dict)
+    corrupt: Callable[[Path, Any], tuple[str, int | None, str]] = _corrupt_file_at_location
+
+
+#: A layout for every source kind registered in deqlib.sources.SOURCES. A kind registered
+#: without an entry here fails tests/test_source_contracts.py, naming the kind.
+SOURCE_LAYOUTS = {
+    "fashion-mnist": SourceLayout(lambda folder: make_fashion_mnist_files(folder, n_train=20, n_test=10),
+                                  corrupt=_corrupt_fashion_mnist),
+    "folder": SourceLayout(lambda folder: make_folder_tree(folder, per_class=3)),
+    "kitti": SourceLayout(lambda folder: make_kitti_tree(folder, n_images=8), {"split": None}),
+    "nuscenes": SourceLayout(lambda folder: make_nuscenes_tree(folder, samples_per_scene=3), {"split": None}),
+    "waymo": SourceLayout(lambda folder: make_waymo_folder_tree(folder, n_images=6)),
+    "waymo-parquet": SourceLayout(lambda folder: make_waymo_parquet_tree(folder, n_segments=2, frames=3,
+                                                                         row_group_size=4),
+                                  corrupt=_corrupt_waymo_parquet),
+    "bdd100k": SourceLayout(lambda folder: make_bdd100k_tree(folder, n_images=6)),
+}

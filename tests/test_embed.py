@@ -381,7 +381,7 @@ def test_deq_embed_command_prints_a_summary_and_caches(pngs, tmp_path, monkeypat
 
     monkeypatch.setitem(sys.modules, "deqlib.sources",
                         types.SimpleNamespace(open_source=open_source, SubsetSource=SubsetSource))
-    argv = ["embed", "--source", "folder", "--root", str(pngs), "--split", "train", "--max-images", "8",
+    argv = ["embed", "--source", "folder", "--root", str(pngs), "--split", "train", "--first", "8",
             "--workers", "0", "--threads", "1", "--device", "cpu", "--output", str(tmp_path / "out"), "--no-progress",
             "--batch-size", "3"]
     assert main(argv) == 0

@@ -420,31 +420,8 @@ def test_bdd100k_without_labels_and_bad_input(trees, tmp_path):
 # ---------------------------------------------------------------------------------------------- every kind
 
 
-KIND_OPTIONS = {"kitti": {}, "nuscenes": {"split": None}, "waymo": {}, "waymo-parquet": {}, "bdd100k": {},
-                "folder": {}, "fashion-mnist": {}}
-
-
-@pytest.mark.parametrize("kind", sorted(KIND_OPTIONS))
-def test_contract_of_every_kind(trees, kind):
-    source = open_source(kind, root=trees[kind], **KIND_OPTIONS[kind])
-    ids = source.sample_ids
-    assert len(source) == len(ids) == len(set(ids)) > 0 and all(isinstance(s, str) for s in ids)
-    meta = source.metadata()
-    assert list(meta.columns[:2]) == ["sample_id", "location"] and meta.sample_id.tolist() == ids
-    image = source.load(len(source) - 1)
-    assert isinstance(image, Image.Image) and image.mode == "RGB"
-    clone = pickle.loads(pickle.dumps(source))  # DataLoader workers receive a pickled copy
-    assert clone.sample_ids == ids and np.array_equal(np.asarray(clone.load(0)), np.asarray(source.load(0)))
-    assert clone.fingerprint() == source.fingerprint() == open_source(
-        kind, root=trees[kind], **KIND_OPTIONS[kind]).fingerprint()
-    assert len(source.fingerprint()) == 16
-    assert source.describe().startswith(f"{kind}: {len(source)} images")
-    small = open_source(kind, root=trees[kind], max_images=3, seed=1, **KIND_OPTIONS[kind])
-    assert len(small) == 3 and set(small.sample_ids) <= set(ids)
-    assert small.sample_ids == [s for s in ids if s in set(small.sample_ids)]  # original order kept
-    again = open_source(kind, root=trees[kind], max_images=3, seed=1, **KIND_OPTIONS[kind])
-    assert small.sample_ids == again.sample_ids
-    assert small.fingerprint() != source.fingerprint()
+# The contract every kind meets (ids, metadata, pickling, subsample, fingerprint, damaged images) is
+# tested over the registry in tests/test_source_contracts.py.
 
 
 def test_fingerprint_follows_file_changes(tmp_path):
@@ -472,7 +449,36 @@ def test_subset_source(trees):
 
 
 def test_open_source_rejects_unknown_kinds_and_options(trees):
-    with pytest.raises(ValueError, match="choose one of .*'waymo-parquet'"):
+    with pytest.raises(ValueError, match="unknown source 'imagenet'; choose one of .*waymo-parquet"):
         open_source("imagenet")
     with pytest.raises(TypeError, match=r"has no option\(s\) \['versoin'\]"):
         open_source("nuscenes", root=trees["nuscenes"], versoin="v1.0-mini")
+
+
+def test_cli_max_images_is_the_sources_seeded_subsample_and_first_takes_the_first(trees):
+    """One meaning of max_images: ``--max-images N`` = ``open_source(..., max_images=N, seed=0)``."""
+    import argparse
+
+    from deqlib.commands import add_source_arguments, source_from_args
+
+    parser = argparse.ArgumentParser()
+    add_source_arguments(parser)
+    base = ["--source", "fashion-mnist", "--root", str(trees["fashion-mnist"])]
+    full = open_source("fashion-mnist", root=trees["fashion-mnist"])
+    sampled = source_from_args(parser.parse_args(base + ["--max-images", "10"]))
+    expected = open_source("fashion-mnist", root=trees["fashion-mnist"], max_images=10, seed=0).sample_ids
+    assert sampled.sample_ids == expected != full.sample_ids[:10]
+    assert sorted(sampled.metadata().label.tolist()) == list(range(10))  # class-stratified: one per class
+    reseeded = source_from_args(parser.parse_args(base + ["--max-images", "10", "--source-option", "seed=3"]))
+    assert reseeded.sample_ids == open_source("fashion-mnist", root=trees["fashion-mnist"], max_images=10,
+                                              seed=3).sample_ids != expected
+    first = source_from_args(parser.parse_args(base + ["--first", "10"]))
+    assert first.sample_ids == full.sample_ids[:10]
+    with pytest.raises(SystemExit):  # one or the other
+        parser.parse_args(base + ["--first", "10", "--max-images", "10"])
+    with pytest.raises(ValueError, match="disagree"):
+        source_from_args(parser.parse_args(base + ["--max-images", "10", "--source-option", "max_images=5"]))
+    with pytest.raises(ValueError, match="--first must be >= 1"):
+        source_from_args(parser.parse_args(base + ["--first", "0"]))
+    with pytest.raises(ValueError, match="unknown source 'imagenet'; choose one of fashion-mnist, folder"):
+        source_from_args(parser.parse_args(["--source", "imagenet"]))

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from deqlib import paths
-from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
+from deqlib.commands import (
+    DEFAULT_ENCODER, ENCODERS_HELP, DefaultsHelpFormatter, add_source_arguments, source_from_args)
 
 
 def register(subparsers) -> None:
@@ -22,8 +23,7 @@ def register(subparsers) -> None:
         formatter_class=DefaultsHelpFormatter,
     )
     add_source_arguments(parser)
-    parser.add_argument("--encoder", default=DEFAULT_ENCODER,
-                        help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
+    parser.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encoder, one of: {ENCODERS_HELP}")
     parser.add_argument("--weights", default=None, metavar="FILE",
                         help="local weights file (or a hub tag, or 'random' for speed tests)")
     parser.add_argument("--preprocessing", choices=("reference", "fast"), default=None,
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--output {output} is a file; it must be a folder (the cache root), e.g. "
                          f"--output {output.parent / 'embeddings'}")
     distributed = init_distributed()
-    source = source_from_args(args)  # --max-images: the first N, so later full runs reuse their cache
+    source = source_from_args(args)  # --max-images: seeded subsample; --first: the first N
     kwargs = {"preprocessing": args.preprocessing} if args.preprocessing else {}
     encoder = get_encoder(args.encoder, weights=args.weights, **kwargs)
     result = embed_source(
