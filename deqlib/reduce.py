@@ -416,7 +416,7 @@ class TSNEAffinities:
 
 @REDUCERS.register("sklearn", summary="scikit-learn TSNE as the official analysis runs it (reference mode)",
                    aliases=("sklearn-tsne", "sklearntsne", "reference"), output="tsne",
-                   test_params={"perplexity": 5.0, "max_iter": 250}, invalid_params={"max_iter": 10})
+                   test_params={"perplexity": 10.0, "max_iter": 300}, invalid_params={"max_iter": 10})
 class SklearnTSNEReducer(BaseEstimator):
     """scikit-learn TSNE as the official analysis runs it (the ``reference`` reducer).
 

@@ -350,3 +350,42 @@ def test_official_eps_is_refused_after_a_reducer_that_is_not_a_tsne():
         build_stages(reducer="umap", clusterer_params={"eps_scale": "official"})
     with pytest.raises(ValueError, match="calibrated on scikit-learn t-SNE"):
         build_stages(reducer="umap", clusterer=DBSCANClusterer())  # an instance is checked too
+
+
+def _analyze_args(*argv):
+    from deqlib.cli import build_parser
+
+    return build_parser().parse_args(["analyze", "--embeddings", "x.npz", *argv])
+
+
+def test_cli_stage_options_reach_every_registered_part():
+    from deqlib.commands.analyze import stages_from_args
+    from deqlib.reduce import REDUCERS, UMAPReducer
+
+    default = stages_from_args(_analyze_args(), seed=33)
+    expected = build_stages(seed=33)
+    assert default.reducer.get_params() == expected.reducer.get_params()
+    assert default.clusterer.get_params() == expected.clusterer.get_params()
+    stages = stages_from_args(_analyze_args(
+        "--reducer", "umap", "--reducer-param", "n_neighbors=30", "--pca", "0", "--clusterer", "hdbscan",
+        "--clusterer-param", "cluster_selection_method=leaf", "--min-cluster-size", "20", "--min-samples", "5"), seed=4)
+    assert isinstance(stages.reducer, UMAPReducer)
+    assert (stages.reducer.n_neighbors, stages.reducer.pca_components, stages.reducer.random_state) == (30, None, 4)
+    assert (stages.clusterer.min_cluster_size, stages.clusterer.min_samples,
+            stages.clusterer.cluster_selection_method) == (20, 5, "leaf")
+    kitti = stages_from_args(_analyze_args("--preset", "kitti", "--schedule", "official", "--perplexity", "20"))
+    assert (kitti.clusterer.eps, kitti.reducer.schedule, kitti.reducer.perplexity) == (2.0, "official", 20.0)
+    with pytest.raises(ValueError, match="unknown parameter 'schedule' for the reducer 'umap'"):
+        stages_from_args(_analyze_args("--reducer", "umap", "--schedule", "fast"))  # never silently dropped
+    with pytest.raises(ValueError, match="--eps and --clusterer-param eps=... both set eps"):
+        stages_from_args(_analyze_args("--eps", "2", "--clusterer-param", "eps=3"))
+    with pytest.raises(ValueError, match="--reducer-param 'theta' must be KEY=VALUE"):
+        stages_from_args(_analyze_args("--reducer-param", "theta"))
+    # the choices are read from the registry when the parser is built: a new part is an option at once
+    REDUCERS.register("identity-test", summary="a test part")(OpenTSNEReducer)
+    try:
+        assert stages_from_args(_analyze_args("--reducer", "identity-test")).reducer.__class__ is OpenTSNEReducer
+    finally:
+        REDUCERS.unregister("identity-test")
+    with pytest.raises(SystemExit):
+        _analyze_args("--reducer", "identity-test")
