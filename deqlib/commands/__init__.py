@@ -66,7 +66,8 @@ def add_source_arguments(parser, max_images: bool = True) -> None:
     # No argparse choices: they would import every source at parser time; open_source checks the
     # kind against the registry and lists the registered ones.
     parser.add_argument("--source", default="fashion-mnist", metavar="KIND",
-                        help=f"dataset kind (default: fashion-mnist), one of: {SOURCE_KINDS_HELP}")
+                        help=f"dataset kind (default: fashion-mnist; `deq sources` says where to get each), "
+                             f"one of: {SOURCE_KINDS_HELP}")
     parser.add_argument("--root", default=None, help="dataset root folder (default: the source's own default)")
     parser.add_argument("--split", default=None,
                         help="split, e.g. train / val; 'none': every sample (kitti, nuscenes, folder); "

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
+from deqlib.commands import (
+    DEFAULT_ENCODER, ENCODERS_HELP, DefaultsHelpFormatter, add_source_arguments, source_from_args)
 
 
 def register(subparsers) -> None:
@@ -25,8 +26,7 @@ def register(subparsers) -> None:
     data.add_argument("--embeddings", default=None, metavar="FILE.npz",
                       help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids' "
                            "(other 1-D arrays of the same length, e.g. 'labels', become metadata columns)")
-    data.add_argument("--encoder", default=DEFAULT_ENCODER,
-                      help="efficientnet-lite0 (offline), resnet101, or clip:<model>[:<tag or file>]")
+    data.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encoder, one of: {ENCODERS_HELP}")
     data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--batch-size", type=int, default=None, help="embedding batch size")

@@ -30,6 +30,7 @@ RGBA, palette and 16-bit images are converted to 8-bit RGB (:func:`to_rgb`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 
 # Every name importable from the single-module deqlib.sources of before stays importable here,
 # private helpers included (tests and benchmarks use some).
@@ -50,6 +51,20 @@ from deqlib.sources.waymo import (  # noqa: F401
     _WAYMO_V2_LAYOUT, WAYMO_CAMERAS, WAYMO_FRONT_CAMERA, WAYMO_V2_IMAGE, WAYMO_V2_KEYS, WAYMO_V2_STATS,
     WaymoFolderSource, WaymoParquetSource)
 from deqlib.sources.bdd100k import _BDD100K_LAYOUT, BDD100K_ATTRIBUTES, BDD100KSource  # noqa: F401
+
+
+def _import_dataset_modules() -> None:
+    """Import every module of this package, so that a new dataset module registers its kind in
+    :data:`SOURCES` by existing (as ``deqlib.cli`` discovers the command modules)."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        if not module.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{module.name}")
+
+
+_import_dataset_modules()
 
 __all__ = [
     "SOURCES",
@@ -81,11 +96,13 @@ __all__ = [
 ]
 
 
-class _SourceKinds:
+class _SourceKinds(Mapping):
     """``SOURCE_KINDS[kind]`` -> the class, read live from :data:`SOURCES` (kept for old callers;
     new code uses ``SOURCES``)."""
 
     def __getitem__(self, kind: str) -> type:
+        if kind not in SOURCES:
+            raise KeyError(kind)
         return SOURCES.entry(kind).factory
 
     def __iter__(self):
@@ -93,15 +110,6 @@ class _SourceKinds:
 
     def __len__(self) -> int:
         return len(SOURCES)
-
-    def __contains__(self, kind) -> bool:
-        return kind in SOURCES
-
-    def keys(self):
-        return list(SOURCES.names())
-
-    def items(self):
-        return [(name, SOURCES.entry(name).factory) for name in SOURCES.names()]
 
 
 SOURCE_KINDS = _SourceKinds()
@@ -138,6 +146,9 @@ def open_source(kind: str, root=None, split=_UNSET, **options) -> ImageSource:
         Unknown kind (the message lists the registered ones).
     TypeError
         An option the kind does not take (the message lists the ones it takes).
+    DatasetLayoutError
+        The data is missing or not laid out as expected: the message shows the expected layout
+        and ends with the kind's ``download_hint``.
     """
     cls = SOURCES.entry(kind).factory
     parameters = inspect.signature(cls).parameters
@@ -149,4 +160,10 @@ def open_source(kind: str, root=None, split=_UNSET, **options) -> ImageSource:
         options["split"] = split
     if root is not None or parameters["root"].default is inspect.Parameter.empty:
         options["root"] = root  # a missing root of a kind that needs one fails with its expected layout
-    return SOURCES.create(kind, **options)
+    try:
+        return SOURCES.create(kind, **options)
+    except DatasetLayoutError as exc:  # the data is not there (or not as asked): say how to get it
+        hint = download_hint(kind)
+        if not hint or hint in str(exc):
+            raise
+        raise DatasetLayoutError(f"{exc}\n{hint}") from None

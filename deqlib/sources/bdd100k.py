@@ -10,6 +10,7 @@ import pandas as pd
 
 from deqlib.sources.base import SOURCES, DatasetLayoutError, _FileListSource, _require_root, _require_unique
 
+
 BDD100K_ATTRIBUTES = ("weather", "scene", "timeofday")
 _BDD100K_LAYOUT = """  <root>/images/100k/{train,val,test}/*.jpg
   <root>/labels/det_20/det_<split>.json                  (optional; or labels/bdd100k_labels_images_<split>.json,

@@ -12,6 +12,7 @@ from PIL import Image
 
 from deqlib.sources.base import SOURCES, DatasetLayoutError, ImageLoadError, ImageSource, _select
 
+
 FASHION_MNIST_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")

@@ -10,6 +10,7 @@ import pandas as pd
 from deqlib.sources.base import (
     SOURCES, DatasetLayoutError, _FileListSource, _read_split_list, _require_root, _require_unique)
 
+
 KITTI_CLASSES = ("Car", "Van", "Truck", "Pedestrian", "Person_sitting", "Cyclist", "Tram", "Misc")
 _KITTI_LAYOUT = """  <root>/training/image_2/<6-digit id>.png
   <root>/training/label_2/<6-digit id>.txt        (object labels: class counts, has_<class>)

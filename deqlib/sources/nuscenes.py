@@ -12,6 +12,7 @@ from PIL import Image
 from deqlib.sources.base import SOURCES, DatasetLayoutError, _open_image_file, _require_root
 from deqlib.sources.table import TableSource
 
+
 _NUSCENES_LAYOUT = """  <root>/<version>/{sample,sample_data,calibrated_sensor,sensor,scene}.json
       (version: v1.0-trainval, v1.0-mini)
   <root>/samples/CAM_FRONT/*.jpg   (key-frame images)"""

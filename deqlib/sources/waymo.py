@@ -12,6 +12,7 @@ from deqlib.sources.base import (
     SOURCES, DatasetLayoutError, ImageLoadError, _FileListSource, _open_image_bytes, _require_root, _require_unique)
 from deqlib.sources.table import TableSource
 
+
 @SOURCES.register("waymo", summary="Waymo front-camera frames extracted to files (image_0/)")
 class WaymoFolderSource(_FileListSource):
     """Waymo front-camera images already extracted to files (a KITTI-style conversion, as the
