@@ -57,6 +57,24 @@ def test_dataset_notebook_runs_on_its_real_layout(name, tmp_path, monkeypatch):
         assert "28742" in html and "this copy" in html
 
 
+def test_kitti_notebook_in_reference_mode_runs_the_official_stages(tmp_path, monkeypatch):
+    """mode='reference' with the defaults (reducer, clusterer, noise_policy None): scikit-learn's t-SNE, DBSCAN on
+    the KITTI preset's raw eps, noise as one cluster; the stability runs use the same stages."""
+    root = make_kitti_tree(tmp_path / "raw", n_images=30)
+    monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
+    notebooks.execute_notebook("02_kitti", output_dir=tmp_path / "build", parameters={
+        "data_root": str(root), "split": "trainval", "encoder": "efficientnet-lite0", "mode": "reference",
+        "reducer_params": {"perplexity": 5.0}, "stability_k": 2, "output_dir": str(tmp_path / "figures"),
+        "explorer_points": 30})
+    (bank_file,) = (tmp_path / "data" / "processed").glob("*.parquet")
+    bank = read_bank(bank_file)
+    assert bank_file.name == "kitti_efficientnet-lite0_reference_as_cluster.parquet"
+    assert bank.metadata["noise_policy"] == "as_cluster" and bank.metadata["mode"] == "reference"
+    assert bank.metadata["cluster"]["eps_scale"] == "raw" and bank.metadata["cluster"]["eps"] == 2.0
+    summary = read_run_summary(tmp_path / "figures" / "kitti_run_summary.json")["summary"]
+    assert summary["n_samples"] == 30 and summary["stability_K"] == 2
+
+
 def test_missing_dataset_says_how_to_get_it(tmp_path):
     with pytest.raises(notebooks.NotebookExecutionError, match="bdd-data.berkeley.edu"):
         notebooks.execute_notebook("05_bdd100k", parameters={"data_root": str(tmp_path / "nothing")},
