@@ -41,6 +41,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from deqlib import paths
 from deqlib.embed import embed_source
+from deqlib.plots.training import plot_results
 from deqlib.sources import FashionMNISTSource, ImageSource, SubsetSource
 
 __all__ = ["SETTINGS", "MODELS", "CONDITIONS", "ConditionSource", "condition_separability", "ExperimentConfig",
@@ -48,7 +49,7 @@ __all__ = ["SETTINGS", "MODELS", "CONDITIONS", "ConditionSource", "condition_sep
            "SignalContext", "SIGNALS", "signal_likelihood", "oracle_likelihood", "signal_ranking", "Arm", "ARMS",
            "arm_weights", "realised_ratio", "build_model", "train_model", "run_task", "run_experiment", "paired_interval",
            "minimum_detectable_effect", "paired_differences", "summarize", "summarize_ranking", "write_outputs",
-           "read_outputs", "reproduce", "plot_results", "markdown_table"]
+           "read_outputs", "output_folder", "reproduce", "markdown_table"]
 
 SETTINGS = ("long_tail", "rare_condition")
 MODELS = ("frozen_head", "small_cnn")
@@ -798,33 +799,14 @@ def read_outputs(folder: str | Path | None = None) -> dict | None:
     return {"runs": pd.read_csv(runs_path), "ranking": pd.read_csv(ranking_path)}
 
 
-def plot_results(summary: pd.DataFrame, path: str | Path | None = None, parameters: dict | None = None):
-    """Paired difference to CE in accuracy on the rare samples (mean, 95% CI), per arm; one panel per
-    setting and model."""
-    import matplotlib.pyplot as plt
+def output_folder(quick: bool = False) -> Path:
+    """Where notebook 07 and ``deq train-demo`` write by default.
 
-    part_all = summary[summary.metric == "accuracy_rare"]
-    panels = list(dict.fromkeys(zip(part_all.setting, part_all.model)))
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 5), squeeze=False, sharey=True)
-    titles = {"long_tail": "rare classes", "rare_condition": "rare condition"}
-    arm_names = list(dict.fromkeys(part_all.arm))  # one row per arm in every panel (shared y axis)
-    for ax, (setting, model) in zip(axes[0], panels):
-        part = part_all[(part_all.setting == setting) & (part_all.model == model)]
-        position = np.array([arm_names.index(arm) for arm in part.arm])
-        low = (part.diff_vs_ce - part.ci_low).fillna(0).to_numpy()
-        high = (part.ci_high - part.diff_vs_ce).fillna(0).to_numpy()
-        ax.errorbar(100 * part.diff_vs_ce, position, xerr=100 * np.vstack([low, high]), fmt="o", capsize=3)
-        ax.axvline(0, color="#888888", lw=1)
-        ax.set_yticks(np.arange(len(arm_names)), arm_names)
-        ax.set_title(f"{titles.get(setting, setting)}, {model}", fontsize=10)
-        ax.set_xlabel("rare-sample accuracy minus CE (points)")
-    axes[0][0].invert_yaxis()
-    figure.tight_layout()
-    if path is not None:
-        from deqlib.plots.clusters import save_figure
-
-        save_figure(figure, path, parameters or {})
-    return figure
+    The full run writes the workbook's figures folder (:func:`deqlib.paths.figures_dir`); a quick
+    run (:func:`experiment_config` with ``quick=True``) writes ``build/train-demo-quick/``, so
+    checking the mechanics never overwrites the committed results.
+    """
+    return paths.build_dir() / "train-demo-quick" if quick else paths.figures_dir()
 
 
 def reproduce(config: ExperimentConfig | None = None, folder: str | Path | None = None, rerun: bool = False,

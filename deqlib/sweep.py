@@ -6,8 +6,12 @@ spread, alignment with labels). :func:`run_sweep` executes the notebook once per
 each into its own folder, reads the summaries back and returns a table. Runs already done with
 the same parameters are not executed again; failed runs are rows with ``status='failed'``.
 
+A grid axis may set one key of a dict parameter with a dotted name: ``clusterer_params.eps``
+sets ``eps`` inside the notebook's ``clusterer_params`` (the other keys of that dict come from
+the base parameters, else it starts empty). Tables and run folders use the short name (``eps``).
+
 Weight sweeps (eta x gamma) need no re-run: :func:`weight_sweep` recomputes eq. 4 from the
-likelihoods of one run.
+likelihoods of one run. The figure of a sweep table is :func:`deqlib.plots.sweep.plot_sweep`.
 """
 
 from __future__ import annotations
@@ -26,8 +30,8 @@ from deqlib._atomic import write_text_atomic
 from deqlib.alignment import alignment_scores
 from deqlib.weights import gfl_weight
 
-__all__ = ["summarize_run", "write_run_summary", "read_run_summary", "parameter_grid", "run_name", "run_sweep",
-           "weight_sweep", "plot_sweep"]
+__all__ = ["summarize_run", "write_run_summary", "read_run_summary", "parameter_grid", "column_names",
+           "notebook_parameters", "run_name", "run_sweep", "weight_sweep"]
 
 SUMMARY_SUFFIX = "_run_summary.json"
 _QUANTILES = {"min": 0.0, "q10": 0.1, "median": 0.5, "q90": 0.9, "max": 1.0}
@@ -100,9 +104,35 @@ def parameter_grid(**axes: Sequence) -> list[dict]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(axes[n] for n in names))]
 
 
+def column_names(names: Sequence[str]) -> dict[str, str]:
+    """Grid axis -> its name in tables and folder names: the part after the last dot
+    (``clusterer_params.eps`` -> ``eps``), or the whole name where two axes would share it."""
+    short = {name: name.rsplit(".", 1)[-1] for name in names}
+    taken = list(short.values())
+    return {name: s if taken.count(s) == 1 else name for name, s in short.items()}
+
+
+def notebook_parameters(base_parameters: Mapping[str, Any] | None, point: Mapping[str, Any]) -> dict:
+    """The parameters a grid point runs with: ``base_parameters`` updated by ``point``, where a
+    dotted name ``outer.key`` sets ``key`` inside the dict parameter ``outer`` (a copy)."""
+    parameters = dict(base_parameters or {})
+    for name, value in point.items():
+        if "." not in name:
+            parameters[name] = value
+            continue
+        outer, key = name.split(".", 1)
+        nested = parameters.get(outer) or {}
+        if not isinstance(nested, Mapping):
+            raise ValueError(f"grid axis {name!r} sets a key of parameter {outer!r}, but its base value is "
+                             f"{nested!r}, not a dict")
+        parameters[outer] = {**nested, key: value}
+    return parameters
+
+
 def run_name(point: Mapping[str, Any]) -> str:
     """A readable, file-safe folder name for a grid point, e.g. ``eps-0.5_min_samples-10``."""
-    text = "_".join(f"{k}-{v}" for k, v in point.items()) or "base"
+    columns = column_names(list(point))
+    text = "_".join(f"{columns[k]}-{v}" for k, v in point.items()) or "base"
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text)
 
 
@@ -113,16 +143,18 @@ def run_sweep(notebook: str, grid: Sequence[Mapping[str, Any]], base_parameters:
 
     Each run writes into ``output_root/<run name>/`` (figures, summary, executed notebook). The
     table (``sweep_results.csv``) is written to ``output_root`` too. A run whose summary exists
-    with the same parameters is reused unless ``force``.
+    with the same parameters is reused unless ``force``. A dotted axis name sets one key of a
+    dict parameter (:func:`notebook_parameters`); the table names it by :func:`column_names`.
     """
     from deqlib.notebooks import execute_notebook
 
     output_root = Path(output_root) if output_root else paths.build_dir() / "sweeps" / Path(notebook).stem
     rows = []
     for i, point in enumerate(grid):
-        parameters = {**dict(base_parameters or {}), **dict(point)}
+        parameters = notebook_parameters(base_parameters, point)
         folder = output_root / run_name(point)
-        row: dict[str, Any] = {**point, "run": folder.name}
+        columns = column_names(list(point))
+        row: dict[str, Any] = {**{columns[k]: v for k, v in point.items()}, "run": folder.name}
         existing = sorted(folder.glob(f"*{SUMMARY_SUFFIX}"))
         if existing and not force and _same_parameters(read_run_summary(existing[0])["parameters"], parameters):
             row.update(status="cached", **read_run_summary(existing[0])["summary"])
@@ -148,8 +180,14 @@ def run_sweep(notebook: str, grid: Sequence[Mapping[str, Any]], base_parameters:
 
 
 def _same_parameters(recorded: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    # A notebook may record a dict parameter's keys one by one (00 records clusterer_params' eps,
+    # min_samples, min_cluster_size in its captions): compare those keys then.
+    flat = dict(wanted)
+    for name, value in wanted.items():
+        if name not in recorded and isinstance(value, Mapping):
+            flat.update({key: inner for key, inner in value.items() if key not in flat})
     return all(json.dumps(recorded.get(k), default=str) == json.dumps(v, default=str)
-               for k, v in wanted.items() if k in recorded)
+               for k, v in flat.items() if k in recorded)
 
 
 def weight_sweep(likelihood_counts: Mapping[str, int] | pd.Series, etas: Sequence[float],
@@ -173,22 +211,3 @@ def weight_sweep(likelihood_counts: Mapping[str, int] | pd.Series, etas: Sequenc
                      "weight_max": weights.max(), "weight_ratio_max_min": ratio,
                      "weight_std": float(np.sqrt((counts * (weights - mean) ** 2).sum() / counts.sum()))})
     return pd.DataFrame(rows)
-
-
-def plot_sweep(results: pd.DataFrame, x: str, metrics: Sequence[str], hue: str | None = None):
-    """One panel per metric: the metric against parameter ``x``, one line per value of ``hue``."""
-    import matplotlib.pyplot as plt
-
-    ok = results[results["status"].isin(["ok", "cached"])] if "status" in results else results
-    figure, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
-    groups = ok.groupby(hue) if hue else [(None, ok)]
-    for ax, metric in zip(axes[0], metrics):
-        for value, part in groups:
-            part = part.sort_values(x)
-            ax.plot(part[x], part[metric], marker="o", label=f"{hue}={value}" if hue else None)
-        ax.set_xlabel(x)
-        ax.set_title(metric)
-        if hue:
-            ax.legend(fontsize=7)
-    figure.tight_layout()
-    return figure

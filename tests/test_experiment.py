@@ -231,6 +231,21 @@ def test_notebook_07_rewrites_the_table_from_saved_rows(tmp_path):
     assert (tmp_path / "saved" / "training_gfl_results.png").is_file()
 
 
+def test_train_demo_and_notebook_07_write_to_the_same_folder_and_a_quick_run_never_to_figures(tmp_path, monkeypatch):
+    from deqlib.cli import main
+
+    monkeypatch.setenv("DEQ_FIGURES_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv("DEQ_BUILD_DIR", str(tmp_path / "build"))
+    assert ex.output_folder() == tmp_path / "figures"
+    assert ex.output_folder(quick=True) == tmp_path / "build" / "train-demo-quick"
+    (tmp_path / "figures").mkdir()
+    # nothing saved in the quick folder: the committed full run's rows are rewritten there, figures/ is untouched
+    assert main(["train-demo", "--quick", "--from-saved"]) == 0
+    quick = tmp_path / "build" / "train-demo-quick"
+    assert (quick / "training_gfl_results.csv").read_bytes() == (ROOT / "figures" / "training_gfl_results.csv").read_bytes()
+    assert list((tmp_path / "figures").iterdir()) == []
+
+
 def test_limit_threads_sets_and_restores_torch_and_blas_pools():
     import torch
     from threadpoolctl import threadpool_info

@@ -21,7 +21,8 @@ def quickstart(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("DEQ_DATA_DIR", str(root / "data"))  # caches and banks stay out of the repo
         notebooks.execute_notebook(
-            "00", parameters={"max_images": N_IMAGES, "min_cluster_size": 10, "explorer_points": 200,
+            "00", parameters={"max_images": N_IMAGES, "clusterer_params": {"min_cluster_size": 10, "min_samples": 10},
+                              "explorer_points": 200,
                               "make_gif": True, "output_dir": str(root / "figures")},
             output_dir=root / "build")
     return root

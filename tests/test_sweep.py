@@ -10,7 +10,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from deqlib import notebooks
 from deqlib.cli import main
-from deqlib.sweep import parameter_grid, read_run_summary, run_sweep, summarize_run, weight_sweep, write_run_summary
+from deqlib.sweep import (column_names, notebook_parameters, parameter_grid, read_run_summary, run_name, run_sweep,
+                          summarize_run, weight_sweep, write_run_summary)
 from deqlib.weights import gfl_weight
 
 
@@ -53,11 +54,13 @@ def test_weight_sweep_from_likelihood_counts():
 def _tiny_notebook(path):
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "deqlib", "display_name": "Python 3 (deqlib)", "language": "python"}
-    params = new_code_cell("eps = 1.0\nmin_samples = 5\noutput_dir = None")
+    # like 00_quickstart: a dict parameter for the clusterer, its keys recorded one by one
+    params = new_code_cell('clusterer_params = {"eps": 1.0, "min_samples": 5}\noutput_dir = None')
     params.metadata["tags"] = ["parameters"]
     body = new_code_cell(
         "import numpy as np, pandas as pd\n"
         "from deqlib.sweep import write_run_summary\n"
+        "eps, min_samples = clusterer_params['eps'], clusterer_params['min_samples']\n"
         "if eps > 5: raise ValueError('eps too large for this test')\n"
         "labels = (np.arange(20) // max(1, int(eps * 4))) % 3\n"
         "sizes = pd.Series(labels).map(pd.Series(labels).value_counts()).to_numpy()\n"
@@ -70,22 +73,46 @@ def _tiny_notebook(path):
     return path
 
 
+def test_a_dotted_axis_sets_one_key_of_a_dict_parameter():
+    base = {"clusterer": "dbscan", "clusterer_params": {"min_samples": 5, "eps": 9.0}}
+    point = {"clusterer_params.eps": 0.5, "max_images": 100}
+    assert notebook_parameters(base, point) == {"clusterer": "dbscan", "max_images": 100,
+                                                "clusterer_params": {"min_samples": 5, "eps": 0.5}}
+    assert base["clusterer_params"] == {"min_samples": 5, "eps": 9.0}  # the base is not modified
+    assert notebook_parameters({}, {"reducer_params.perplexity": 5.0}) == {"reducer_params": {"perplexity": 5.0}}
+    assert run_name(point) == "eps-0.5_max_images-100"
+    # two axes with the same last part keep their whole names
+    assert column_names(["clusterer_params.random_state", "reducer_params.random_state", "eps"]) == {
+        "clusterer_params.random_state": "clusterer_params.random_state",
+        "reducer_params.random_state": "reducer_params.random_state", "eps": "eps"}
+    with pytest.raises(ValueError, match="'clusterer_params'.*not a dict"):
+        notebook_parameters({"clusterer_params": 3}, {"clusterer_params.eps": 1.0})
+
+
 def test_run_sweep_gathers_fails_loudly_and_resumes(tmp_path):
     notebook = _tiny_notebook(tmp_path / "tiny.ipynb")
-    grid = parameter_grid(eps=[0.5, 9.0], min_samples=[5])
-    table = run_sweep(str(notebook), grid, output_root=tmp_path / "runs", progress=False)
+    grid = parameter_grid(**{"clusterer_params.eps": [0.5, 9.0]})
+    base = {"clusterer_params": {"min_samples": 5}}
+    table = run_sweep(str(notebook), grid, base, output_root=tmp_path / "runs", progress=False)
     assert table.status.tolist() == ["ok", "failed"]
+    assert table.eps.tolist() == [0.5, 9.0] and table.run.tolist() == ["eps-0.5", "eps-9.0"]
     assert "eps too large" in table.error.iloc[1]
     assert table.n_samples.iloc[0] == 20 and table.nmi.iloc[0] == pytest.approx(1.0)
     assert (tmp_path / "runs" / "sweep_results.csv").is_file()
-    again = run_sweep(str(notebook), grid, output_root=tmp_path / "runs", progress=False)
+    again = run_sweep(str(notebook), grid, base, output_root=tmp_path / "runs", progress=False)
     assert again.status.tolist() == ["cached", "failed"]  # done runs are reused, failed ones retried
+    # another base value inside the dict is another run, although the notebook records its keys one by one
+    other = run_sweep(str(notebook), grid[:1], {"clusterer_params": {"min_samples": 7}},
+                      output_root=tmp_path / "runs", progress=False)
+    assert other.status.tolist() == ["ok"]
+    assert read_run_summary(tmp_path / "runs" / "eps-0.5" / "tiny_run_summary.json")["parameters"] == {
+        "eps": 0.5, "min_samples": 7}
 
 
 def test_cli_sweep(tmp_path, capsys):
     notebook = _tiny_notebook(tmp_path / "tiny.ipynb")
-    code = main(["sweep", str(notebook), "--grid", "eps=0.5,1", "-p", "min_samples", "3",
-                 "--output-root", str(tmp_path / "runs")])
+    code = main(["sweep", str(notebook), "--grid", "clusterer_params.eps=0.5,1", "-p", "clusterer_params",
+                 '{"min_samples": 3}', "--output-root", str(tmp_path / "runs")])
     assert code == 0
     out = capsys.readouterr().out
     assert "eps-0.5" in out and "eps-1" in out

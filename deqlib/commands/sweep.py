@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         description="Execute NOTEBOOK once per grid point, each into its own folder, and print one row per run.")
     parser.add_argument("notebook", help="notebook name, number prefix or path (e.g. 00_quickstart)")
     parser.add_argument("--grid", type=_axis, action="append", required=True, metavar="NAME=V1,V2",
-                        help="one axis of the grid; repeat for more axes")
+                        help="one axis of the grid; repeat for more axes. NAME may set one key of a dict "
+                             "parameter: --grid clusterer_params.eps=0.5,1,2 (the table shows it as eps)")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a parameter held fixed in every run (JSON values are parsed)")
     parser.add_argument("--output-root", type=Path, default=None, help="runs folder (default build/sweeps/<notebook>)")

@@ -32,11 +32,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deqlib import paths
-    from deqlib.experiment import experiment_config, reproduce
+    from deqlib.experiment import experiment_config, output_folder, reproduce
 
     config = experiment_config(quick=args.quick, seeds=args.seeds, max_epochs=args.max_epochs)
-    folder = args.output_dir or (paths.build_dir() / "train-demo-quick" if args.quick else paths.figures_dir())
+    folder = args.output_dir or output_folder(args.quick)
     out = reproduce(config, folder, rerun=not args.from_saved, n_jobs=args.jobs, resume=args.resume,
                     progress=True, log=print)
     summary = out["summary"]

@@ -2,22 +2,21 @@
 
 Every function takes the per-sample DataFrame of :class:`deqlib.pipeline.AnalysisResult`
 (``samples``: ``sample_id, x, y, z, cluster_id, cluster_size, likelihood, weight`` and metadata
-columns) and returns a figure; :func:`save_figure` writes a matplotlib figure atomically with a
+columns) and returns a figure; :func:`deqlib.plots.png.save_figure` writes it atomically with a
 caption holding the parameters and the deqlib version.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from deqlib import __version__
 from deqlib._atomic import atomic_path
+from deqlib.plots.png import save_figure  # noqa: F401  (public here too: notebooks and scripts import it)
 
 __all__ = [
     "cluster_scatter_3d",
@@ -285,22 +284,3 @@ def rotating_gif(samples: pd.DataFrame, path: str | Path, frames: int = 36, fps:
     return path
 
 
-def save_figure(figure, path: str | Path, parameters: Mapping | None = None, title: str | None = None,
-                dpi: int = 120) -> Path:
-    """Save a matplotlib figure as PNG (atomic) with its parameters and the deqlib version.
-
-    The caption is drawn under the plot and stored as JSON in the PNG metadata (read it back
-    with :func:`deqlib.plots.paper.read_png_metadata`).
-    """
-    import matplotlib.pyplot as plt
-
-    from deqlib.plots.paper import save_png
-
-    parameters = {k: v for k, v in dict(parameters or {}).items()}
-    caption = ", ".join(f"{k}={v}" for k, v in parameters.items()) + f" | deqlib {__version__}"
-    figure.text(0.01, 0.002, caption, fontsize=6, color="#666666", ha="left", va="bottom", wrap=True)
-    try:
-        return save_png(figure, path, title=title or Path(path).stem, parameters=json.loads(
-            json.dumps(parameters, default=str)), dpi=dpi)
-    finally:
-        plt.close(figure)

@@ -12,25 +12,23 @@
 Every curve and bar comes from :mod:`deqlib.weights` and :mod:`deqlib.paper`; nothing is
 computed here that a test could not recompute. Static figures are drawn with matplotlib's
 Agg renderer (no display needed), written atomically under stable names, and carry their
-parameters and the deqlib version in the PNG's text metadata (:func:`read_png_metadata`).
+parameters and the deqlib version in the PNG's text metadata (:mod:`deqlib.plots.png`).
 No timestamp is stored, so regenerating a figure gives the same bytes.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from deqlib import __version__
 from deqlib import paper
-from deqlib._atomic import atomic_path
 from deqlib.paths import figures_dir
+from deqlib.plots.png import read_png_metadata, save_png  # noqa: F401  (public here too: older callers import them)
 from deqlib.weights import gfl_weight
 
 __all__ = [
@@ -97,57 +95,6 @@ def _footer(figure: Figure, text: str) -> None:
 
 def _label(eta: float, gamma: float) -> str:
     return f"η = {eta:g}, γ = {gamma:g}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Saving with metadata
-# ---------------------------------------------------------------------------------------------
-
-
-def save_png(figure: Figure, path: str | Path, *, title: str, parameters: Mapping[str, Any],
-             dpi: int = 150) -> Path:
-    """Save a matplotlib figure as PNG atomically, with its parameters in the PNG metadata.
-
-    Parameters
-    ----------
-    figure : matplotlib.figure.Figure
-    path : str or Path
-        Target file; its folder is created.
-    title : str
-        Stored as the PNG ``Title``.
-    parameters : mapping
-        JSON-serialisable; stored as the PNG text key ``deqlib`` together with the deqlib
-        version (read back with :func:`read_png_metadata`).
-    dpi : int, default=150
-
-    Returns
-    -------
-    Path
-        ``path``.
-    """
-    path = Path(path)
-    record = {"deqlib_version": __version__, "figure": path.name, "parameters": dict(parameters)}
-    metadata = {
-        "Title": title,
-        "Software": f"deqlib {__version__}",
-        "Description": json.dumps(record, sort_keys=True),
-        "deqlib": json.dumps(record, sort_keys=True),
-    }
-    FigureCanvasAgg(figure)  # Agg renders without a display, whatever the session's backend
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi, metadata=metadata)
-    return path
-
-
-def read_png_metadata(path: str | Path) -> dict:
-    """The ``deqlib`` record a figure was saved with: ``deqlib_version``, ``figure``, ``parameters``."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        text = dict(getattr(image, "text", {}) or image.info)
-    if "deqlib" not in text:
-        raise ValueError(f"{path} has no deqlib metadata: was it saved with deqlib.plots.paper.save_png?")
-    return json.loads(text["deqlib"])
 
 
 # ---------------------------------------------------------------------------------------------

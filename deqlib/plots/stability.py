@@ -5,7 +5,7 @@
 * :func:`agreement_matrix`: per pair of runs, Spearman of the likelihoods (upper triangle) and
   ARI of the partitions (lower triangle).
 
-Both return matplotlib figures; save them with :func:`deqlib.plots.clusters.save_figure`.
+Both return matplotlib figures; save them with :func:`deqlib.plots.png.save_figure`.
 """
 
 from __future__ import annotations
