@@ -10,6 +10,7 @@ declare in its registry ``extra``:
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -179,3 +180,21 @@ def test_one_validation_module_one_message_style():
         with pytest.raises(ValueError) as error:
             call()
         assert str(error.value) == message
+
+
+@pytest.mark.parametrize("registry, name", [(REDUCERS, n) for n in REDUCER_NAMES if REDUCERS.entry(n).requires]
+                         + [(CLUSTERERS, n) for n in CLUSTERER_NAMES if CLUSTERERS.entry(n).requires])
+def test_an_optional_part_without_its_package_says_what_to_install(registry, name, monkeypatch):
+    import importlib.util
+
+    from deqlib.registry import MissingDependencyError
+
+    entry = registry.entry(name)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *a: None if module in entry.requires else real(module, *a))
+    with pytest.raises(MissingDependencyError, match=f"pip install {entry.extra.get('pip', entry.requires[0])}"):
+        registry.create(name)
+    # and the package is declared: pyproject.toml lists what the entry asks to install
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text().lower()
+    assert f'"{entry.extra.get("pip", entry.requires[0]).lower()}>=' in pyproject
