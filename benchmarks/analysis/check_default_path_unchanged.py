@@ -89,8 +89,10 @@ def main() -> int:
             equal = a.table.equals(b.table)
             same &= equal
             ka, kb = a.metadata["cluster"], b.metadata["cluster"]
-            changed = {k: (ka.get(k), kb.get(k)) for k in sorted(set(ka) | set(kb)) if k != "key" and ka.get(k) != kb.get(k)}
-            print(f"deq analyze {name}: bank table {'identical' if equal else 'DIFFERENT'}; cluster params changed: {changed}")
+            changed = {k: (ka.get(k), kb.get(k)) for k in sorted(set(ka) | set(kb))
+                       if k != "key" and ka.get(k) != kb.get(k)}
+            print(f"deq analyze {name}: bank table {'identical' if equal else 'DIFFERENT'}; "
+                  f"cluster params changed: {changed}")
     return 0 if same else 1
 
 
