@@ -450,9 +450,10 @@ def _knn_graph(X: np.ndarray, k: int = 15, pca_components: int = 50, random_stat
 def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: int = DEFAULT_K,
                    seeds: Sequence[int] | None = None, vary: Sequence[str] = ("seed",), mode: str = "default",
                    reducer=None, clusterer=None, noise_policy: str | None = None, preset: str | None = None,
+                   stages=None,
                    subsample: float = DEFAULT_SUBSAMPLE, band: tuple[float, float] = DEFAULT_BAND,
                    share_affinities: bool = True, eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA,
-                   coassoc_threshold: float = 0.5, progress: bool = False, stages=None) -> StabilityResult:
+                   coassoc_threshold: float = 0.5, progress: bool = False) -> StabilityResult:
     """Run the analysis K times on the same embeddings, varying ``vary``, and measure the spread.
 
     Parameters
