@@ -227,12 +227,15 @@ class Stages:
     rarity : object or None, default=None
         A rarity signal (``deqlib.likelihood.RARITY_SIGNALS`` entry instance, not yet fitted); None
         is eq. 3 on the clusters (``'cluster'``) with ``noise_policy``.
+    preset : str or None, default=None
+        The paper's dataset setting the clusterer was made from, recorded in the bank's metadata.
     """
 
     reducer: Any
     clusterer: Any
     noise_policy: str
     rarity: Any = None
+    preset: str | None = None
 
 
 def _parameter_names(factory) -> set[str] | None:
@@ -390,7 +393,7 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
     # Parameter values are checked now (cache_key validates), not after a long reduction.
     reducer.cache_key()
     clusterer.cache_key()
-    return Stages(reducer=reducer, clusterer=clusterer, noise_policy=noise_policy, rarity=rarity)
+    return Stages(reducer=reducer, clusterer=clusterer, noise_policy=noise_policy, rarity=rarity, preset=preset)
 
 
 def _rarity(rarity, rarity_params, seed, reference, noise_policy):
@@ -560,8 +563,9 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         if given:
             raise ValueError(f"pass stages= or the stage keywords, not both; got stages and {', '.join(given)} "
                              "(give them to build_stages)")
+        preset = stages.preset  # recorded in the bank, as when the keywords are given
         stages = build_stages(mode, reducer=stages.reducer, clusterer=stages.clusterer,
-                              noise_policy=stages.noise_policy, rarity=stages.rarity)
+                              noise_policy=stages.noise_policy, rarity=stages.rarity, preset=preset)
     else:
         stages = build_stages(mode, reducer=reducer, reducer_params=reducer_params, clusterer=clusterer,
                               clusterer_params=clusterer_params, noise_policy=noise_policy, preset=preset,

@@ -112,6 +112,16 @@ def test_stages_can_be_built_once_and_passed(data, tmp_path):
         analyze(embeddings=X, stages=stages, mode="reference")  # stages are checked against the mode
 
 
+def test_a_preset_given_to_build_stages_reaches_the_bank(data, tmp_path):
+    X, ids, meta = data
+    stages = build_stages(reducer="opentsne", reducer_params=SHORT_PARAMS, preset="kitti",
+                          clusterer_params={"eps_scale": "knn"}, seed=33)
+    assert stages.preset == "kitti" and stages.clusterer.eps == 2.0  # KITTI's eps from Section 4
+    result = analyze(embeddings=X, sample_ids=ids, stages=stages, cache_dir=tmp_path / "c")
+    assert result.params["preset"] == "kitti" and result.bank.metadata["preset"] == "kitti"
+    assert result.params["cluster"]["eps"] == 2.0
+
+
 def test_changing_eps_reuses_the_tsne_changing_embeddings_recomputes(data, tmp_path):
     first = run(data, tmp_path)
     assert first.params["cached"] == {"reduce": False, "cluster": False}
