@@ -204,9 +204,36 @@ def test_varying_order_subsample_and_band_is_recorded():
     assert result.summary["K"] == 2
 
 
+def test_run_schedule_sets_the_runs_iterations_and_keeps_explicit_numbers():
+    from deqlib.reduce import OpenTSNEReducer
+    from deqlib.stability import RUN_SCHEDULES
+
+    X, truth = _blobs(sizes=(90, 45, 25))
+    clusterer = DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1)
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1)  # schedule 'fast': 125 + 100 iterations, theta 0.8
+    affinities = OpenTSNEReducer(perplexity=10, n_jobs=1, random_state=5,
+                                 initialization="random").fit_affinities(X)
+    by_schedule = {}
+    for schedule, (early, n_iter, theta) in (("consensus", (100, 50, 1.0)), ("analysis", (125, 100, 0.8))):
+        result = stability_runs(X, K=2, seeds=[5, 6], reducer=reducer, clusterer=clusterer, run_schedule=schedule)
+        key = result.params["reducer"]
+        assert (key["early_exaggeration_iter"], key["n_iter"], key["theta"]) == (early, n_iter, theta)
+        assert result.params["run_schedule"] == schedule
+        # each run is exactly the t-SNE of that schedule over the shared affinities, from the run's seed
+        alone = OpenTSNEReducer(perplexity=10, n_jobs=1, random_state=6, initialization="random",
+                                early_exaggeration_iter=early, n_iter=n_iter, theta=theta)
+        np.testing.assert_allclose(result.coords[1], alone.fit_transform(X, affinities=affinities), rtol=1e-6)
+        np.testing.assert_allclose(result.consensus("consensus-mean"), scaled_likelihood(truth), atol=1e-12)
+        by_schedule[schedule] = result.coords
+    assert RUN_SCHEDULES["consensus"] == {"early_exaggeration_iter": 100, "n_iter": 50, "theta": 1.0}
+    assert not np.array_equal(by_schedule["consensus"], by_schedule["analysis"])
+    # numbers given on the reducer are the user's: only theta (left to the schedule) is replaced
+    assert _fast_runs(X, K=2, seeds=[1, 2], run_schedule="consensus").params["run_overrides"] == {"theta": 1.0}
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"K": 1}, "K must be"), ({"seeds": [1, 1]}, "distinct"), ({"vary": ("colour",)}, "vary must"),
-    ({"subsample": 0}, "subsample"), ({"band": (2, 1)}, "band"),
+    ({"subsample": 0}, "subsample"), ({"band": (2, 1)}, "band"), ({"run_schedule": "slow"}, "run_schedule"),
 ])
 def test_bad_arguments_say_what_to_fix(bad, message):
     X, _ = _blobs()
