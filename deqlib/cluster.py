@@ -1,13 +1,23 @@
 """Step three of the method: 3-D points -> cluster labels (``-1`` = noise).
 
-Two clusterers behind one interface, ``fit(X) -> ClusterResult``:
+Clusterers are scikit-learn estimators registered in :data:`CLUSTERERS` (``get_clusterer(name)``
+or ``CLUSTERERS.create(name, **params)``). ``fit(X)`` returns ``self`` and sets ``labels_``
+(int64, ids ``0..K-1`` ordered by cluster size, largest first; ``-1`` = noise),
+``outlier_scores_`` (None where the algorithm has none), ``params_`` (the parameters, the
+effective eps, cluster count, noise share, degeneracy) and ``result_`` (all of it as a
+:class:`ClusterResult`); ``fit_predict(X)`` returns ``labels_``. Registered:
 
-:class:`DBSCANClusterer`
+:class:`DBSCANClusterer` (``'dbscan'``)
     scikit-learn's DBSCAN, the official choice. The paper's per-dataset settings are in
     :data:`PRESETS` (``DBSCANClusterer.from_preset("kitti")``).
-:class:`HDBSCANClusterer`
+:class:`HDBSCANClusterer` (``'hdbscan'``)
     The ``hdbscan`` library (scikit-learn's own HDBSCAN measured 20x slower on 100k 3-D
     points). Keeps GLOSH outlier scores per sample.
+:class:`FastHDBSCANClusterer` (``'fast-hdbscan'``, needs ``fast-hdbscan``)
+    The numba ``fast_hdbscan`` library's HDBSCAN (no outlier scores).
+
+Any other scikit-learn-style clusterer (with ``fit_predict`` or ``labels_``) plugs in through
+:class:`SklearnClusterer`, e.g. ``CLUSTERERS.register("optics")(SklearnClusterer.wrapping(OPTICS))``.
 
 Scale-aware eps
 ---------------
@@ -31,26 +41,36 @@ unit ``eps`` is in:
     points (:data:`OFFICIAL_KNN_SCALE`, a power law fitted in
     ``benchmarks/analysis/calibrate_eps.py``). On scikit-learn's own output this leaves eps
     (nearly) unchanged; on openTSNE's it grows by the measured ~1.4x k-NN-scale ratio, so a
-    preset gives comparable clusterings with either reducer (``docs/analysis.md``).
+    preset gives comparable clusterings with either reducer (``docs/analysis.md``). The
+    calibration assumes t-SNE output (:data:`EPS_CALIBRATED_ON`, recorded in ``params_``):
+    :func:`deqlib.pipeline.build_stages` refuses it after a reducer whose registry entry is not
+    ``output='tsne'`` (UMAP) and defaults such reducers to ``"knn"``.
 """
 
 from __future__ import annotations
 
-import numbers
+import inspect
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClusterMixin, clone
 
+from deqlib._validation import check_choice, check_int, check_real
 from deqlib.reduce import _n_jobs, check_embeddings
+from deqlib.registry import Registry
 
 __all__ = [
+    "CLUSTERERS",
+    "EPS_CALIBRATED_ON",
     "PRESETS",
     "EPS_SCALES",
     "OFFICIAL_KNN_SCALE",
     "ClusterResult",
     "DBSCANClusterer",
     "HDBSCANClusterer",
+    "FastHDBSCANClusterer",
+    "SklearnClusterer",
     "get_clusterer",
     "knn_distance_scale",
     "official_knn_scale",
@@ -73,6 +93,17 @@ DEFAULT_EPS_SCALE = "official"
 #: benchmarks/analysis/results/calibrate_eps-*.json.
 OFFICIAL_KNN_SCALE = {"at_10k": 1.185, "exponent": -0.224}
 OFFICIAL_KNN_K = 10
+#: The output :data:`OFFICIAL_KNN_SCALE` was measured on. Its ratio rescales eps between t-SNE
+#: implementations (openTSNE measured against it); another reducer's geometry is not a t-SNE's.
+EPS_CALIBRATED_ON = "sklearn-tsne"
+#: Reducer output families (``REDUCERS`` entries' ``output``) that ``eps_scale='official'`` accepts.
+OFFICIAL_EPS_OUTPUTS = ("tsne",)
+
+#: Every clusterer by name. An entry's ``extra`` may give ``preset_params`` (a function from a
+#: :data:`PRESETS` setting to constructor parameters, so ``preset=`` works with it),
+#: ``test_params`` (for the contract tests) and ``invalid_params`` (a bad value the contract
+#: tests expect a ValueError naming the parameter for).
+CLUSTERERS = Registry("clusterer")
 
 
 def official_knn_scale(n_samples: int) -> float:
@@ -179,7 +210,30 @@ def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-class DBSCANClusterer(BaseEstimator):
+class _FittedLabels(ClusterMixin):
+    """``fit_predict`` (from ClusterMixin) and the fitted attributes every clusterer sets."""
+
+    def _set_fitted(self, labels, outlier_scores, params: dict):
+        result = ClusterResult(labels=_relabel_by_size(labels), outlier_scores=outlier_scores)
+        result.params = {**params, "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
+                         "degenerate": result.degenerate}
+        self.labels_, self.outlier_scores_, self.params_, self.result_ = (
+            result.labels, result.outlier_scores, result.params, result)
+        return self
+
+
+def _dbscan_preset(setting: dict) -> dict:
+    return {"eps": setting["eps"], "min_samples": setting["min_samples"]}
+
+
+def _hdbscan_preset(setting: dict) -> dict:
+    return {"min_cluster_size": setting["min_samples"]}
+
+
+@CLUSTERERS.register("dbscan", summary="scikit-learn DBSCAN with a raw or scale-aware eps (the paper's)",
+                     preset_params=_dbscan_preset, test_params={"eps": 2.0, "min_samples": 5, "eps_scale": "knn"},
+                     invalid_params={"min_samples": True})
+class DBSCANClusterer(_FittedLabels, BaseEstimator):
     """DBSCAN with a raw or scale-aware eps.
 
     Parameters
@@ -192,6 +246,17 @@ class DBSCANClusterer(BaseEstimator):
         See the module docstring.
     n_jobs : int, default=-1
         Threads for the neighbour queries.
+
+    Attributes
+    ----------
+    labels_ : ndarray of int64, shape (N,)
+    outlier_scores_ : None
+        DBSCAN has none.
+    effective_eps_ : float
+        The raw eps used on the last ``X``.
+    params_ : dict
+        Parameters (with ``eps_calibrated_on``), effective eps, k-NN scale, cluster count, noise share.
+    result_ : ClusterResult
     """
 
     def __init__(self, eps=1.0, min_samples=10, eps_scale=DEFAULT_EPS_SCALE, n_jobs=-1):
@@ -203,25 +268,20 @@ class DBSCANClusterer(BaseEstimator):
     @classmethod
     def from_preset(cls, name: str, eps_scale: str = DEFAULT_EPS_SCALE, **overrides) -> "DBSCANClusterer":
         """The paper's setting for a dataset (:data:`PRESETS`): ``kitti``, ``nuscenes``, ``waymo``, ``bdd100k``."""
-        key = name.lower()
-        if key not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(**{**PRESETS[key], "eps_scale": eps_scale, **overrides})
+        return cls(**{**_dbscan_preset(preset_setting(name)), "eps_scale": eps_scale, **overrides})
 
     def _validate(self) -> tuple[float, int]:
-        if isinstance(self.eps, bool) or not isinstance(self.eps, numbers.Real) or not self.eps > 0:
-            raise ValueError(f"eps must be a positive number, got {self.eps!r}")
-        if isinstance(self.min_samples, bool) or not isinstance(self.min_samples, numbers.Integral) \
-                or self.min_samples < 1:
-            raise ValueError(f"min_samples must be an integer >= 1, got {self.min_samples!r}")
-        if self.eps_scale not in EPS_SCALES:
-            raise ValueError(f"eps_scale must be one of {EPS_SCALES}, got {self.eps_scale!r}")
-        return float(self.eps), int(self.min_samples)
+        eps = check_real("eps", self.eps, 0, exclusive=True)
+        min_samples = check_int("min_samples", self.min_samples, 1)
+        check_choice("eps_scale", self.eps_scale, EPS_SCALES)
+        return eps, min_samples
 
     def cache_key(self) -> dict:
         eps, min_samples = self._validate()
+        official = self.eps_scale == "official"
         return {"clusterer": "dbscan", "eps": eps, "min_samples": min_samples, "eps_scale": self.eps_scale,
-                "official_knn_scale": dict(OFFICIAL_KNN_SCALE) if self.eps_scale == "official" else None}
+                "official_knn_scale": dict(OFFICIAL_KNN_SCALE) if official else None,
+                "eps_calibrated_on": EPS_CALIBRATED_ON if official else None}
 
     def effective_eps(self, X) -> tuple[float, float | None]:
         """The raw eps used on ``X`` and the k-NN scale it came from (None for ``'raw'``)."""
@@ -242,21 +302,22 @@ class DBSCANClusterer(BaseEstimator):
         scale = knn_distance_scale(X, max(min_samples - 1, 1))
         return eps * scale, scale
 
-    def fit(self, X) -> ClusterResult:
+    def fit(self, X, y=None) -> "DBSCANClusterer":
+        """Cluster ``X`` (N x d points); sets :attr:`labels_` and the other fitted attributes."""
         from sklearn.cluster import DBSCAN
 
         eps, min_samples = self._validate()
         X = _check_points(X, min_samples)
         raw_eps, scale = self.effective_eps(X)
         labels = DBSCAN(eps=raw_eps, min_samples=min_samples, n_jobs=_n_jobs(self.n_jobs)).fit_predict(X)
-        result = ClusterResult(labels=_relabel_by_size(labels))
-        result.params = {**self.cache_key(), "effective_eps": raw_eps, "knn_scale": scale,
-                         "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
-                         "degenerate": result.degenerate}
-        return result
+        self.effective_eps_ = raw_eps
+        return self._set_fitted(labels, None, {**self.cache_key(), "effective_eps": raw_eps, "knn_scale": scale})
 
 
-class HDBSCANClusterer(BaseEstimator):
+@CLUSTERERS.register("hdbscan", summary="HDBSCAN (the hdbscan library) with GLOSH outlier scores",
+                     requires=("hdbscan",), preset_params=_hdbscan_preset, test_params={"min_cluster_size": 15},
+                     invalid_params={"cluster_selection_epsilon": -5})
+class HDBSCANClusterer(_FittedLabels, BaseEstimator):
     """HDBSCAN (the ``hdbscan`` library) with per-sample outlier scores.
 
     Parameters
@@ -266,10 +327,18 @@ class HDBSCANClusterer(BaseEstimator):
     min_samples : int or None, default=None
         Density smoothing (None: ``min_cluster_size``, as the library does).
     cluster_selection_epsilon : float, default=0.0
-        Merge clusters closer than this (raw units).
+        Merge clusters closer than this (raw units, >= 0).
     cluster_selection_method : {'eom', 'leaf'}, default='eom'
     n_jobs : int, default=-1
         Threads for the core distances.
+
+    Attributes
+    ----------
+    labels_ : ndarray of int64, shape (N,)
+    outlier_scores_ : ndarray of float64, shape (N,)
+        GLOSH score per sample (higher = more outlying; 1.0 where the library gives NaN).
+    params_ : dict
+    result_ : ClusterResult
     """
 
     def __init__(self, min_cluster_size=10, min_samples=None, cluster_selection_epsilon=0.0,
@@ -283,27 +352,22 @@ class HDBSCANClusterer(BaseEstimator):
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "HDBSCANClusterer":
         """A dataset's preset as HDBSCAN: ``min_cluster_size = min_samples`` of :data:`PRESETS`."""
-        key = name.lower()
-        if key not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(**{"min_cluster_size": PRESETS[key]["min_samples"], **overrides})
+        return cls(**{**_hdbscan_preset(preset_setting(name)), **overrides})
+
+    def _hdbscan_params(self) -> dict:
+        return {"min_cluster_size": check_int("min_cluster_size", self.min_cluster_size, 2),
+                "min_samples": check_int("min_samples", self.min_samples, 1, allow_none=True),
+                "cluster_selection_epsilon": check_real("cluster_selection_epsilon", self.cluster_selection_epsilon, 0),
+                "cluster_selection_method": check_choice("cluster_selection_method", self.cluster_selection_method,
+                                                         ("eom", "leaf"))}
 
     def cache_key(self) -> dict:
-        if isinstance(self.min_cluster_size, bool) or not isinstance(self.min_cluster_size, numbers.Integral) \
-                or self.min_cluster_size < 2:
-            raise ValueError(f"min_cluster_size must be an integer >= 2, got {self.min_cluster_size!r}")
-        if self.min_samples is not None and (not isinstance(self.min_samples, numbers.Integral) or self.min_samples < 1):
-            raise ValueError(f"min_samples must be None or an integer >= 1, got {self.min_samples!r}")
-        if self.cluster_selection_method not in ("eom", "leaf"):
-            raise ValueError(f"cluster_selection_method must be 'eom' or 'leaf', got {self.cluster_selection_method!r}")
         from importlib.metadata import version
 
-        return {"clusterer": "hdbscan", "min_cluster_size": int(self.min_cluster_size),
-                "min_samples": None if self.min_samples is None else int(self.min_samples),
-                "cluster_selection_epsilon": float(self.cluster_selection_epsilon),
-                "cluster_selection_method": self.cluster_selection_method, "hdbscan": version("hdbscan")}
+        return {"clusterer": "hdbscan", **self._hdbscan_params(), "hdbscan": version("hdbscan")}
 
-    def fit(self, X) -> ClusterResult:
+    def fit(self, X, y=None) -> "HDBSCANClusterer":
+        """Cluster ``X`` (N x d points); sets :attr:`labels_`, :attr:`outlier_scores_` and the rest."""
         import hdbscan
 
         key = self.cache_key()
@@ -316,18 +380,167 @@ class HDBSCANClusterer(BaseEstimator):
         labels = model.fit_predict(X)
         scores = np.asarray(model.outlier_scores_, dtype=np.float64)
         scores = np.where(np.isfinite(scores), scores, 1.0)  # GLOSH is NaN for exact duplicates
-        result = ClusterResult(labels=_relabel_by_size(labels), outlier_scores=scores)
-        result.params = {**key, "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
-                         "degenerate": result.degenerate}
-        return result
+        return self._set_fitted(labels, scores, key)
+
+
+@CLUSTERERS.register("fast-hdbscan", summary="HDBSCAN by the numba fast_hdbscan library (no outlier scores)",
+                     requires=("fast_hdbscan",), pip="fast-hdbscan", preset_params=_hdbscan_preset,
+                     test_params={"min_cluster_size": 15}, invalid_params={"min_samples": True})
+class FastHDBSCANClusterer(_FittedLabels, BaseEstimator):
+    """HDBSCAN by ``fast_hdbscan`` (numba, parallel Boruvka), with :class:`HDBSCANClusterer`'s parameters.
+
+    Parameters
+    ----------
+    min_cluster_size : int, default=10
+    min_samples : int or None, default=None
+        None: ``min_cluster_size``, as the library does.
+    cluster_selection_epsilon : float, default=0.0
+    cluster_selection_method : {'eom', 'leaf'}, default='eom'
+    n_jobs : int, default=-1
+        numba threads during the fit (-1: every core this process may use); restored afterwards.
+        The library's ``reproducible=True`` is always set, so the labels do not depend on it.
+
+    Attributes
+    ----------
+    labels_ : ndarray of int64, shape (N,)
+    outlier_scores_ : None
+        fast_hdbscan computes no GLOSH scores.
+    params_ : dict
+    result_ : ClusterResult
+    """
+
+    def __init__(self, min_cluster_size=10, min_samples=None, cluster_selection_epsilon=0.0,
+                 cluster_selection_method="eom", n_jobs=-1):
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.cluster_selection_epsilon = cluster_selection_epsilon
+        self.cluster_selection_method = cluster_selection_method
+        self.n_jobs = n_jobs
+
+    def cache_key(self) -> dict:
+        from importlib.metadata import version
+
+        return {"clusterer": "fast-hdbscan", **HDBSCANClusterer._hdbscan_params(self), "reproducible": True,
+                "fast_hdbscan": version("fast-hdbscan")}
+
+    def fit(self, X, y=None) -> "FastHDBSCANClusterer":
+        """Cluster ``X`` (N x d points); sets :attr:`labels_` and the other fitted attributes."""
+        import fast_hdbscan
+        import numba
+
+        key = self.cache_key()
+        X = _check_points(X, max(key["min_cluster_size"], key["min_samples"] or 0))
+        model = fast_hdbscan.HDBSCAN(
+            min_cluster_size=key["min_cluster_size"], min_samples=key["min_samples"],
+            cluster_selection_epsilon=key["cluster_selection_epsilon"],
+            cluster_selection_method=key["cluster_selection_method"], reproducible=True)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(_n_jobs(self.n_jobs), numba.config.NUMBA_NUM_THREADS))
+        try:
+            labels = model.fit_predict(np.asarray(X, dtype=np.float64))
+        finally:
+            numba.set_num_threads(previous)
+        return self._set_fitted(labels, None, key)
+
+
+class SklearnClusterer(_FittedLabels, BaseEstimator):
+    """Any scikit-learn-style clusterer (``fit_predict``, or ``fit`` then ``labels_``) as a deqlib clusterer.
+
+    Fits a clone of ``estimator`` and relabels its clusters by size (-1 kept as noise), keeping
+    its ``outlier_scores_`` when it has them. One line registers one::
+
+        from sklearn.cluster import OPTICS
+        CLUSTERERS.register("optics")(SklearnClusterer.wrapping(OPTICS))
+
+    Parameters
+    ----------
+    estimator : estimator
+        Not modified; its parameters make the cache key.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted clone.
+    labels_, outlier_scores_, params_, result_
+        As for every clusterer.
+    """
+
+    def __init__(self, estimator=None):
+        self.estimator = estimator
+
+    @classmethod
+    def wrapping(cls, estimator_class):
+        """A registry factory: ``make(**params) -> SklearnClusterer(estimator_class(**params))``.
+
+        It carries ``estimator_class``'s signature, so :func:`deqlib.pipeline.build_stages` can name
+        the valid parameters when one is misspelt.
+        """
+        def make(**params):
+            return cls(estimator_class(**params))
+
+        make.__signature__ = inspect.signature(estimator_class)
+        make.__doc__ = f"{estimator_class.__name__} through SklearnClusterer."
+        return make
+
+    def _check_estimator(self):
+        if not (hasattr(self.estimator, "fit_predict") or hasattr(self.estimator, "fit")):
+            raise ValueError(f"estimator must be a scikit-learn-style clusterer (fit_predict, or fit and labels_), "
+                             f"got {self.estimator!r}")
+        return self.estimator
+
+    def cache_key(self) -> dict:
+        estimator = self._check_estimator()
+        kind = type(estimator)
+        params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
+        return {"clusterer": f"{kind.__module__}.{kind.__qualname__}",
+                "params": json.loads(json.dumps(params, sort_keys=True, default=str))}
+
+    def fit(self, X, y=None) -> "SklearnClusterer":
+        """Cluster ``X`` with a clone of ``estimator``; sets :attr:`labels_` and the rest."""
+        key = self.cache_key()
+        X = check_embeddings(X)
+        model = clone(self.estimator) if hasattr(self.estimator, "get_params") else self.estimator
+        labels = model.fit_predict(X) if hasattr(model, "fit_predict") else model.fit(X).labels_
+        labels = np.asarray(labels)
+        if labels.shape != (X.shape[0],) or not np.issubdtype(labels.dtype, np.integer) or (labels < -1).any():
+            raise ValueError(f"{type(model).__name__} gave labels of shape {labels.shape} and dtype {labels.dtype}; "
+                             f"a clusterer must give one integer label >= -1 per sample ({X.shape[0]})")
+        scores = getattr(model, "outlier_scores_", None)
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64)
+            scores = np.where(np.isfinite(scores), scores, 1.0)
+        self.estimator_ = model
+        return self._set_fitted(labels, scores, key)
+
+
+def preset_setting(name: str) -> dict:
+    """The paper's DBSCAN setting of a dataset (:data:`PRESETS`); a clear error for an unknown name."""
+    key = str(name).lower()
+    if key not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return dict(PRESETS[key])
+
+
+def preset_params(clusterer: str, preset: str) -> dict:
+    """Constructor parameters of the registered ``clusterer`` for the paper's ``preset``.
+
+    Raises ValueError when the clusterer's entry has no ``preset_params`` (the presets are DBSCAN
+    settings; only clusterers that say how to read them accept one).
+    """
+    entry = CLUSTERERS.entry(clusterer)
+    mapping = entry.extra.get("preset_params")
+    if mapping is None:
+        raise ValueError(f"the clusterer {entry.name!r} cannot read the paper's presets (DBSCAN settings); "
+                         "drop preset or give its parameters")
+    return mapping(preset_setting(preset))
 
 
 def get_clusterer(name: str = "dbscan", preset: str | None = None, **params):
-    """A clusterer by name (``'dbscan'`` or ``'hdbscan'``), optionally from a dataset preset."""
-    key = name.lower()
-    params = {k: v for k, v in params.items() if v is not None}  # None: keep the default or the preset's
-    if key == "dbscan":
-        return DBSCANClusterer.from_preset(preset, **params) if preset else DBSCANClusterer(**params)
-    if key == "hdbscan":
-        return HDBSCANClusterer.from_preset(preset, **params) if preset else HDBSCANClusterer(**params)
-    raise ValueError(f"unknown clusterer {name!r}; choose 'dbscan' or 'hdbscan'")
+    """A clusterer by registered name (:data:`CLUSTERERS`), optionally from a dataset preset.
+
+    ``params`` that are None keep the default (or the preset's value).
+    """
+    params = {k: v for k, v in params.items() if v is not None}
+    if preset:
+        params = {**preset_params(name, preset), **params}
+    return CLUSTERERS.create(name, **params)

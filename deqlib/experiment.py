@@ -356,7 +356,7 @@ class SignalContext:
     def clustering(self):
         from deqlib.cluster import HDBSCANClusterer
 
-        return HDBSCANClusterer(min_cluster_size=self.config.min_cluster_size).fit(self.coords)
+        return HDBSCANClusterer(min_cluster_size=self.config.min_cluster_size).fit(self.coords).result_
 
 
 def _cluster_signal(policy: str) -> Callable[[SignalContext], np.ndarray]:

@@ -1,7 +1,9 @@
 """Step two of the method: embeddings -> 3-D t-SNE coordinates.
 
-Two reducers with one interface (``fit_transform(X) -> ndarray[N, n_components]``,
-``get_params()``, ``cache_key()``):
+Reducers are scikit-learn estimators registered in :data:`REDUCERS` (``get_reducer(name)`` or
+``REDUCERS.create(name, **params)``); each has ``fit(X) -> self`` setting ``embedding_``
+(N x n_components, float64), ``fit_transform(X)``, ``get_params``/``set_params`` and
+``cache_key()`` (what the output depends on). Registered:
 
 :class:`OpenTSNEReducer` (default)
     openTSNE, multi-threaded. 3-D needs Barnes-Hut (openTSNE's FFT method refuses more than
@@ -23,33 +25,46 @@ Two reducers with one interface (``fit_transform(X) -> ndarray[N, n_components]`
     scikit-learn's TSNE exactly as the official analysis configures it (``n_components=3,
     perplexity=30, max_iter=500, learning_rate='auto', init='pca'``, seed 33). Used by the
     ``reference`` mode of :func:`deqlib.pipeline.analyze`.
+:class:`UMAPReducer` (``'umap'``, needs ``umap-learn``)
+    UMAP 3-D with umap-learn's defaults and the same optional PCA-50 pre-reduction. Not a
+    t-SNE: its registry entry says ``output='umap'``, so eps in official t-SNE units is refused.
 
-The two give coordinates of different spread (openTSNE's is about 3x wider on 20,000 points),
+The two t-SNEs give coordinates of different spread (openTSNE's is about 3x wider on 20,000 points),
 which is why :mod:`deqlib.cluster` offers a scale-aware eps.
 """
 
 from __future__ import annotations
 
 import logging
-import numbers
 import os
-
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from deqlib._validation import check_choice, check_int, check_real
+from deqlib.registry import Registry
+
 __all__ = [
+    "REDUCERS",
     "SCHEDULES",
     "DEFAULT_SCHEDULE",
     "OpenTSNEReducer",
     "SklearnTSNEReducer",
+    "UMAPReducer",
     "TSNEAffinities",
+    "reducer_output",
     "get_reducer",
     "check_embeddings",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Every reducer by name. An entry's ``extra`` says ``output`` (the family of its coordinates:
+#: ``'tsne'`` or another; :mod:`deqlib.cluster`'s ``eps_scale='official'`` is calibrated on t-SNE
+#: output only) and may give ``test_params`` (a tiny, fast setting for the contract tests) and
+#: ``invalid_params`` (a bad value the contract tests expect a ValueError naming the parameter for).
+REDUCERS = Registry("reducer")
 
 #: Named iteration schedules of :class:`OpenTSNEReducer`.
 SCHEDULES = {
@@ -113,9 +128,28 @@ def _n_jobs(n_jobs) -> int:
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+    return check_int(name, value, minimum)
+
+
+def _check_random_state(value) -> None:
+    check_int("random_state", value, 0, allow_none=True)
+
+
+def _check_learning_rate(value) -> None:
+    if value != "auto":
+        check_real("learning_rate", value, 0, exclusive=True)
+
+
+def reducer_output(reducer) -> str | None:
+    """The family of a reducer's coordinates (``'tsne'``, ``'umap'``, ...) from its registry entry.
+
+    A reducer class not registered may say it with a class attribute ``output``; None when unknown.
+    """
+    for name in REDUCERS:
+        entry = REDUCERS.entry(name)
+        if isinstance(entry.factory, type) and type(reducer) is entry.factory:
+            return entry.extra.get("output")
+    return getattr(reducer, "output", None)
 
 
 def _pca(X: np.ndarray, n_components: int | None, random_state: int) -> tuple[np.ndarray, dict]:
@@ -130,6 +164,10 @@ def _pca(X: np.ndarray, n_components: int | None, random_state: int) -> tuple[np
                      "pca_explained_variance": float(pca.explained_variance_ratio_.sum())}
 
 
+@REDUCERS.register("opentsne", summary="openTSNE 3-D (Barnes-Hut), named schedules (default)",
+                   aliases=("default",), output="tsne",
+                   test_params={"perplexity": 5.0, "early_exaggeration_iter": 20, "n_iter": 20, "n_jobs": 1},
+                   invalid_params={"perplexity": -1.0})
 class OpenTSNEReducer(BaseEstimator):
     """openTSNE embedding in 3-D (Barnes-Hut) with an explicit, named schedule.
 
@@ -172,6 +210,8 @@ class OpenTSNEReducer(BaseEstimator):
 
     Attributes
     ----------
+    embedding_ : ndarray of float64, shape (N, n_components)
+        The coordinates of the last :meth:`fit`.
     fit_indices_ : ndarray of int or None
         Samples the t-SNE was fitted on, when subsampled (others were placed).
     params_ : dict
@@ -201,8 +241,7 @@ class OpenTSNEReducer(BaseEstimator):
 
     def resolved_params(self) -> dict:
         """Parameters with the schedule expanded into numbers and choices checked."""
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        check_choice("schedule", self.schedule, sorted(SCHEDULES))
         plan = dict(SCHEDULES[self.schedule])
         for key in ("early_exaggeration_iter", "n_iter", "theta"):
             if getattr(self, key) is not None:
@@ -211,18 +250,17 @@ class OpenTSNEReducer(BaseEstimator):
         method = self.negative_gradient_method
         if method == "auto":
             method = "fft" if n_components <= 2 else "bh"
-        if method not in ("bh", "fft"):
-            raise ValueError(f"negative_gradient_method must be 'auto', 'bh' or 'fft', got {method!r}")
+        check_choice("negative_gradient_method", method, ("auto", "bh", "fft"))
         if method == "fft" and n_components > 2:
-            raise ValueError("openTSNE's FFT method supports at most 2 dimensions; use 'bh' for 3-D")
-        if self.placement not in PLACEMENTS:
-            raise ValueError(f"placement must be one of {PLACEMENTS}, got {self.placement!r}")
-        if not isinstance(self.perplexity, numbers.Real) or self.perplexity <= 0:
-            raise ValueError(f"perplexity must be a positive number, got {self.perplexity!r}")
-        if self.pca_components is not None:
-            _check_positive_int("pca_components", self.pca_components)
-        if self.initialization not in INITIALIZATIONS:
-            raise ValueError(f"initialization must be one of {INITIALIZATIONS}, got {self.initialization!r}")
+            raise ValueError("negative_gradient_method: openTSNE's FFT method supports at most 2 dimensions; "
+                             "use 'bh' for 3-D")
+        check_choice("placement", self.placement, PLACEMENTS)
+        check_real("perplexity", self.perplexity, 0, exclusive=True)
+        check_int("pca_components", self.pca_components, 1, allow_none=True)
+        check_choice("initialization", self.initialization, INITIALIZATIONS)
+        check_real("theta", plan["theta"], 0)
+        _check_learning_rate(self.learning_rate)
+        _check_random_state(self.random_state)
         # 'initialization' is listed only when not the default, so existing cache keys stay valid.
         extra = {} if self.initialization == "pca" else {"initialization": self.initialization}
         return {
@@ -278,7 +316,12 @@ class OpenTSNEReducer(BaseEstimator):
 
     def fit_transform(self, X, y=None, affinities: "TSNEAffinities | None" = None,
                       progress: bool = False) -> np.ndarray:
-        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates.
+        """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
+        return self.fit(X, affinities=affinities, progress=progress).embedding_
+
+    def fit(self, X, y=None, affinities: "TSNEAffinities | None" = None,
+            progress: bool = False) -> "OpenTSNEReducer":
+        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates in :attr:`embedding_`.
 
         ``affinities`` (from :meth:`fit_affinities` on the same ``X``) skips the PCA and the
         affinity computation; the optimisation then uses this reducer's seed and schedule.
@@ -292,7 +335,8 @@ class OpenTSNEReducer(BaseEstimator):
         # (OMP_NUM_THREADS=1 against the default moved almost every likelihood). openTSNE's own
         # n_jobs threads give identical results, so the cache key can leave threads out.
         with threadpool_limits(limits=1, user_api="blas"):
-            return self._fit_transform(X, affinities, progress)
+            self.embedding_ = self._fit_transform(X, affinities, progress)
+        return self
 
     def _fit_transform(self, X, affinities: "TSNEAffinities | None", progress: bool) -> np.ndarray:
         import openTSNE
@@ -370,6 +414,9 @@ class TSNEAffinities:
     random_state: int | None
 
 
+@REDUCERS.register("sklearn", summary="scikit-learn TSNE as the official analysis runs it (reference mode)",
+                   aliases=("sklearn-tsne", "sklearntsne", "reference"), output="tsne",
+                   test_params={"perplexity": 10.0, "max_iter": 300}, invalid_params={"max_iter": 10})
 class SklearnTSNEReducer(BaseEstimator):
     """scikit-learn TSNE as the official analysis runs it (the ``reference`` reducer).
 
@@ -390,6 +437,12 @@ class SklearnTSNEReducer(BaseEstimator):
     random_state : int, default=33
     n_jobs : int or None, default=None
         Threads for the neighbour search only (the official run left it unset).
+
+    Attributes
+    ----------
+    embedding_ : ndarray of float64, shape (N, n_components)
+    params_ : dict
+        Parameters and the final KL divergence of the last :meth:`fit`.
     """
 
     def __init__(self, n_components=3, perplexity=30.0, max_iter=500, learning_rate="auto", init="pca",
@@ -405,6 +458,10 @@ class SklearnTSNEReducer(BaseEstimator):
     def resolved_params(self) -> dict:
         _check_positive_int("n_components", self.n_components)
         _check_positive_int("max_iter", self.max_iter, 250)  # sklearn needs >= 250 (the exaggeration phase)
+        check_real("perplexity", self.perplexity, 0, exclusive=True)
+        check_choice("init", self.init, ("pca", "random"))
+        _check_learning_rate(self.learning_rate)
+        _check_random_state(self.random_state)
         return {"reducer": "sklearn", "n_components": int(self.n_components), "perplexity": float(self.perplexity),
                 "max_iter": int(self.max_iter), "learning_rate": self.learning_rate, "init": self.init,
                 "random_state": self.random_state, "pca_components": None}
@@ -415,7 +472,11 @@ class SklearnTSNEReducer(BaseEstimator):
         return {**self.resolved_params(), "sklearn": sklearn.__version__}
 
     def fit_transform(self, X, y=None) -> np.ndarray:
-        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates."""
+        """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
+        return self.fit(X).embedding_
+
+    def fit(self, X, y=None) -> "SklearnTSNEReducer":
+        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates in :attr:`embedding_`."""
         import sklearn
         from sklearn.manifold import TSNE
 
@@ -433,7 +494,105 @@ class SklearnTSNEReducer(BaseEstimator):
         coords = np.asarray(tsne.fit_transform(X), dtype=np.float64)
         self.params_ = {**params, "n_samples": int(X.shape[0]), "kl_divergence": float(tsne.kl_divergence_),
                         "sklearn": sklearn.__version__}
-        return coords
+        self.embedding_ = coords
+        return self
+
+
+@REDUCERS.register("umap", summary="UMAP 3-D (umap-learn), optional PCA pre-reduction", requires=("umap",),
+                   pip="umap-learn", output="umap", test_params={"n_neighbors": 10, "n_epochs": 30},
+                   invalid_params={"min_dist": -0.5})
+class UMAPReducer(BaseEstimator):
+    """UMAP (``umap-learn``) in 3-D, an alternative to t-SNE with the same interface.
+
+    Its coordinates are not t-SNE's: DBSCAN's ``eps_scale='official'`` (calibrated on
+    scikit-learn t-SNE output) is refused on them and :func:`deqlib.pipeline.build_stages`
+    defaults to ``eps_scale='knn'`` (registry entry ``output='umap'``).
+
+    Parameters
+    ----------
+    n_components : int, default=3
+    n_neighbors : int, default=15
+        Size of the local neighbourhood (umap-learn's default).
+    min_dist : float, default=0.1
+        How tightly points may pack in the output (umap-learn's default).
+    metric : str, default='euclidean'
+    n_epochs : int or None, default=None
+        Optimisation epochs (None: umap-learn's choice, 500 below 10,000 samples, else 200).
+    pca_components : int or None, default=50
+        PCA pre-reduction before the neighbour graph, as :class:`OpenTSNEReducer` does
+        (skipped when the input has fewer dims; None: none). One BLAS thread, for the same reason.
+    random_state : int or None, default=33
+        With a seed umap-learn runs single-threaded (its parallel SGD is not reproducible).
+    n_jobs : int, default=-1
+        Threads when ``random_state`` is None (-1: every core this process may use); with a seed
+        always 1. umap-learn sets numba's thread count to it during the fit and restores it
+        afterwards, so numba never oversubscribes the cores.
+
+    Attributes
+    ----------
+    embedding_ : ndarray of float64, shape (N, n_components)
+    params_ : dict
+        Parameters as resolved for the last :meth:`fit` (PCA, threads, versions).
+    """
+
+    output = "umap"
+
+    def __init__(self, n_components=3, n_neighbors=15, min_dist=0.1, metric="euclidean", n_epochs=None,
+                 pca_components=50, random_state=33, n_jobs=-1):
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.metric = metric
+        self.n_epochs = n_epochs
+        self.pca_components = pca_components
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def resolved_params(self) -> dict:
+        if not isinstance(self.metric, str):
+            raise ValueError(f"metric must be a metric name such as 'euclidean', got {self.metric!r}")
+        _check_random_state(self.random_state)
+        return {"reducer": "umap", "n_components": check_int("n_components", self.n_components, 1),
+                "n_neighbors": check_int("n_neighbors", self.n_neighbors, 2),
+                "min_dist": check_real("min_dist", self.min_dist, 0), "metric": self.metric,
+                "n_epochs": check_int("n_epochs", self.n_epochs, 1, allow_none=True),
+                "pca_components": check_int("pca_components", self.pca_components, 1, allow_none=True),
+                "random_state": self.random_state}
+
+    def cache_key(self) -> dict:
+        from importlib.metadata import version
+
+        return {**self.resolved_params(), "umap": version("umap-learn")}
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
+        return self.fit(X).embedding_
+
+    def fit(self, X, y=None) -> "UMAPReducer":
+        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates in :attr:`embedding_`."""
+        import umap
+        from threadpoolctl import threadpool_limits
+
+        params = self.resolved_params()
+        X = check_embeddings(X)
+        check_not_all_identical(X)
+        if X.shape[0] <= params["n_neighbors"]:
+            raise ValueError(f"UMAP with n_neighbors={params['n_neighbors']} needs more samples than that, got "
+                             f"{X.shape[0]}; lower n_neighbors or add samples")
+        seed = self.random_state
+        threads = 1 if seed is not None else _n_jobs(self.n_jobs)
+        with threadpool_limits(limits=1, user_api="blas"):  # a thread-independent PCA, as for openTSNE
+            reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
+        model = umap.UMAP(n_components=params["n_components"], n_neighbors=params["n_neighbors"],
+                          min_dist=params["min_dist"], metric=params["metric"], n_epochs=params["n_epochs"],
+                          random_state=seed, n_jobs=threads)
+        coords = np.asarray(model.fit_transform(reduced), dtype=np.float64)
+        if not np.isfinite(coords).all():
+            raise RuntimeError(f"UMAP returned non-finite coordinates; {_duplicate_hint(X)}")
+        self.params_ = {**params, **pca_info, "n_samples": int(X.shape[0]), "n_jobs": threads,
+                        "umap": self.cache_key()["umap"]}
+        self.embedding_ = coords
+        return self
 
 
 _PROGRESS_EVERY = 5  # iterations between progress-bar updates (openTSNE's callbacks_every_iters)
@@ -465,10 +624,5 @@ def _close_progress(tsne) -> None:
 
 
 def get_reducer(name: str = "opentsne", **params):
-    """A reducer by name: ``'opentsne'`` (default) or ``'sklearn'`` (the official configuration)."""
-    key = name.lower().replace("-", "").replace("_", "")
-    if key in ("opentsne", "default"):
-        return OpenTSNEReducer(**params)
-    if key in ("sklearn", "sklearntsne", "reference"):
-        return SklearnTSNEReducer(**params)
-    raise ValueError(f"unknown reducer {name!r}; choose 'opentsne' or 'sklearn'")
+    """A reducer by registered name (:data:`REDUCERS`: ``'opentsne'``, ``'sklearn'``, ...) made with ``params``."""
+    return REDUCERS.create(name, **params)

@@ -317,7 +317,7 @@ def pca_cross_check(X, labels, clusterer, n_components: int = 50, sample_size: i
     sub = X[rows]
     if n_components < min(sub.shape):
         sub = PCA(n_components, random_state=random_state).fit_transform(sub)
-    result = clone(clusterer).fit(sub)
+    result = clone(clusterer).fit(sub).result_
     mine = labels[rows]
     return {"pca_components": int(min(n_components, sub.shape[1])), "pca_n_clusters": result.n_clusters,
             "pca_noise_fraction": result.noise_fraction, "map_n_clusters": int(np.unique(mine[mine >= 0]).size),
@@ -508,7 +508,7 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
     -------
     StabilityResult
     """
-    from deqlib.pipeline import _resolve_stages
+    from deqlib.pipeline import build_stages
 
     started_all = time.perf_counter()
     X = check_embeddings(embeddings, name="embeddings")
@@ -531,8 +531,12 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
     if not 0 < low <= high:
         raise ValueError(f"band must be (low, high) with 0 < low <= high, got {band!r}")
 
-    base_reducer, base_clusterer, noise_policy = _resolve_stages(mode, reducer, clusterer, noise_policy, preset,
-                                                                 seeds[0])
+    stages = build_stages(mode, reducer=reducer, clusterer=clusterer, noise_policy=noise_policy, preset=preset,
+                          seed=seeds[0])
+    # The runs' seeds are asked for explicitly: they replace the reducer's own random_state, also
+    # for a passed-in reducer (the shared affinities follow the first seed).
+    base_reducer = stages.reducer.set_params(random_state=seeds[0])
+    base_clusterer, noise_policy = stages.clusterer, stages.noise_policy
     if run_schedule not in RUN_SCHEDULES:
         raise ValueError(f"run_schedule must be one of {sorted(RUN_SCHEDULES)}, got {run_schedule!r}")
     run_overrides = {}
@@ -571,7 +575,7 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
                                                                                               np.log(high)))))
         coords = (run_reducer.fit_transform(X, affinities=affinities) if shared
                   else run_reducer.fit_transform(X[rows]))
-        result = run_clusterer.fit(coords)
+        result = run_clusterer.fit(coords).result_
         if all_coords is None:
             all_coords = np.full((K, n, coords.shape[1]), np.nan)
         all_coords[run, rows] = coords

@@ -212,7 +212,7 @@ def test_official_eps_scale_at_ten_samples_or_fewer_names_the_fix(n):
     points = np.random.default_rng(0).normal(size=(n, 3))
     with pytest.raises(ValueError, match=r"needs more than 10 samples; got %d\. Use eps_scale='raw'" % n):
         DBSCANClusterer(eps=1.0, min_samples=2).fit(points)
-    labels = DBSCANClusterer(eps=10.0, min_samples=2, eps_scale="raw").fit(points).labels
+    labels = DBSCANClusterer(eps=10.0, min_samples=2, eps_scale="raw").fit(points).labels_
     assert (labels == 0).all()  # the suggested fix works: all points within eps form one cluster
 
 

@@ -11,7 +11,7 @@ from threadpoolctl import threadpool_limits
 from deqlib.bank import import_official_pickle, read_bank
 from deqlib.cli import main
 from deqlib.cluster import DBSCANClusterer, HDBSCANClusterer
-from deqlib.pipeline import DegenerateClusteringWarning, analyze
+from deqlib.pipeline import DegenerateClusteringWarning, Stages, analyze, build_stages
 from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer
 from deqlib.weights import gfl_weight
 
@@ -71,17 +71,45 @@ def test_samples_clusters_params_and_bank(data, tmp_path):
     assert "300 samples" in text and "likelihood quantiles" in text and "reduce" in text
 
 
+SHORT_PARAMS = dict(early_exaggeration_iter=50, n_iter=50, n_jobs=1)
+
+
 def test_same_inputs_and_seed_give_an_identical_bank(data, tmp_path):
-    first = run(data, tmp_path, cache=False, seed=7)
-    second = run(data, tmp_path / "other", cache=False, seed=7)
+    named = dict(reducer="opentsne", reducer_params=SHORT_PARAMS)  # seed= seeds the parts built by name
+    first = run(data, tmp_path, cache=False, seed=7, **named)
+    second = run(data, tmp_path / "other", cache=False, seed=7, **named)
     pd.testing.assert_frame_equal(first.bank.table, second.bank.table)
     assert first.bank.metadata == second.bank.metadata
     first.write(tmp_path / "a.parquet")
     second.write(tmp_path / "b.parquet")
     pd.testing.assert_frame_equal(read_bank(tmp_path / "a.parquet").table, read_bank(tmp_path / "b.parquet").table)
-    other_seed = run(data, tmp_path, cache=False, seed=8)
+    other_seed = run(data, tmp_path, cache=False, seed=8, **named)
     assert not np.allclose(first.samples["x"], other_seed.samples["x"])
-    assert first.params["reduce"]["random_state"] == 7
+    assert first.params["reduce"]["random_state"] == 7 and first.params["seed"] == 7
+
+
+def test_a_passed_in_reducer_keeps_its_own_random_state(data, tmp_path):
+    mine = OpenTSNEReducer(random_state=7, **SHORT_PARAMS)
+    result = run(data, tmp_path, reducer=mine, seed=33)
+    assert result.params["reduce"]["random_state"] == 7 and mine.random_state == 7
+    assert not hasattr(mine, "embedding_")  # analyze fits a clone, the given instance is untouched
+    by_name = run(data, tmp_path, reducer="opentsne", reducer_params={**SHORT_PARAMS, "random_state": 7}, seed=33)
+    np.testing.assert_array_equal(result.samples[["x", "y", "z"]], by_name.samples[["x", "y", "z"]])
+    assert by_name.params["cached"]["reduce"]  # the same reduction: same key
+
+
+def test_stages_can_be_built_once_and_passed(data, tmp_path):
+    stages = build_stages(reducer="opentsne", reducer_params=SHORT_PARAMS, clusterer="dbscan",
+                          clusterer_params={"eps": 1.5, "min_samples": 10, "eps_scale": "knn"}, seed=33)
+    X, ids, meta = data
+    with_stages = analyze(embeddings=X, sample_ids=ids, stages=stages, cache_dir=tmp_path / "c")
+    with_keywords = run(data, tmp_path)  # SHORT and KNN_DBSCAN: the same parts, random_state 33
+    pd.testing.assert_frame_equal(with_stages.bank.table, with_keywords.bank.table)
+    assert not hasattr(stages.reducer, "embedding_")  # stages are cloned, not fitted in place
+    with pytest.raises(ValueError, match="not both; got stages and clusterer"):
+        analyze(embeddings=X, stages=stages, clusterer="hdbscan")
+    with pytest.raises(ValueError, match="scikit-learn's TSNE"):
+        analyze(embeddings=X, stages=stages, mode="reference")  # stages are checked against the mode
 
 
 def test_changing_eps_reuses_the_tsne_changing_embeddings_recomputes(data, tmp_path):
@@ -270,3 +298,94 @@ def test_noise_policies_change_only_the_noise_samples(data, tmp_path):
         np.testing.assert_array_equal(other.samples.loc[~noise, "raw_cluster_id"],
                                       singleton.samples.loc[~noise, "raw_cluster_id"])
     assert nearest.params["cached"]["reduce"] and nearest.params["cached"]["cluster"]  # same t-SNE, same DBSCAN
+
+
+# ------------------------------------------------------------------------------- build_stages
+def test_default_stages_are_exactly_the_previous_defaults():
+    """The default path's numbers cannot move: the same classes with the same parameters as before
+    the registries (OpenTSNEReducer() with seed 33, DBSCAN eps 1.0 / 10 in official units, singleton)."""
+    stages = build_stages(seed=33)
+    assert isinstance(stages, Stages) and stages.rarity is None and stages.noise_policy == "singleton"
+    assert stages.reducer.get_params() == OpenTSNEReducer(random_state=33).get_params()
+    assert type(stages.clusterer) is DBSCANClusterer
+    assert stages.clusterer.get_params() == DBSCANClusterer(eps=1.0, min_samples=10, eps_scale="official").get_params()
+    kitti = build_stages(preset="kitti", seed=33).clusterer.get_params()
+    assert kitti == DBSCANClusterer.from_preset("kitti").get_params()
+    reference = build_stages("reference", preset="bdd100k", seed=33)
+    assert reference.reducer.get_params() == SklearnTSNEReducer().get_params()
+    assert reference.clusterer.get_params() == DBSCANClusterer(eps=1.5, min_samples=100, eps_scale="raw").get_params()
+    assert reference.noise_policy == "as_cluster"
+    assert build_stages(seed=None).reducer.random_state == 33  # no seed: the part's own default
+
+
+def test_build_stages_names_params_presets_and_errors():
+    hdb = build_stages(clusterer="hdbscan", preset="bdd100k", clusterer_params={"cluster_selection_method": "leaf"})
+    assert (hdb.clusterer.min_cluster_size, hdb.clusterer.cluster_selection_method) == (100, "leaf")
+    assert build_stages(reducer="sklearn-tsne", seed=5).reducer.random_state == 5  # aliases resolve
+    assert build_stages(clusterer_params={"eps": 3.0}, preset="kitti").clusterer.eps == 3.0  # params beat the preset
+    with pytest.raises(ValueError, match=r"unknown parameter 'eps' for the clusterer 'hdbscan'; valid: .*min_cluster_size"):
+        build_stages(clusterer="hdbscan", clusterer_params={"eps": 1.0})
+    with pytest.raises(ValueError, match="unknown reducer 'tsnecuda'; choose one of opentsne, sklearn"):
+        build_stages(reducer="tsnecuda")
+    with pytest.raises(ValueError, match="unknown preset"):
+        build_stages(preset="argoverse")
+    with pytest.raises(ValueError, match="reducer_params apply to a reducer given by name"):
+        build_stages(reducer=OpenTSNEReducer(), reducer_params={"perplexity": 10})
+    with pytest.raises(ValueError, match="min_samples must be an integer >= 1, got True"):
+        build_stages(clusterer_params={"min_samples": True})  # checked when built, not after the t-SNE
+    with pytest.raises(ValueError, match="reference.*raw eps"):
+        build_stages("reference", clusterer_params={"eps_scale": "knn"})
+    with pytest.raises(ValueError, match="mode must be one of"):
+        build_stages("fast")
+
+
+def test_official_eps_is_refused_after_a_reducer_that_is_not_a_tsne():
+    from deqlib.reduce import REDUCERS
+
+    assert {REDUCERS.entry(n).extra["output"] for n in ("opentsne", "sklearn")} == {"tsne"}
+    stages = build_stages(reducer="umap")  # not a t-SNE: eps defaults to k-NN units
+    assert stages.clusterer.eps_scale == "knn" and stages.clusterer.cache_key()["eps_calibrated_on"] is None
+    assert build_stages().clusterer.cache_key()["eps_calibrated_on"] == "sklearn-tsne"
+    with pytest.raises(ValueError, match="eps_scale='official' is calibrated on scikit-learn t-SNE output.*'knn'"):
+        build_stages(reducer="umap", clusterer_params={"eps_scale": "official"})
+    with pytest.raises(ValueError, match="calibrated on scikit-learn t-SNE"):
+        build_stages(reducer="umap", clusterer=DBSCANClusterer())  # an instance is checked too
+
+
+def _analyze_args(*argv):
+    from deqlib.cli import build_parser
+
+    return build_parser().parse_args(["analyze", "--embeddings", "x.npz", *argv])
+
+
+def test_cli_stage_options_reach_every_registered_part():
+    from deqlib.commands.analyze import stages_from_args
+    from deqlib.reduce import REDUCERS, UMAPReducer
+
+    default = stages_from_args(_analyze_args(), seed=33)
+    expected = build_stages(seed=33)
+    assert default.reducer.get_params() == expected.reducer.get_params()
+    assert default.clusterer.get_params() == expected.clusterer.get_params()
+    stages = stages_from_args(_analyze_args(
+        "--reducer", "umap", "--reducer-param", "n_neighbors=30", "--pca", "0", "--clusterer", "hdbscan",
+        "--clusterer-param", "cluster_selection_method=leaf", "--min-cluster-size", "20", "--min-samples", "5"), seed=4)
+    assert isinstance(stages.reducer, UMAPReducer)
+    assert (stages.reducer.n_neighbors, stages.reducer.pca_components, stages.reducer.random_state) == (30, None, 4)
+    assert (stages.clusterer.min_cluster_size, stages.clusterer.min_samples,
+            stages.clusterer.cluster_selection_method) == (20, 5, "leaf")
+    kitti = stages_from_args(_analyze_args("--preset", "kitti", "--schedule", "official", "--perplexity", "20"))
+    assert (kitti.clusterer.eps, kitti.reducer.schedule, kitti.reducer.perplexity) == (2.0, "official", 20.0)
+    with pytest.raises(ValueError, match="unknown parameter 'schedule' for the reducer 'umap'"):
+        stages_from_args(_analyze_args("--reducer", "umap", "--schedule", "fast"))  # never silently dropped
+    with pytest.raises(ValueError, match="--eps and --clusterer-param eps=... both set eps"):
+        stages_from_args(_analyze_args("--eps", "2", "--clusterer-param", "eps=3"))
+    with pytest.raises(ValueError, match="--reducer-param 'theta' must be KEY=VALUE"):
+        stages_from_args(_analyze_args("--reducer-param", "theta"))
+    # the choices are read from the registry when the parser is built: a new part is an option at once
+    REDUCERS.register("identity-test", summary="a test part")(OpenTSNEReducer)
+    try:
+        assert stages_from_args(_analyze_args("--reducer", "identity-test")).reducer.__class__ is OpenTSNEReducer
+    finally:
+        REDUCERS.unregister("identity-test")
+    with pytest.raises(SystemExit):
+        _analyze_args("--reducer", "identity-test")

@@ -6,7 +6,16 @@ from sklearn.datasets import make_blobs
 from sklearn.neighbors import KNeighborsClassifier
 from threadpoolctl import threadpool_limits
 
-from deqlib.reduce import SCHEDULES, OpenTSNEReducer, SklearnTSNEReducer, check_embeddings, get_reducer
+from deqlib.reduce import (
+    REDUCERS,
+    SCHEDULES,
+    OpenTSNEReducer,
+    SklearnTSNEReducer,
+    UMAPReducer,
+    check_embeddings,
+    get_reducer,
+    reducer_output,
+)
 
 SHORT = dict(early_exaggeration_iter=50, n_iter=50)
 
@@ -126,5 +135,46 @@ def test_sklearn_reducer_is_the_official_configuration(blobs):
 def test_get_reducer_by_name():
     assert isinstance(get_reducer("opentsne", schedule="official"), OpenTSNEReducer)
     assert isinstance(get_reducer("sklearn"), SklearnTSNEReducer)
-    with pytest.raises(ValueError, match="unknown reducer"):
-        get_reducer("umap")
+    assert isinstance(get_reducer("reference"), SklearnTSNEReducer) and isinstance(get_reducer("default"), OpenTSNEReducer)
+    assert REDUCERS.names()[:2] == ("opentsne", "sklearn")
+    with pytest.raises(ValueError, match="unknown reducer 'tsnecuda'; choose one of opentsne, sklearn"):
+        get_reducer("tsnecuda")
+
+
+def test_fit_returns_self_and_sets_embedding(blobs):
+    X, _ = blobs
+    reducer = OpenTSNEReducer(**SHORT, n_jobs=1)
+    assert reducer.fit(X) is reducer and reducer.embedding_.shape == (300, 3)
+    np.testing.assert_array_equal(reducer.embedding_, OpenTSNEReducer(**SHORT, n_jobs=1).fit_transform(X))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: OpenTSNEReducer(n_components=True), "n_components must be an integer >= 1, got True"),
+    (lambda: OpenTSNEReducer(perplexity=0), "perplexity must be a positive number, got 0"),
+    (lambda: OpenTSNEReducer(pca_components=2.5), "pca_components must be an integer >= 1 or None, got 2.5"),
+    (lambda: OpenTSNEReducer(random_state=True), "random_state must be an integer >= 0 or None, got True"),
+    (lambda: OpenTSNEReducer(learning_rate=-1), "learning_rate must be a positive number, got -1"),
+    (lambda: SklearnTSNEReducer(init="spectral"), "init must be one of 'pca', 'random', got 'spectral'"),
+    (lambda: SklearnTSNEReducer(max_iter=100), "max_iter must be an integer >= 250, got 100"),
+])
+def test_bad_parameters_are_refused_with_one_message_style(make, message):
+    with pytest.raises(ValueError, match=message):
+        make().cache_key()
+
+
+def test_umap_reducer_keeps_blobs_together_and_is_seeded(blobs):
+    pytest.importorskip("umap")
+    X, y = blobs
+    reducer = UMAPReducer(n_epochs=50)
+    assert reducer.get_params()["n_neighbors"] == 15 and reducer.min_dist == 0.1 and reducer.n_components == 3
+    assert reducer.fit(X) is reducer
+    coords = reducer.embedding_
+    assert coords.shape == (300, 3) and coords.dtype == np.float64 and np.isfinite(coords).all()
+    assert knn_accuracy(coords, y) == 1.0
+    assert reducer.params_["n_jobs"] == 1 and reducer.params_["pca_components"] is None  # 20 dims < 50
+    np.testing.assert_array_equal(coords, UMAPReducer(n_epochs=50).fit_transform(X))
+    assert not np.allclose(coords, UMAPReducer(n_epochs=50, random_state=1).fit_transform(X))
+    wide = np.hstack([X, X @ np.random.default_rng(0).normal(size=(20, 60))]).astype(np.float32)
+    pca = UMAPReducer(n_epochs=50, pca_components=10).fit(wide)
+    assert pca.params_["pca_components"] == 10 and pca.params_["pca_explained_variance"] > 0.9
+    assert reducer_output(reducer) == "umap" and reducer_output(OpenTSNEReducer()) == "tsne"

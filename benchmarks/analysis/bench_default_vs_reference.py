@@ -38,13 +38,13 @@ HDBSCAN_GRID = (10, 25, 50, 100, 200)
 def grid(coords: np.ndarray, classes: np.ndarray) -> dict:
     rows = []
     for factor in KNN_GRID:
-        result = DBSCANClusterer(eps=factor, min_samples=10, eps_scale="knn").fit(coords)
+        result = DBSCANClusterer(eps=factor, min_samples=10, eps_scale="knn").fit(coords).result_
         rows.append({"clusterer": "dbscan", "eps_knn": factor, "effective_eps": result.params["effective_eps"],
                      "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
                      **alignment_scores(result.labels, classes)})
     for size in HDBSCAN_GRID:
         started = time.perf_counter()
-        result = HDBSCANClusterer(min_cluster_size=size).fit(coords)
+        result = HDBSCANClusterer(min_cluster_size=size).fit(coords).result_
         rows.append({"clusterer": "hdbscan", "min_cluster_size": size, "seconds": time.perf_counter() - started,
                      "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
                      **alignment_scores(result.labels, classes)})

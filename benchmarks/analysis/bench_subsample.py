@@ -60,7 +60,7 @@ def main() -> None:
             best = runs.get("full", run)["best"][clusterer_name]
             clusterer = (DBSCANClusterer(eps=best["eps_knn"], min_samples=10, eps_scale="knn")
                          if clusterer_name == "dbscan" else HDBSCANClusterer(min_cluster_size=best["min_cluster_size"]))
-            labels = clusterer.fit(coords).labels
+            labels = clusterer.fit(coords).labels_
             if name == "full":
                 reference_labels[clusterer_name] = labels
             run[f"ari_with_full_{clusterer_name}"] = adjusted_rand_score(reference_labels[clusterer_name], labels)

@@ -57,11 +57,11 @@ def main() -> None:
         run["d10_ratio"] = run["opentsne"]["d10"] / run["sklearn"]["d10"]
         run["spread_ratio"] = run["opentsne"]["spread"] / run["sklearn"]["spread"]
         for eps in PRESET_EPS:
-            official = DBSCANClusterer(eps=eps, min_samples=10, eps_scale="raw").fit(sk).labels
-            raw_ot = DBSCANClusterer(eps=eps, min_samples=10, eps_scale="raw").fit(ot).labels
+            official = DBSCANClusterer(eps=eps, min_samples=10, eps_scale="raw").fit(sk).labels_
+            raw_ot = DBSCANClusterer(eps=eps, min_samples=10, eps_scale="raw").fit(ot).labels_
             scaled = DBSCANClusterer(eps=eps, min_samples=10, eps_scale="official")
-            scaled_ot = scaled.fit(ot).labels
-            scaled_sk = scaled.fit(sk).labels
+            scaled_ot = scaled.fit(ot).labels_
+            scaled_sk = scaled.fit(sk).labels_
             run["presets"].append({
                 "eps": eps, "official": summary(official, classes),
                 "opentsne_raw_eps": summary(raw_ot, classes, official),

@@ -27,7 +27,7 @@ def main() -> None:
     out = {}
     for name, clusterer in (("dbscan_3.0xd9", DBSCANClusterer(eps=3.0, min_samples=10, eps_scale="knn")),
                             ("hdbscan_mcs25", HDBSCANClusterer(min_cluster_size=25))):
-        a, b = (clusterer.fit(maps[s]).labels for s in (33, 34))
+        a, b = (clusterer.fit(maps[s]).labels_ for s in (33, 34))
         out[name] = adjusted_rand_score(a, b)
     print(out)
     write_result(f"seed_agreement-{args.data}-{args.n}", {"machine": machine(), "n": args.n, "ari_seed33_vs_34": out})

@@ -43,7 +43,7 @@ CLUSTERERS = {
 def _cluster_all(coords: np.ndarray) -> dict:
     out = {}
     for name, make in CLUSTERERS.items():
-        result = make().fit(coords)
+        result = make().fit(coords).result_
         out[name] = (result.labels, scaled_likelihood(result.labels, "singleton", coords), result.n_clusters)
     return out
 

@@ -41,18 +41,20 @@ def add_source_arguments(parser, max_images: bool = True) -> None:
                             help="only the first N samples (a later full run reuses their cache)")
 
 
-def parse_source_options(pairs) -> dict:
+def parse_source_options(pairs, flag: str = "--source-option") -> dict:
     """``['version=v1.0-mini', 'max_images=5']`` -> ``{'version': 'v1.0-mini', 'max_images': 5}``.
 
     Values that read as integers, floats, ``true``/``false`` or ``none`` become those; the rest
     stay strings. The source itself checks the names (an unknown one lists the valid ones).
+    ``flag`` names the option in messages (``--reducer-param`` and ``--clusterer-param`` parse the same way).
     """
     options = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or not key:
-            raise ValueError(f"--source-option {pair!r} must be KEY=VALUE, e.g. version=v1.0-mini")
+            raise ValueError(f"{flag} {pair!r} must be KEY=VALUE, e.g. "
+                             f"{'version=v1.0-mini' if flag == '--source-option' else 'n_neighbors=30'}")
         lowered = text.strip().lower()
         value: object = {"true": True, "false": False, "none": None}.get(lowered, text)
         if value is text:

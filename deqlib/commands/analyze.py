@@ -54,59 +54,90 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def add_stage_arguments(stages, reducer: bool = True) -> None:
-    """The analysis options read by :func:`build_stages` (and the noise policy, eta, gamma of eq. 3-4).
+def _choices(registry) -> list[str]:
+    """Names and aliases a registry accepts (argparse compares strings exactly)."""
+    return [*registry.names(), *(a for name in registry.names() for a in registry.entry(name).aliases)]
 
-    One definition for ``deq analyze`` and ``deq stability``; ``reducer=False`` leaves out
-    ``--reducer`` for commands whose mode alone picks the reducer.
+
+def add_stage_arguments(stages, reducer: bool = True) -> None:
+    """The analysis options read by :func:`stages_from_args` (and the noise policy, eta, gamma of eq. 3-4).
+
+    One definition for ``deq analyze`` and ``deq stability``; the choices come from the
+    registries (:data:`deqlib.reduce.REDUCERS`, :data:`deqlib.cluster.CLUSTERERS`) and
+    :data:`deqlib.cluster.PRESETS`. ``reducer=False`` leaves out ``--reducer``.
     """
-    stages.add_argument("--mode", choices=("default", "reference"), default="default",
+    from deqlib.cluster import CLUSTERERS, EPS_SCALES, PRESETS
+    from deqlib.likelihood import NOISE_POLICIES
+    from deqlib.pipeline import MODES
+    from deqlib.reduce import REDUCERS, SCHEDULES
+
+    stages.add_argument("--mode", choices=MODES, default="default",
                         help="'reference' = the official analysis step for step")
-    stages.add_argument("--preset", choices=("kitti", "nuscenes", "waymo", "bdd100k"), default=None,
-                        help="the paper's DBSCAN eps / min_samples for a dataset")
+    stages.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="the paper's DBSCAN eps / min_samples for a dataset (HDBSCAN: min_cluster_size)")
     if reducer:
-        stages.add_argument("--reducer", choices=("opentsne", "sklearn"), default=None,
-                            help="default: opentsne (sklearn in reference mode)")
-    stages.add_argument("--schedule", choices=("fast", "official"), default="fast",
-                        help="openTSNE iterations: fast = 125+100 (theta 0.8), official = 250+250 (theta 0.5)")
-    stages.add_argument("--perplexity", type=float, default=30.0)
-    stages.add_argument("--pca", type=int, default=50, metavar="DIMS",
-                        help="openTSNE: PCA pre-reduction (0 = none)")
-    stages.add_argument("--clusterer", choices=("dbscan", "hdbscan"), default="dbscan")
+        stages.add_argument("--reducer", choices=_choices(REDUCERS), default=None, metavar="NAME",
+                            help=f"one of {', '.join(REDUCERS.names())} (default: opentsne; sklearn in reference mode)")
+    stages.add_argument("--reducer-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a reducer parameter, repeatable (none by default): e.g. n_neighbors=30 (umap), theta=0.5 (opentsne)")
+    stages.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
+                        help="openTSNE iterations: fast = 125+100 (theta 0.8, the default), official = 250+250 "
+                             "(theta 0.5)")
+    stages.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity (default 30)")
+    stages.add_argument("--pca", type=int, default=None, metavar="DIMS",
+                        help="PCA pre-reduction of openTSNE / UMAP (default 50; 0 = none)")
+    stages.add_argument("--clusterer", choices=_choices(CLUSTERERS), default=None, metavar="NAME",
+                        help=f"one of {', '.join(CLUSTERERS.names())} (default: dbscan)")
+    stages.add_argument("--clusterer-param", action="append", default=[], metavar="KEY=VALUE",
+                        help="a clusterer parameter, repeatable (none by default): e.g. cluster_selection_method=leaf (hdbscan)")
     stages.add_argument("--eps", type=float, default=None, help="DBSCAN eps (default: the preset's, else 1.0)")
-    stages.add_argument("--min-samples", type=int, default=None, help="DBSCAN min_samples (default: preset's, else 10)")
-    stages.add_argument("--eps-scale", choices=("official", "knn", "raw"), default=None,
-                        help="unit of eps: official sklearn t-SNE units (default), k-NN distance, raw "
-                             "(reference mode: raw)")
-    stages.add_argument("--min-cluster-size", type=int, default=None, help="HDBSCAN min_cluster_size (default 10)")
-    stages.add_argument("--noise-policy", choices=("singleton", "as_cluster", "nearest"), default=None,
+    stages.add_argument("--min-samples", type=int, default=None,
+                        help="DBSCAN / HDBSCAN min_samples (default: DBSCAN the preset's, else 10)")
+    stages.add_argument("--eps-scale", choices=EPS_SCALES, default=None,
+                        help="unit of eps: official sklearn t-SNE units (default after a t-SNE), k-NN distance "
+                             "(default after UMAP), raw (reference mode: raw)")
+    stages.add_argument("--min-cluster-size", type=int, default=None,
+                        help="HDBSCAN min_cluster_size (default: the preset's min_samples, else 10)")
+    stages.add_argument("--noise-policy", choices=NOISE_POLICIES, default=None,
                         help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
     stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")
     stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
 
 
-def build_stages(args: argparse.Namespace):
-    """Reducer and clusterer from the command-line options (None where the mode decides)."""
-    from deqlib.cluster import PRESETS, DBSCANClusterer, HDBSCANClusterer
-    from deqlib.reduce import OpenTSNEReducer, SklearnTSNEReducer
+#: Convenience flags -> the parameter they set (on whichever part takes it; another part refuses it).
+_REDUCER_FLAGS = {"schedule": "schedule", "perplexity": "perplexity", "pca": "pca_components"}
+_CLUSTERER_FLAGS = {"eps": "eps", "min_samples": "min_samples", "eps_scale": "eps_scale",
+                    "min_cluster_size": "min_cluster_size"}
 
-    reducer_name = args.reducer or ("sklearn" if args.mode == "reference" else "opentsne")
-    if reducer_name == "sklearn":
-        reducer = SklearnTSNEReducer(perplexity=args.perplexity)
-    else:
-        if args.mode == "reference":
-            raise ValueError("--mode reference uses scikit-learn's TSNE; drop --reducer opentsne")
-        reducer = OpenTSNEReducer(perplexity=args.perplexity, schedule=args.schedule, pca_components=args.pca or None)
-    setting = dict(PRESETS[args.preset]) if args.preset else {"eps": 1.0, "min_samples": 10}
-    if args.clusterer == "hdbscan":
-        if args.mode == "reference":
-            raise ValueError("--mode reference clusters with DBSCAN; drop --clusterer hdbscan")
-        clusterer = HDBSCANClusterer(min_cluster_size=args.min_cluster_size or setting["min_samples"])
-    else:
-        eps_scale = args.eps_scale or ("raw" if args.mode == "reference" else "official")
-        clusterer = DBSCANClusterer(eps=args.eps if args.eps is not None else setting["eps"],
-                                    min_samples=args.min_samples or setting["min_samples"], eps_scale=eps_scale)
-    return reducer, clusterer
+
+def _params(args: argparse.Namespace, pairs_attr: str, flags: dict, flag: str) -> dict:
+    from deqlib.commands import parse_source_options
+
+    params = parse_source_options(getattr(args, pairs_attr, None), flag=flag)
+    for attr, key in flags.items():
+        value = getattr(args, attr, None)
+        if value is None:
+            continue
+        if key in params:
+            raise ValueError(f"--{attr.replace('_', '-')} and {flag} {key}=... both set {key}; give it once")
+        params[key] = (value or None) if attr == "pca" else value  # --pca 0: no PCA
+    return params
+
+
+def stages_from_args(args: argparse.Namespace, seed: int | None = None):
+    """:func:`deqlib.pipeline.build_stages` from the options of :func:`add_stage_arguments`.
+
+    A convenience flag a part does not take (``--schedule`` with ``--reducer umap``) is refused
+    by the builder with the part's valid parameters, never dropped.
+    """
+    from deqlib.pipeline import build_stages
+
+    return build_stages(
+        args.mode, reducer=getattr(args, "reducer", None),
+        reducer_params=_params(args, "reducer_param", _REDUCER_FLAGS, "--reducer-param"),
+        clusterer=args.clusterer,
+        clusterer_params=_params(args, "clusterer_param", _CLUSTERER_FLAGS, "--clusterer-param"),
+        noise_policy=args.noise_policy, preset=args.preset, seed=seed)
 
 
 def _load_embeddings(path: str):
@@ -140,10 +171,9 @@ def run(args: argparse.Namespace) -> int:
         if value and Path(value).is_dir():  # say so now, not after the whole analysis
             raise ValueError(f"{flag} {value} is a folder, but a file path is needed; "
                              f"pass a file name, e.g. {flag} {Path(value) / 'bank.parquet'}")
-    reducer, clusterer = build_stages(args)
-    common = dict(reducer=reducer, clusterer=clusterer, noise_policy=args.noise_policy, eta=args.eta,
-                  gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir, mode=args.mode, preset=args.preset,
-                  cache=not args.no_cache, progress=not args.no_progress)
+    stages = stages_from_args(args, seed=args.seed)
+    common = dict(stages=stages, eta=args.eta, gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir,
+                  mode=args.mode, cache=not args.no_cache, progress=not args.no_progress)
     if args.embeddings:
         vectors, ids, metadata = _load_embeddings(args.embeddings)
         result = analyze(embeddings=vectors, sample_ids=ids, metadata=metadata, dataset=Path(args.embeddings).stem,

@@ -34,7 +34,7 @@ def register(subparsers) -> None:
                       help="embedding compute precision")
 
     stages = parser.add_argument_group("analysis (as for deq analyze)")
-    add_stage_arguments(stages, reducer=False)
+    add_stage_arguments(stages)
 
     runs = parser.add_argument_group("runs")
     runs.add_argument("-K", "--runs", dest="K", type=int, default=5, help="number of runs")
@@ -67,15 +67,16 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _stages(args: argparse.Namespace):
-    from deqlib.commands.analyze import build_stages
+def _stages(args: argparse.Namespace, seed: int):
+    from deqlib.commands.analyze import stages_from_args
 
-    reducer, clusterer = build_stages(argparse.Namespace(**{**vars(args), "reducer": None}))
     if args.threads == 0 or args.threads < -1:
         raise ValueError(f"--threads must be -1 (every core) or a positive number, got {args.threads}")
-    reducer.set_params(**({"n_jobs": args.threads} if "n_jobs" in reducer.get_params() else {}))
-    clusterer.set_params(n_jobs=args.threads)
-    return reducer, clusterer
+    stages = stages_from_args(args, seed=seed)
+    for part in (stages.reducer, stages.clusterer):  # threads never change the result (docs/analysis.md)
+        if "n_jobs" in part.get_params():
+            part.set_params(n_jobs=args.threads)
+    return stages
 
 
 def _embeddings(args: argparse.Namespace):
@@ -114,10 +115,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
         if len(seeds) != args.K:
             raise ValueError(f"--seeds lists {len(seeds)} seeds for -K {args.K} runs; give one per run")
-    reducer, clusterer = _stages(args)
+    stages = _stages(args, seed=seeds[0] if seeds else 33)
+    reducer, clusterer = stages.reducer, stages.clusterer
     vectors, ids, dataset, encoder_name, embed_info = _embeddings(args)
     result = stability_runs(vectors, ids, K=args.K, seeds=seeds, vary=args.vary, mode=args.mode, reducer=reducer,
-                            clusterer=clusterer, noise_policy=args.noise_policy, preset=None,
+                            clusterer=clusterer, noise_policy=stages.noise_policy, preset=None,
                             subsample=args.subsample, band=tuple(args.band),
                             share_affinities=not args.no_shared_affinities, eta=args.eta, gamma=args.gamma,
                             progress=not args.no_progress)

@@ -1,0 +1,155 @@
+"""The contract every registered reducer and clusterer keeps, checked for every registry entry.
+
+Parametrised over ``REDUCERS.names()`` and ``CLUSTERERS.names()`` when the tests are collected,
+so a part is tested the moment it is registered: nothing here lists parts by hand. An entry may
+declare in its registry ``extra``:
+
+* ``test_params``: a tiny, fast setting (few iterations, small neighbourhoods) used here;
+* ``invalid_params``: a bad value (required) that must raise ValueError naming the parameter;
+* ``output`` (reducers, required): the family of its coordinates, read by ``build_stages``.
+"""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from threadpoolctl import threadpool_limits
+
+from deqlib.cluster import CLUSTERERS, PRESETS, ClusterResult, get_clusterer
+from deqlib.pipeline import build_stages
+from deqlib.reduce import REDUCERS
+
+REDUCER_NAMES = REDUCERS.names()
+CLUSTERER_NAMES = CLUSTERERS.names()
+
+
+@pytest.fixture(scope="module")
+def high_dim_blobs():
+    """Three 12-D blobs (60, 40, 20 points): what a reducer gets."""
+    X, y = make_blobs(n_samples=[60, 40, 20], n_features=12, cluster_std=1.0, random_state=5,
+                      centers=np.random.default_rng(5).normal(scale=10, size=(3, 12)))
+    return X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def points():
+    """Three well-separated 3-D blobs of 150, 90 and 60 points: what a clusterer gets."""
+    X, y = make_blobs(n_samples=[150, 90, 60], n_features=3, centers=[[0, 0, 0], [25, 0, 0], [0, 25, 0]],
+                      cluster_std=1.0, random_state=1)
+    return X, y
+
+
+def _reducer(name, **overrides):
+    entry = REDUCERS.entry(name)
+    return REDUCERS.create(name, **{**entry.extra.get("test_params", {}), **overrides})
+
+
+def _clusterer(name, **overrides):
+    entry = CLUSTERERS.entry(name)
+    return CLUSTERERS.create(name, **{**entry.extra.get("test_params", {}), **overrides})
+
+
+def _round_trips(estimator):
+    params = estimator.get_params()
+    twin = clone(estimator)
+    assert type(twin) is type(estimator) and twin is not estimator
+    assert twin.get_params() == params
+    assert estimator.set_params(**params) is estimator and estimator.get_params() == params
+    key = estimator.cache_key()
+    assert isinstance(key, dict) and json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def test_the_registries_hold_the_documented_parts():
+    assert REDUCER_NAMES[:2] == ("opentsne", "sklearn") and "umap" in REDUCER_NAMES
+    assert CLUSTERER_NAMES[0] == "dbscan" and {"hdbscan", "fast-hdbscan"} <= set(CLUSTERER_NAMES)
+
+
+# ------------------------------------------------------------------------------------ reducers
+@pytest.mark.parametrize("name", REDUCER_NAMES)
+def test_reducer_contract(name, high_dim_blobs):
+    X, y = high_dim_blobs
+    entry = REDUCERS.entry(name)
+    assert isinstance(entry.extra.get("output"), str), "a reducer entry must say its output family (output=...)"
+    reducer = _reducer(name)
+    assert "random_state" in reducer.get_params()  # the stage builder's seed goes there
+    n_components = reducer.get_params().get("n_components", 3)
+    with threadpool_limits(1):  # OpenMP threads crawl on a shared, busy machine (results do not depend on them)
+        assert reducer.fit(X) is reducer
+        coords = reducer.embedding_
+        assert coords.shape == (len(X), n_components) and np.isfinite(coords).all()
+        # deterministic for a fixed random_state: a clone gives the same coordinates
+        np.testing.assert_array_equal(clone(reducer).fit_transform(X), coords)
+    # and the map keeps the blobs apart: most points' nearest neighbour in it is of their own blob
+    # (chance: 0.39; the tiny test schedules leave sklearn's t-SNE at 0.89, the others at 1.0)
+    distances = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    assert (y[distances.argmin(axis=1)] == y).mean() >= 0.85
+    _round_trips(reducer)
+    assert reducer.cache_key() != _reducer(name, random_state=reducer.random_state + 1).cache_key()
+
+
+@pytest.mark.parametrize("name", REDUCER_NAMES)
+def test_reducer_refuses_bad_parameters_naming_them(name, high_dim_blobs):
+    X, _ = high_dim_blobs
+    invalid = REDUCERS.entry(name).extra.get("invalid_params")
+    assert invalid, "a reducer entry must declare invalid_params={param: bad value} for this test"
+    for param, value in {**invalid, "n_components": True}.items():
+        with pytest.raises(ValueError, match=param):
+            _reducer(name, **{param: value}).fit(X)
+
+
+@pytest.mark.parametrize("name", REDUCER_NAMES)
+def test_reducer_is_reachable_through_the_stage_builder(name):
+    stages = build_stages(reducer=name, reducer_params=REDUCERS.entry(name).extra.get("test_params"), seed=21)
+    assert stages.reducer.random_state == 21
+    tsne = REDUCERS.entry(name).extra["output"] == "tsne"
+    assert stages.clusterer.eps_scale == ("official" if tsne else "knn")
+
+
+# ---------------------------------------------------------------------------------- clusterers
+@pytest.mark.parametrize("name", CLUSTERER_NAMES)
+def test_clusterer_contract(name, points):
+    X, y = points
+    clusterer = _clusterer(name)
+    assert clusterer.fit(X) is clusterer
+    labels = clusterer.labels_
+    assert labels.shape == (len(X),) and labels.dtype == np.int64 and labels.min() >= -1
+    assert adjusted_rand_score(y, labels) > 0.9
+    sizes = np.bincount(labels[labels >= 0])
+    assert list(sizes) == sorted(sizes, reverse=True) and sizes.size == 3  # ids relabelled by size, 0 largest
+    scores = clusterer.outlier_scores_
+    assert scores is None or (scores.shape == (len(X),) and np.isfinite(scores).all())
+    assert isinstance(clusterer.result_, ClusterResult) and clusterer.result_.labels is labels
+    assert clusterer.params_["n_clusters"] == 3 and clusterer.params_["degenerate"] is None
+    np.testing.assert_array_equal(clone(clusterer).fit_predict(X), labels)
+    _round_trips(clusterer)
+
+
+@pytest.mark.parametrize("name", CLUSTERER_NAMES)
+def test_clusterer_refuses_bad_parameters_naming_them(name, points):
+    X, _ = points
+    invalid = CLUSTERERS.entry(name).extra.get("invalid_params")
+    assert invalid, "a clusterer entry must declare invalid_params={param: bad value} for this test"
+    for param, value in invalid.items():
+        with pytest.raises(ValueError, match=param):
+            _clusterer(name, **{param: value}).fit(X)
+
+
+@pytest.mark.parametrize("name", CLUSTERER_NAMES)
+def test_clusterer_presets_and_stage_builder(name):
+    entry = CLUSTERERS.entry(name)
+    stages = build_stages(clusterer=name, clusterer_params=entry.extra.get("test_params"))
+    assert type(stages.clusterer) is type(_clusterer(name))
+    if "preset_params" in entry.extra:
+        for preset in PRESETS:
+            made = get_clusterer(name, preset=preset)
+            assert made.get_params() == {**_clusterer(name).__class__().get_params(),
+                                         **entry.extra["preset_params"](PRESETS[preset]),
+                                         **({"eps_scale": made.get_params()["eps_scale"]}
+                                            if "eps_scale" in made.get_params() else {})}
+    else:
+        with pytest.raises(ValueError, match="cannot read the paper's presets"):
+            get_clusterer(name, preset="kitti")
