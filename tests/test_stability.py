@@ -282,13 +282,16 @@ def test_deq_stability_command_writes_bank_report_and_figures(tmp_path, capsys):
                  "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn",
                  "--signal", "consensus-coassoc", "--output", str(tmp_path / "bank.parquet"),
                  "--export-official", str(tmp_path / "bank.pkl"), "--report", str(tmp_path / "report.json"),
-                 "--figures", str(tmp_path / "figures"), "--threads", "1", "--no-progress"])
+                 "--figures", str(tmp_path / "figures"), "--threads", "1", "--no-progress",
+                 "--run-schedule", "analysis"])
     assert code == 0
     out = capsys.readouterr().out
     assert "run pairs: ARI mean 1.000" in out and "trustworthiness" in out
     bank = read_bank(tmp_path / "bank.parquet")
     assert bank.metadata["signal"] == "consensus-coassoc" and bank.metadata["K"] == 2
     assert bank.metadata["stability_params"]["seeds"] == [3, 4]
+    assert bank.metadata["stability_params"]["run_schedule"] == "analysis"
+    assert bank.metadata["stability_params"]["reducer"]["n_iter"] == 100  # the analysis's 'fast' schedule
     assert bank.metadata["faithfulness"]["knn_recall"] > 0.3
     assert sorted(bank.table["cluster_size"].unique().tolist()) == [25, 45, 90]
     report = json.loads((tmp_path / "report.json").read_text())

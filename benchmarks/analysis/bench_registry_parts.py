@@ -12,10 +12,11 @@ not reproducible), which is how a seeded analysis uses it. The load average is r
 after each step: the 2 cores are shared with other jobs, so compare times within one result file.
 
 Steps:
-1. reducers, seed 33: openTSNE (deqlib's default: PCA-50, schedule ``fast``) and UMAP 3-D
-   (n_neighbors 15, min_dist 0.1, after the same PCA-50), through the registries when they hold
-   ``umap`` (``deqlib.reduce.REDUCERS``), else the libraries with the same parameters;
-2. on EACH reducer's coordinates: ``hdbscan`` and ``fast-hdbscan`` over one shared grid
+1. reducers, seed 33, from the registries (``deqlib.reduce.REDUCERS``): ``opentsne`` (deqlib's
+   default: PCA-50, schedule ``fast``) and ``umap`` (3-D, n_neighbors 15, min_dist 0.1, after the
+   same PCA-50);
+2. on EACH reducer's coordinates, from ``deqlib.cluster.CLUSTERERS``: ``hdbscan`` and
+   ``fast-hdbscan`` (deqlib sets the library's ``reproducible=True``) over one shared grid
    (min_cluster_size 10, 25, 50, 100, 200; min_samples None) and the default DBSCAN (eps 1.0,
    min_samples 10; eps_scale ``official`` on t-SNE, ``knn`` on UMAP, whose scale the t-SNE
    calibration does not describe): time (first call in a fresh process, and again warm), peak
@@ -57,74 +58,24 @@ def _hwm_mib() -> float:
     return float("nan")
 
 
-def _registry(module: str, name: str):
-    """The registry entry ``name`` of ``deqlib.<module>``'s registry, or None where it is not (yet) registered."""
-    import importlib
-
-    mod = importlib.import_module(f"deqlib.{module}")
-    registry = getattr(mod, {"reduce": "REDUCERS", "cluster": "CLUSTERERS"}[module], None)
-    if registry is None or name not in registry.names():
-        return None
-    return registry
-
-
 def make_reducer(name: str, seed: int):
-    """(estimator, how it was made). Registry first; the library directly with the same parameters otherwise."""
-    if name == "opentsne":
-        from deqlib.reduce import OpenTSNEReducer
+    """(estimator, description) from ``deqlib.reduce.REDUCERS``: what a user gets by name."""
+    from deqlib.reduce import REDUCERS
 
-        return OpenTSNEReducer(random_state=seed), "deqlib.reduce.OpenTSNEReducer (default)"
-    registry = _registry("reduce", "umap")
-    if registry is not None:
-        return registry.create("umap", n_components=3, n_neighbors=15, min_dist=0.1, random_state=seed), \
-            "deqlib.reduce.REDUCERS.create('umap')"
-    return _DirectUMAP(seed), "umap-learn directly (PCA-50 then UMAP 3-D, n_neighbors 15, min_dist 0.1)"
-
-
-class _DirectUMAP:
-    """What the registry's ``umap`` entry does, for a tree without it: PCA-50 (one BLAS thread), then UMAP."""
-
-    def __init__(self, seed: int):
-        self.seed = seed
-
-    def fit_transform(self, X):
-        import umap
-        from threadpoolctl import threadpool_limits
-
-        from deqlib.reduce import _pca
-
-        with threadpool_limits(limits=1, user_api="blas"):
-            reduced, _ = _pca(X, 50, self.seed)
-        model = umap.UMAP(n_components=3, n_neighbors=15, min_dist=0.1, random_state=self.seed, n_jobs=1)
-        return np.asarray(model.fit_transform(reduced), dtype=np.float64)
+    params = {"n_components": 3, "n_neighbors": 15, "min_dist": 0.1} if name == "umap" else {}
+    return REDUCERS.create(name, random_state=seed, **params), f"REDUCERS.create({name!r}, {params})"
 
 
 def make_clusterer(name: str, reducer: str, min_cluster_size: int | None):
+    """(estimator, description) from ``deqlib.cluster.CLUSTERERS``."""
+    from deqlib.cluster import CLUSTERERS
+
     if name == "dbscan":
-        from deqlib.cluster import DBSCANClusterer
-
-        scale = "official" if reducer == "opentsne" else "knn"
-        return DBSCANClusterer(eps=1.0, min_samples=10, eps_scale=scale), f"DBSCAN eps 1.0 ({scale}), min_samples 10"
-    if name == "hdbscan":
-        from deqlib.cluster import HDBSCANClusterer
-
-        return HDBSCANClusterer(min_cluster_size=min_cluster_size), "deqlib.cluster.HDBSCANClusterer"
-    registry = _registry("cluster", "fast-hdbscan")
-    if registry is not None:
-        return registry.create("fast-hdbscan", min_cluster_size=min_cluster_size), \
-            "deqlib.cluster.CLUSTERERS.create('fast-hdbscan')"
-    return _DirectFastHDBSCAN(min_cluster_size), "fast_hdbscan.HDBSCAN directly (min_samples None)"
-
-
-class _DirectFastHDBSCAN:
-    def __init__(self, min_cluster_size: int):
-        self.min_cluster_size = min_cluster_size
-
-    def fit(self, X):
-        import fast_hdbscan
-
-        self.labels_ = fast_hdbscan.HDBSCAN(min_cluster_size=self.min_cluster_size).fit_predict(X)
-        return self
+        # the t-SNE eps calibration does not describe UMAP maps: build_stages defaults DBSCAN to 'knn' there
+        params = {"eps": 1.0, "min_samples": 10, "eps_scale": "official" if reducer == "opentsne" else "knn"}
+    else:
+        params = {"min_cluster_size": min_cluster_size}
+    return CLUSTERERS.create(name, **params), f"CLUSTERERS.create({name!r}, {params})"
 
 
 def _labels(fitted) -> np.ndarray:
