@@ -231,6 +231,17 @@ def test_run_schedule_sets_the_runs_iterations_and_keeps_explicit_numbers():
     assert _fast_runs(X, K=2, seeds=[1, 2], run_schedule="consensus").params["run_overrides"] == {"theta": 1.0}
 
 
+def test_run_schedule_auto_is_consensus_from_the_threshold_on(monkeypatch):
+    import deqlib.stability as stability
+
+    X, _ = _blobs(sizes=(90, 45, 25))  # 160 samples
+    below = _fast_runs(X, K=2, seeds=[1, 2])
+    assert below.params["run_schedule"] == "analysis" and below.params["run_overrides"] == {}
+    monkeypatch.setattr(stability, "CONSENSUS_SCHEDULE_MIN_SAMPLES", 160)
+    at = _fast_runs(X, K=2, seeds=[1, 2])
+    assert at.params["run_schedule"] == "consensus" and at.params["reducer"]["theta"] == 1.0
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"K": 1}, "K must be"), ({"seeds": [1, 1]}, "distinct"), ({"vary": ("colour",)}, "vary must"),
     ({"subsample": 0}, "subsample"), ({"band": (2, 1)}, "band"), ({"run_schedule": "slow"}, "run_schedule"),
