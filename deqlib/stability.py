@@ -12,7 +12,8 @@ averages it out.
     and ``"order"`` (rows shuffled before the t-SNE). The embeddings are computed once by the
     caller; when only the seed varies, the PCA and t-SNE affinities (k-NN graph) are computed
     once and every run starts openTSNE's optimisation from its own random initialisation
-    (:meth:`deqlib.reduce.OpenTSNEReducer.fit_affinities`).
+    (:meth:`deqlib.reduce.OpenTSNEReducer.fit_affinities`), from 10,000 samples on with a
+    cheaper iteration schedule (``run_schedule``, :data:`RUN_SCHEDULES`).
 Pure functions on a ``(K, N)`` matrix of likelihoods (NaN where a sample was not in a run)
     :func:`per_sample_stability` (mean, standard deviation, rank spread, weight range),
     :func:`run_agreement` (per run pair: ARI, Spearman, share of weights moved by > 0.1),
@@ -81,8 +82,9 @@ FAITHFULNESS_K = 10
 #: ``'analysis'``: each run optimises as one analysis does (the reducer's own schedule, ``'fast'`` =
 #: 125 + 100 iterations, theta 0.8, by default). ``'consensus'``: 100 + 50 iterations, theta 1.0, over
 #: the shared affinities; measured at N = 20,000 (``benchmarks/stability/bench_schedules.py``,
-#: ``docs/analysis.md``): a third of the optimisation time, the same NMI with the classes per run
-#: (0.452 both) and consensus agreement within 0.011 (K = 1, 3, 5); 60 + 40 lost 0.014-0.032.
+#: ``docs/analysis.md``): each run about half an analysis's t-SNE or less (a K = 5 report 2.6x one
+#: analysis), the same NMI with the classes per run (0.452 both) and consensus agreement within
+#: 0.011 of ``'analysis'`` at K = 1, 3, 5; 60 + 40 iterations lost 0.014-0.032 and was not taken.
 RUN_SCHEDULES = {"analysis": None,
                  "consensus": {"early_exaggeration_iter": 100, "n_iter": 50, "theta": 1.0}}
 #: ``'auto'``: ``'consensus'`` from this many samples on (where runs are costly and it was measured),
