@@ -2,18 +2,22 @@
 
 Two formats:
 
-* **Parquet** (ours, :func:`write_bank` / :func:`read_bank`): columns ``sample_id``,
-  ``cluster_id``, ``cluster_size``, ``largest_cluster_size``, ``likelihood`` and optional
-  reduced coordinates ``x, y, z`` (plus any extra per-sample columns, e.g. ``outlier_score``);
-  the run's parameters, model, dataset, noise policy, deqlib version and creation time are
-  stored as JSON in the file's schema metadata under the key ``deqlib``. Reading it never
-  unpickles anything.
+* **Parquet** (ours, :func:`write_bank` / :func:`read_bank`): columns ``sample_id`` and
+  ``likelihood``; the cluster columns ``cluster_id``, ``cluster_size``, ``largest_cluster_size``
+  when the rarity signal is cluster-based (all three or none); optional reduced coordinates
+  ``x, y, z`` (plus any extra per-sample columns, e.g. ``outlier_score``). The run's
+  parameters, the rarity signal that made the likelihood (``signal``, ``signal_params``), model,
+  dataset, noise policy, deqlib version and creation time are stored as JSON in the file's
+  schema metadata under the key ``deqlib``. Reading it never unpickles anything. Banks written
+  before signals were recorded carry no ``signal`` and always have the cluster columns: they
+  load and export as before.
 * **The official forks' pickle** (:func:`export_official_pickle` /
   :func:`import_official_pickle`): ``{sample_id: {'cluster_id', 'cluster_size',
   'largest_cluster_size'}}`` with ``str`` keys and plain ``int`` values, as the DD3D
   (``kitti_training_cluster_info.pkl``) and BEVFormer (``nuscenes_training_cluster_info.pkl``)
-  forks read it. Import never runs Python's unpickler: :mod:`deqlib._safe_pickle` interprets
-  the opcodes itself and builds only dicts, lists, tuples, strings, numbers and numpy scalars
+  forks read it. Only a bank of a cluster-based signal (:data:`deqlib.likelihood.RARITY_SIGNALS`)
+  can be exported: the forks recompute the likelihood from the cluster sizes. Import never
+  runs Python's unpickler: :mod:`deqlib._safe_pickle` interprets the opcodes itself and builds only dicts, lists, tuples, strings, numbers and numpy scalars
   (rebuilt from validated bytes), with no shared containers and bounded nesting, so a hostile
   file raises :class:`UnsafePickleError` (quickly, with a short message) instead of running
   code, crashing or hanging. Samples the bank lacks (images that failed to decode) are never
@@ -41,15 +45,18 @@ import pandas as pd
 from deqlib import __version__
 from deqlib._atomic import atomic_path
 from deqlib._safe_pickle import SafePickleError, safe_load
-from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_LABEL, assign_noise
+from deqlib.likelihood import DEFAULT_NOISE_POLICY, RARITY_SIGNALS, ClusterSignal, RarityContext, is_cluster_based
 
 __all__ = [
     "REQUIRED_COLUMNS",
+    "CLUSTER_COLUMNS",
     "OFFICIAL_BANK_FILENAMES",
     "LikelihoodBank",
     "BankFormatError",
     "UnsafePickleError",
     "bank_from_labels",
+    "bank_from_likelihood",
+    "bank_from_signal",
     "write_bank",
     "read_bank",
     "export_official_pickle",
@@ -58,10 +65,12 @@ __all__ = [
     "MISSING_POLICIES",
 ]
 
-REQUIRED_COLUMNS = ("sample_id", "cluster_id", "cluster_size", "largest_cluster_size", "likelihood")
+REQUIRED_COLUMNS = ("sample_id", "likelihood")
+#: Present (all three) when the likelihood is eq. 3 of a partition; required only by the forks' pickle.
+CLUSTER_COLUMNS = ("cluster_id", "cluster_size", "largest_cluster_size")
 COORDINATE_COLUMNS = ("x", "y", "z")
 METADATA_KEY = b"deqlib"
-OFFICIAL_FIELDS = ("cluster_id", "cluster_size", "largest_cluster_size")
+OFFICIAL_FIELDS = CLUSTER_COLUMNS
 #: What :func:`export_official_pickle` does with training samples the bank lacks (docs/training.md).
 MISSING_POLICIES = ("error", "rarest", "median")
 
@@ -87,10 +96,11 @@ class LikelihoodBank:
     Attributes
     ----------
     table : pandas.DataFrame
-        One row per sample with :data:`REQUIRED_COLUMNS`, optional ``x, y, z`` and extras.
+        One row per sample with :data:`REQUIRED_COLUMNS`, the :data:`CLUSTER_COLUMNS` for a
+        cluster-based signal, optional ``x, y, z`` and extras.
     metadata : dict
-        JSON-serialisable description of the run (parameters, model, dataset, noise policy,
-        versions, creation time).
+        JSON-serialisable description of the run (the rarity signal and its parameters,
+        parameters, model, dataset, noise policy, versions, creation time).
     """
 
     table: pd.DataFrame
@@ -105,6 +115,11 @@ class LikelihoodBank:
     @property
     def sample_ids(self) -> list[str]:
         return self.table["sample_id"].tolist()
+
+    @property
+    def has_clusters(self) -> bool:
+        """Whether the bank carries the cluster columns (the forks' pickle needs them)."""
+        return all(c in self.table.columns for c in CLUSTER_COLUMNS)
 
     def likelihood_of(self, sample_ids: Sequence[str] | str, return_spread: bool = False):
         """Scaled likelihoods for ``sample_ids`` (one id as a string gives an array of one);
@@ -133,7 +148,8 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
         raise BankFormatError(f"a bank table must be a pandas DataFrame, got {type(table).__name__}")
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
-        raise BankFormatError(f"bank is missing column(s) {missing}; required: {list(REQUIRED_COLUMNS)}")
+        raise BankFormatError(f"bank is missing column(s) {missing}; required: {list(REQUIRED_COLUMNS)} "
+                              f"(and {list(CLUSTER_COLUMNS)} for the forks' pickle)")
     if len(table) == 0:
         raise BankFormatError("bank is empty: it must hold one row per training sample")
     table = table.reset_index(drop=True).copy()
@@ -160,15 +176,21 @@ def _validate_table(table: pd.DataFrame) -> pd.DataFrame:
             f"bank has {int(duplicated.sum())} rows with duplicate sample_id, e.g. {examples}; "
             "every sample must appear exactly once"
         )
-    for column in ("cluster_id", "cluster_size", "largest_cluster_size"):
-        values = table[column]
-        if not pd.api.types.is_integer_dtype(values):
-            raise BankFormatError(f"bank column {column!r} must hold integers, got {values.dtype}")
-        table[column] = values.astype(np.int64)
-    if (table["cluster_size"] < 1).any():
-        raise BankFormatError("cluster_size must be >= 1 for every sample")
-    if (table["cluster_size"] > table["largest_cluster_size"]).any():
-        raise BankFormatError("cluster_size must not exceed largest_cluster_size")
+    present = [c for c in CLUSTER_COLUMNS if c in table.columns]
+    if present and len(present) < len(CLUSTER_COLUMNS):
+        absent = [c for c in CLUSTER_COLUMNS if c not in present]
+        raise BankFormatError(f"bank has cluster column(s) {present} but not {absent}: a bank carries all of "
+                              f"{list(CLUSTER_COLUMNS)} (a cluster-based signal) or none of them")
+    if present:
+        for column in CLUSTER_COLUMNS:
+            values = table[column]
+            if not pd.api.types.is_integer_dtype(values):
+                raise BankFormatError(f"bank column {column!r} must hold integers, got {values.dtype}")
+            table[column] = values.astype(np.int64)
+        if (table["cluster_size"] < 1).any():
+            raise BankFormatError("cluster_size must be >= 1 for every sample")
+        if (table["cluster_size"] > table["largest_cluster_size"]).any():
+            raise BankFormatError("cluster_size must not exceed largest_cluster_size")
     likelihood = table["likelihood"].astype(np.float64)
     if not ((likelihood > 0) & (likelihood <= 1)).all():
         raise BankFormatError("likelihood must lie in (0, 1] for every sample")
@@ -188,6 +210,88 @@ def _versions() -> dict[str, str]:
     }
 
 
+def bank_from_likelihood(
+    sample_ids: Sequence[str],
+    likelihood,
+    signal: str,
+    signal_params: Mapping[str, Any] | None = None,
+    coords=None,
+    metadata: Mapping[str, Any] | None = None,
+    extra_columns: Mapping[str, Any] | None = None,
+    clusters: Mapping[str, Any] | None = None,
+) -> LikelihoodBank:
+    """Build a bank from any rarity signal's likelihoods.
+
+    Parameters
+    ----------
+    sample_ids : sequence of str
+    likelihood : array-like (N,)
+        In (0, 1], 1 = most common.
+    signal : str
+        The signal's name (a :data:`deqlib.likelihood.RARITY_SIGNALS` name, or your own), recorded
+        as ``metadata['signal']``; the forks' pickle export refuses a registered signal that is not
+        cluster-based.
+    signal_params : mapping, optional
+        Recorded as ``metadata['signal_params']``.
+    coords : array-like (N, 2 or 3), optional
+        Stored as ``x, y, z``.
+    metadata : mapping, optional
+        Merged last (it may override ``signal``).
+    extra_columns : mapping of name -> array (N,), optional
+        Extra per-sample columns (e.g. ``outlier_score``, ``likelihood_std``).
+    clusters : mapping, optional
+        ``cluster_id``, ``cluster_size`` (arrays) and ``largest_cluster_size`` (int) of a
+        cluster-based signal: written as the cluster columns the forks' pickle needs.
+    """
+    sample_ids = [str(s) for s in sample_ids]
+    likelihood = np.asarray(likelihood, dtype=np.float64)
+    n = likelihood.size
+    if likelihood.ndim != 1 or len(sample_ids) != n:
+        raise ValueError(f"got {len(sample_ids)} sample ids but {likelihood.shape} likelihoods: they must match "
+                         "one to one")
+    if not isinstance(signal, str) or not signal:
+        raise ValueError(f"signal must name the rarity signal that made the likelihood, got {signal!r}")
+    table = pd.DataFrame({"sample_id": sample_ids})
+    if clusters is not None:
+        table["cluster_id"] = np.asarray(clusters["cluster_id"], dtype=np.int64)
+        table["cluster_size"] = np.asarray(clusters["cluster_size"], dtype=np.int64)
+        table["largest_cluster_size"] = np.full(n, int(clusters["largest_cluster_size"]), dtype=np.int64)
+    table["likelihood"] = likelihood
+    if coords is not None:
+        coords = np.asarray(coords, dtype=np.float64)
+        if coords.ndim != 2 or coords.shape[0] != n or coords.shape[1] > 3:
+            raise ValueError(f"coords must have shape ({n}, 2 or 3), got {coords.shape}")
+        for axis, name in enumerate(COORDINATE_COLUMNS[: coords.shape[1]]):
+            table[name] = coords[:, axis]
+    for name, values in (extra_columns or {}).items():
+        values = np.asarray(values)
+        if values.shape[0] != n:
+            raise ValueError(f"extra column {name!r} has {values.shape[0]} values for {n} samples")
+        table[name] = values
+    meta = {"signal": signal, "signal_params": dict(signal_params or {}), "n_samples": n}
+    meta.update(dict(metadata or {}))
+    return LikelihoodBank(table=table, metadata=meta)
+
+
+def bank_from_signal(sample_ids: Sequence[str], signal, coords=None, metadata: Mapping[str, Any] | None = None,
+                     extra_columns: Mapping[str, Any] | None = None) -> LikelihoodBank:
+    """Build a bank from a fitted rarity signal (:class:`deqlib.likelihood.RaritySignal`).
+
+    The likelihood is ``signal.likelihood_``; ``metadata['signal']`` / ``['signal_params']`` come
+    from ``signal.params_``; a cluster-based signal also gives the cluster columns.
+    """
+    params = dict(getattr(signal, "params_", None) or {})
+    if not hasattr(signal, "likelihood_"):
+        raise ValueError(f"{type(signal).__name__} is not fitted: call signal.fit(context) first")
+    name = params.pop("signal", None) or getattr(signal, "name", "") or type(signal).__name__
+    clusters = None
+    if getattr(signal, "cluster_based", False):
+        clusters = {"cluster_id": signal.cluster_id_, "cluster_size": signal.cluster_size_,
+                    "largest_cluster_size": signal.largest_cluster_size_}
+    return bank_from_likelihood(sample_ids, signal.likelihood_, name, params, coords=coords, metadata=metadata,
+                                extra_columns=extra_columns, clusters=clusters)
+
+
 def bank_from_labels(
     sample_ids: Sequence[str],
     labels,
@@ -197,54 +301,29 @@ def bank_from_labels(
     metadata: Mapping[str, Any] | None = None,
     extra_columns: Mapping[str, Any] | None = None,
 ) -> LikelihoodBank:
-    """Build a bank from cluster labels.
+    """Build a bank from cluster labels: the ``cluster`` signal (eq. 3, :class:`~deqlib.likelihood.ClusterSignal`).
 
     ``cluster_id`` keeps DBSCAN's label (``-1`` for noise) except under ``'nearest'``, where
     noise samples take the id of the cluster they joined. ``cluster_size`` and
     ``likelihood`` follow ``noise_policy`` (see :mod:`deqlib.likelihood`); ``coords``
-    (N x 3) are stored as ``x, y, z`` when given.
+    (N x 3) are stored as ``x, y, z`` when given. ``scale`` is K~ in (0, 1] (a bool or
+    anything else raises ``ValueError``, as in :func:`~deqlib.likelihood.scaled_likelihood`).
     """
-    sample_ids = [str(s) for s in sample_ids]
-    effective = assign_noise(labels, noise_policy, coords)
-    labels = np.asarray(labels, dtype=np.int64)
-    if len(sample_ids) != labels.size:
-        raise ValueError(f"got {len(sample_ids)} sample ids but {labels.size} labels: they must match one to one")
-    _, inverse, counts = np.unique(effective, return_inverse=True, return_counts=True)
-    sizes = counts[inverse].astype(np.int64)
-    largest = int(sizes.max())
-    if not 0.0 < float(scale) <= 1.0:
-        raise ValueError(f"scale (K~) must be in (0, 1], got {scale!r}")
-    table = pd.DataFrame(
-        {
-            "sample_id": sample_ids,
-            "cluster_id": effective if noise_policy == "nearest" else labels,
-            "cluster_size": sizes,
-            "largest_cluster_size": np.full(labels.size, largest, dtype=np.int64),
-            "likelihood": sizes / largest * float(scale),
-        }
-    )
-    if coords is not None:
-        coords = np.asarray(coords, dtype=np.float64)
-        if coords.ndim != 2 or coords.shape[0] != labels.size or coords.shape[1] > 3:
-            raise ValueError(f"coords must have shape ({labels.size}, 2 or 3), got {coords.shape}")
-        for axis, name in enumerate(COORDINATE_COLUMNS[: coords.shape[1]]):
-            table[name] = coords[:, axis]
-    for name, values in (extra_columns or {}).items():
-        values = np.asarray(values)
-        if values.shape[0] != labels.size:
-            raise ValueError(f"extra column {name!r} has {values.shape[0]} values for {labels.size} samples")
-        table[name] = values
-    n_noise = int((labels == NOISE_LABEL).sum())
+    labels_array = np.asarray(labels)
+    if labels_array.ndim == 1 and len(sample_ids) != labels_array.size:
+        raise ValueError(f"got {len(sample_ids)} sample ids but {labels_array.size} labels: they must match one to one")
+    signal = ClusterSignal(noise_policy=noise_policy, scale=scale).fit(RarityContext(labels=labels, coords=coords))
+    n_noise = signal.params_["n_noise"]
     meta = {
         "noise_policy": noise_policy,
         "scale": float(scale),
-        "n_samples": int(labels.size),
-        "n_clusters": int(np.unique(labels[labels != NOISE_LABEL]).size),
+        "n_samples": int(signal.likelihood_.size),
+        "n_clusters": signal.params_["n_clusters"],
         "n_noise": n_noise,
-        "noise_fraction": n_noise / labels.size,
+        "noise_fraction": n_noise / signal.likelihood_.size,
     }
     meta.update(dict(metadata or {}))
-    return LikelihoodBank(table=table, metadata=meta)
+    return bank_from_signal(sample_ids, signal, coords=coords, metadata=meta, extra_columns=extra_columns)
 
 
 def write_bank(path: str | Path, bank: LikelihoodBank) -> Path:
@@ -354,11 +433,7 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
         Every sample id the training run will look up (e.g. the split list), to catch samples
         missing from the bank for any reason.
     """
-    signal = bank.metadata.get("signal")
-    if signal == "consensus-mean":  # the pickle carries cluster sizes; a mean of runs is not one
-        raise BankFormatError("the forks' pickle holds cluster sizes, and this bank's likelihood (signal "
-                              "'consensus-mean') is a mean over runs, not a cluster size ratio: export the "
-                              "'consensus-coassoc' bank instead (deq stability --signal consensus-coassoc)")
+    _check_exportable(bank)
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     table = _validate_table(bank.table)
@@ -389,6 +464,28 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
         with open(tmp, "wb") as handle:
             pickle.dump(payload, handle, protocol=4)
     return path
+
+
+def _check_exportable(bank: LikelihoodBank) -> None:
+    """Refuse a bank whose likelihood the forks' pickle cannot carry (it holds cluster sizes only)."""
+    signal = bank.metadata.get("signal")
+    cluster_based = is_cluster_based(signal) if isinstance(signal, str) and signal in RARITY_SIGNALS else None
+    if cluster_based is False or not bank.has_clusters:
+        which = f"the rarity signal {signal!r}" if signal else "a signal without clusters"
+        usable = ", ".join(n for n in RARITY_SIGNALS.names() if is_cluster_based(n))
+        raise BankFormatError(
+            f"the forks' pickle holds cluster sizes (the forks recompute the likelihood as cluster_size / "
+            f"largest_cluster_size), and this bank's likelihood comes from {which}, which is not cluster-based: "
+            f"the pickle cannot carry it. Use a cluster-based signal ({usable}; e.g. `deq analyze --rarity cluster`, "
+            "`deq stability --signal consensus-coassoc`), or train from the Parquet bank (deqlib.bank.read_bank, "
+            "LikelihoodBank.likelihood_of)")
+    table = bank.table
+    recomputed = table["cluster_size"].to_numpy() / table["largest_cluster_size"].to_numpy()
+    if not np.allclose(table["likelihood"].to_numpy(), recomputed, rtol=1e-12, atol=0.0):
+        raise BankFormatError(
+            "the forks recompute the likelihood as cluster_size / largest_cluster_size (eq. 3 with K~ = 1), but "
+            f"this bank's likelihood differs (e.g. the scale K~ = {bank.metadata.get('scale', 'unknown')}): the "
+            "pickle would silently change the weights. Make the bank with scale=1.0, or train from the Parquet bank")
 
 
 def _read_key_listing(key_listing) -> tuple[list[str], str]:

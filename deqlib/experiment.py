@@ -45,8 +45,8 @@ from deqlib.sources import FashionMNISTSource, ImageSource, SubsetSource
 
 __all__ = ["SETTINGS", "MODELS", "CONDITIONS", "ConditionSource", "condition_separability", "ExperimentConfig",
            "experiment_config", "long_tailed_sizes", "long_tailed_indices", "Pool", "build_pools", "draw_setting",
-           "SignalContext", "SIGNALS", "oracle_likelihood", "signal_ranking", "Arm", "ARMS", "arm_weights",
-           "realised_ratio", "build_model", "train_model", "run_task", "run_experiment", "paired_interval",
+           "SignalContext", "SIGNALS", "signal_likelihood", "oracle_likelihood", "signal_ranking", "Arm", "ARMS",
+           "arm_weights", "realised_ratio", "build_model", "train_model", "run_task", "run_experiment", "paired_interval",
            "minimum_detectable_effect", "paired_differences", "summarize", "summarize_ranking", "write_outputs",
            "read_outputs", "reproduce", "plot_results", "markdown_table"]
 
@@ -340,11 +340,20 @@ def draw_setting(pools: dict[str, Pool], setting: str, config: ExperimentConfig,
 # --------------------------------------------------------------------------------------------------
 # Rarity signals: label-free likelihoods of the training samples
 class SignalContext:
-    """What a signal may use: the training embeddings, the config and the seed. The 3-D t-SNE and the
-    HDBSCAN clustering are computed once, on first use, with the seed."""
+    """What a signal may use: a :class:`deqlib.likelihood.RarityContext` computed lazily from the training
+    embeddings, the config and the seed. The 3-D t-SNE (``coords``) and the HDBSCAN clustering
+    (``labels``) are computed once, on first use, with the seed, so a signal that reads only
+    ``embeddings`` (``knn-density``) never pays for them."""
+
+    outlier_scores = None
+    runs = None
 
     def __init__(self, train_X: np.ndarray, config: ExperimentConfig, seed: int):
         self.train_X, self.config, self.seed = train_X, config, seed
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        return self.train_X
 
     @functools.cached_property
     def coords(self) -> np.ndarray:
@@ -358,29 +367,27 @@ class SignalContext:
 
         return HDBSCANClusterer(min_cluster_size=self.config.min_cluster_size).fit(self.coords).result_
 
-
-def _cluster_signal(policy: str) -> Callable[[SignalContext], np.ndarray]:
-    def signal(context: SignalContext) -> np.ndarray:
-        from deqlib.likelihood import scaled_likelihood
-
-        return scaled_likelihood(context.clustering.labels, policy, context.coords)
-    return signal
+    @property
+    def labels(self) -> np.ndarray:
+        return self.clustering.labels
 
 
-def _knn_density(context: SignalContext) -> np.ndarray:
-    from deqlib.likelihood import knn_density_likelihood
-
-    return knn_density_likelihood(context.train_X, k=10)
-
-
-#: label-free signal name -> function(SignalContext) -> likelihood per training sample, in (0, 1].
-#: Add a signal (e.g. the consensus likelihood of deqlib.stability) here: it gets a GFL(0.3, 5) arm.
-SIGNALS: dict[str, Callable[[SignalContext], np.ndarray]] = {
-    "cluster_singleton": _cluster_signal("singleton"),
-    "cluster_as_cluster": _cluster_signal("as_cluster"),
-    "cluster_nearest": _cluster_signal("nearest"),
-    "knn_density": _knn_density,
+#: label-free signal name (as in the arms and the committed results) -> (a ``deqlib.likelihood.RARITY_SIGNALS``
+#: name, its parameters). Add a registered signal here and it gets a GFL(0.3, 5) arm.
+SIGNALS: dict[str, tuple[str, dict]] = {
+    "cluster_singleton": ("cluster", {"noise_policy": "singleton"}),
+    "cluster_as_cluster": ("cluster", {"noise_policy": "as_cluster"}),
+    "cluster_nearest": ("cluster", {"noise_policy": "nearest"}),
+    "knn_density": ("knn-density", {"k": 10}),
 }
+
+
+def signal_likelihood(name: str, context) -> np.ndarray:
+    """The likelihood per training sample of the label-free signal ``name`` (a :data:`SIGNALS` key)."""
+    from deqlib.likelihood import RARITY_SIGNALS
+
+    registered, params = SIGNALS[name]
+    return RARITY_SIGNALS.create(registered, **params).fit(context).likelihood_
 
 
 def oracle_likelihood(rare: np.ndarray) -> np.ndarray:
@@ -561,7 +568,7 @@ def run_task(pools: dict[str, Pool], setting: str, seed: int, config: Experiment
         train_X = pools["train"].X[data["train_idx"]]
         context = SignalContext(train_X, config, seed)
         needed = sorted({arm.signal for arm in arms if arm.signal not in (None, "oracle")})
-        likelihoods = {name: np.asarray(SIGNALS[name](context), dtype=float) for name in needed}
+        likelihoods = {name: np.asarray(signal_likelihood(name, context), dtype=float) for name in needed}
         ranking = signal_ranking(pd.DataFrame(likelihoods), data["train_rare"]) if likelihoods else pd.DataFrame()
         likelihoods["oracle"] = oracle_likelihood(data["train_rare"])
         signal_seconds = time.perf_counter() - started

@@ -47,10 +47,10 @@ from sklearn.base import clone
 from deqlib import __version__, paths
 from deqlib._atomic import atomic_path
 from deqlib.alignment import align, attribute_columns
-from deqlib.bank import LikelihoodBank, bank_from_labels, export_official_pickle, write_bank
+from deqlib.bank import LikelihoodBank, bank_from_signal, export_official_pickle, write_bank
 from deqlib.cluster import (CLUSTERERS, OFFICIAL_EPS_OUTPUTS, ClusterResult, DBSCANClusterer, preset_params,
                             preset_setting)
-from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES
+from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES, ClusterSignal, RarityContext
 from deqlib.reduce import REDUCERS, SklearnTSNEReducer, check_embeddings, reducer_output
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
 
@@ -126,7 +126,9 @@ class AnalysisResult:
         lines = [
             f"{len(self.samples)} samples, {c['n_clusters']} clusters, noise {c['noise_fraction']:.1%} "
             f"(policy {self.params['noise_policy']!r}), mode {self.params['mode']!r}",
-            "likelihood quantiles 0/10/50/90/100%: " + " / ".join(f"{v:.4g}" for v in q),
+            ("likelihood" if self.bank.metadata.get("signal", "cluster") == "cluster"
+             else f"likelihood (rarity signal {self.bank.metadata['signal']!r})")
+            + " quantiles 0/10/50/90/100%: " + " / ".join(f"{v:.4g}" for v in q),
             "time per stage: " + ", ".join(
                 f"{k} {v:.1f}s" + (" (cached)" if self.params.get("cached", {}).get(k) else "")
                 for k, v in self.timings.items()),
@@ -148,9 +150,11 @@ class AnalysisResult:
         return "\n".join(lines)
 
 
-def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str) -> Path:
-    """``data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet``."""
-    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in f"{dataset}_{encoder}_{mode}_{noise_policy}")
+def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str, signal: str = "cluster") -> Path:
+    """``data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet`` for eq. 3 (signal ``'cluster'``);
+    another rarity signal replaces the noise policy by its name (``..._<mode>_knn-density.parquet``)."""
+    last = noise_policy if signal == "cluster" else signal
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in f"{dataset}_{encoder}_{mode}_{last}")
     return paths.processed_dir() / f"{safe}.parquet"
 
 
@@ -222,8 +226,8 @@ class Stages:
     noise_policy : {'singleton', 'as_cluster', 'nearest'}
         What eq. 3 makes of noise.
     rarity : object or None, default=None
-        A rarity signal (``deqlib.likelihood.RARITY_SIGNALS`` entry instance); None is eq. 3 on
-        the clusters (``'cluster'``).
+        A rarity signal (``deqlib.likelihood.RARITY_SIGNALS`` entry instance, not yet fitted); None
+        is eq. 3 on the clusters (``'cluster'``) with ``noise_policy``.
     """
 
     reducer: Any
@@ -308,10 +312,13 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
         The paper's DBSCAN setting of a dataset, read by a named clusterer whose registry entry
         says how (``preset_params``: HDBSCAN takes ``min_cluster_size = min_samples``).
     rarity : str or object, optional
-        A ``deqlib.likelihood.RARITY_SIGNALS`` name or instance; None (or ``'cluster'`` before
-        that registry exists) is eq. 3 on the clusters.
+        A single-run ``deqlib.likelihood.RARITY_SIGNALS`` name (``'knn-density'``) or a signal
+        instance (cloned). None or ``'cluster'``: eq. 3 on the clusters with ``noise_policy``
+        (the only signal in reference mode). The consensus signals need K runs: refused here
+        (``deqlib.stability``).
     rarity_params : dict, optional
-        Constructor parameters of a named rarity signal.
+        Constructor parameters of a named rarity signal (``{'k': 15}``); the cluster signal's noise
+        policy is ``noise_policy``, not one of these.
     seed : int, optional
         The ``random_state`` of the parts this function constructs by name (unless their params
         set one). A passed-in instance keeps its own ``random_state``: set it there.
@@ -377,7 +384,7 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
         raise ValueError(f"noise_policy must be one of {NOISE_POLICIES}, got {noise_policy!r}")
 
     # rarity signal
-    rarity = _rarity(rarity, rarity_params, seed, reference)
+    rarity = _rarity(rarity, rarity_params, seed, reference, noise_policy)
 
     # Parameter values are checked now (cache_key validates), not after a long reduction.
     reducer.cache_key()
@@ -385,25 +392,38 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
     return Stages(reducer=reducer, clusterer=clusterer, noise_policy=noise_policy, rarity=rarity)
 
 
-def _rarity(rarity, rarity_params, seed, reference):
-    from deqlib import likelihood
+def _rarity(rarity, rarity_params, seed, reference, noise_policy):
+    """The rarity signal (None: eq. 3 on the clusters with ``noise_policy``, made in :func:`analyze`)."""
+    from deqlib.likelihood import RARITY_SIGNALS
 
-    signals = getattr(likelihood, "RARITY_SIGNALS", None)
-    if rarity is None or (signals is None and rarity == "cluster"):
+    if isinstance(rarity, str):
+        name = RARITY_SIGNALS.resolve(rarity)
+        if name == "cluster":  # the stage's noise_policy is the one place to set it
+            if "noise_policy" in (rarity_params or {}):
+                raise ValueError("set the cluster signal's noise policy with noise_policy= (--noise-policy), "
+                                 "not in rarity_params")
+            if not rarity_params:
+                return None  # the default: eq. 3 with noise_policy
+            rarity_params = {**rarity_params, "noise_policy": noise_policy}
+        if RARITY_SIGNALS.entry(name).extra.get("needs_runs"):
+            raise ValueError(f"the rarity signal {name!r} needs K runs of the analysis, which one analysis does "
+                             "not make: use `deq stability --signal ...` or deqlib.stability.stability_runs + "
+                             "consensus_bank")
+    elif rarity_params:
+        raise ValueError("rarity_params apply to a rarity signal given by name; set them on the instance")
+    if rarity is None:
         if rarity_params:
             raise ValueError("rarity_params apply to a rarity signal given by name (rarity=<name>)")
         return None
     if reference:
         raise ValueError("mode='reference' computes eq. 3 on the clusters as the official code does; "
-                         "leave rarity=None (or use mode='default')")
-    if signals is None:
-        raise ValueError(f"rarity={rarity!r}: this deqlib has only eq. 3 on the clusters ('cluster'); "
-                         "leave rarity=None")
+                         "leave rarity=None or 'cluster' (or use mode='default')")
     if isinstance(rarity, str):
-        return _construct(signals, rarity, rarity_params, seed)
-    if rarity_params:
-        raise ValueError("rarity_params apply to a rarity signal given by name; set them on the instance")
-    return rarity
+        return _construct(RARITY_SIGNALS, rarity, rarity_params, seed)
+    if not callable(getattr(rarity, "fit", None)):
+        raise TypeError(f"rarity must be a registered name ({', '.join(RARITY_SIGNALS.names())}) or a rarity "
+                        f"signal with fit(context), got {type(rarity).__name__}")
+    return clone(rarity)
 
 
 def _embeddings_from_source(source, encoder, embed_options, progress, mode="default"):
@@ -545,9 +565,6 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         stages = build_stages(mode, reducer=reducer, reducer_params=reducer_params, clusterer=clusterer,
                               clusterer_params=clusterer_params, noise_policy=noise_policy, preset=preset,
                               rarity=rarity, rarity_params=rarity_params, seed=seed)
-    if stages.rarity is not None:  # the rarity stage's step 4 (deqlib.likelihood.RARITY_SIGNALS) is not wired here
-        raise NotImplementedError("analyze computes eq. 3 on the clusters only; rarity signals arrive with "
-                                  "deqlib.likelihood's rarity stage")
     reducer, clusterer, noise_policy = stages.reducer, stages.clusterer, stages.noise_policy
     timings: dict[str, float] = {}
     cached: dict[str, bool] = {}
@@ -616,8 +633,12 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     if clustering.degenerate:
         warnings.warn(f"degenerate clustering: {clustering.degenerate}", DegenerateClusteringWarning, stacklevel=2)
 
-    # 4. likelihoods, weights, bank
+    # 4. likelihoods (the rarity stage), weights, bank
     started = time.perf_counter()
+    context = RarityContext(embeddings=vectors, coords=coords, labels=clustering.labels,
+                            outlier_scores=clustering.outlier_scores)
+    partition = ClusterSignal(noise_policy=noise_policy).fit(context)  # eq. 3: the default signal
+    signal = partition if stages.rarity is None else clone(stages.rarity).fit(context)
     failed_ids = embed_info.pop("failed_sample_ids", [])
     params = {
         "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
@@ -628,10 +649,17 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         "reduce": {**reduce_params, "key": reduce_key}, "cluster": {**clustering.params, "key": cluster_key},
         "deqlib": __version__, "missing_sample_ids": list(failed_ids),
     }
-    extra = {"outlier_score": clustering.outlier_scores} if clustering.outlier_scores is not None else None
-    bank = bank_from_labels(ids, clustering.labels, noise_policy=noise_policy, coords=coords,
-                            metadata=params, extra_columns=extra)
+    extra = {"outlier_score": clustering.outlier_scores} if clustering.outlier_scores is not None else {}
+    if not signal.cluster_based:  # the clusterer's labels travel beside the likelihood (explorer colours)
+        extra = {"raw_cluster_id": clustering.labels, **extra}
+    bank = bank_from_signal(ids, signal, coords=coords, metadata=params, extra_columns=extra)
     samples = bank.table.copy()
+    if not bank.has_clusters:  # the per-sample table keeps the analysis' clusters (plots, cluster table)
+        samples = samples.drop(columns="raw_cluster_id")
+        for offset, (column, values) in enumerate((("cluster_id", partition.cluster_id_),
+                                                   ("cluster_size", partition.cluster_size_),
+                                                   ("largest_cluster_size", partition.largest_cluster_size_))):
+            samples.insert(1 + offset, column, values)
     samples.insert(samples.columns.get_loc("cluster_id") + 1, "raw_cluster_id", clustering.labels)
     samples.insert(samples.columns.get_loc("raw_cluster_id") + 1, "is_noise", clustering.labels == -1)
     samples["weight"] = gfl_weight(samples["likelihood"].to_numpy(), eta=eta, gamma=gamma)

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from deqlib.likelihood import scaled_likelihood
+from deqlib.likelihood import RARITY_SIGNALS, scaled_likelihood
 from deqlib.reduce import OpenTSNEReducer, check_embeddings
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
 
@@ -69,9 +69,10 @@ logger = logging.getLogger(__name__)
 
 #: What may vary between the K runs.
 VARIATIONS = ("seed", "subsample", "band", "order")
-#: Consensus signals a bank can carry (its ``signal`` metadata); only the co-association one is
-#: a partition, so only it can be written to the forks' pickle.
-SIGNALS = ("consensus-mean", "consensus-coassoc")
+#: Consensus signals a bank can carry (its ``signal`` metadata), registered in
+#: ``deqlib.likelihood.RARITY_SIGNALS``; only the co-association one is a partition (cluster-based),
+#: so only it can be written to the forks' pickle.
+SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
 ABSENT = -2  # label of a sample a run did not see (subsample); -1 stays DBSCAN's noise
 DEFAULT_K = 5
 DEFAULT_SUBSAMPLE = 0.8
@@ -228,8 +229,8 @@ def coassociation_consensus(labels, neighbors, threshold: float = 0.5) -> np.nda
     n = labels.shape[1]
     if neighbors.ndim != 2 or neighbors.shape[0] != n:
         raise ValueError(f"neighbors must be an (N, k) index array with N = {n}, got shape {neighbors.shape}")
-    if not 0 <= threshold < 1:
-        raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
+    if isinstance(threshold, bool) or not 0 <= threshold < 1:  # True is 1 to Python, never a share
+        raise ValueError(f"threshold must be a number in [0, 1), got {threshold!r}")
     src = np.repeat(np.arange(n), neighbors.shape[1])
     dst = neighbors.ravel()
     keep = src != dst
@@ -485,8 +486,10 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
         What changes between runs. The t-SNE seed always follows the run's seed; ``'seed'``
         alone keeps everything else fixed.
     mode, reducer, clusterer, noise_policy, preset
-        As in :func:`deqlib.pipeline.analyze` (``mode='reference'``: scikit-learn's t-SNE, raw
-        eps, noise as one cluster).
+        As in :func:`deqlib.pipeline.analyze`, built by :func:`deqlib.pipeline.build_stages`
+        (``mode='reference'``: scikit-learn's t-SNE, raw eps, noise as one cluster). Unlike
+        ``analyze``, each run's seed replaces the reducer's ``random_state``, also that of a
+        passed-in reducer: the seeds are what the runs vary.
     subsample : float, default=0.8
         Share of samples each run sees with ``'subsample'`` (without replacement: duplicated
         rows would distort the t-SNE). The left-out shares of the runs are disjoint while they
@@ -643,22 +646,28 @@ def consensus_bank(result: StabilityResult, signal: str = "consensus-mean", meta
 
     ``cluster_id, cluster_size, largest_cluster_size`` are the co-association consensus
     partition (noise as singletons), the only partition the K runs agree on; with
-    ``signal='consensus-coassoc'`` the likelihood is exactly that partition's (eq. 2-3), so the
-    bank exports to the forks' pickle; with ``'consensus-mean'`` it is the mean over the runs
-    (not a cluster size ratio: :func:`deqlib.bank.export_official_pickle` refuses it).
+    ``signal='consensus-coassoc'`` the likelihood is exactly that partition's (eq. 2-3, the
+    ``cluster`` signal), so the bank exports to the forks' pickle; with ``'consensus-mean'`` it is
+    the mean over the runs (not a cluster size ratio: :func:`deqlib.bank.export_official_pickle`
+    refuses it, as the signal is registered as not cluster-based).
     Extra columns: ``likelihood_std``, ``likelihood_rank_spread`` (over the K runs).
     """
-    from deqlib.bank import bank_from_labels
+    from deqlib.bank import bank_from_likelihood
+    from deqlib.likelihood import ClusterSignal, RarityContext
 
     if signal not in SIGNALS:
         raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
     per_sample = result.per_sample
-    meta = {"signal": signal, "K": int(result.params["K"]), "stability": dict(result.summary),
+    partition = ClusterSignal("singleton").fit(RarityContext(labels=per_sample["consensus_cluster_id"].to_numpy()))
+    likelihood = partition.likelihood_ if signal == "consensus-coassoc" else per_sample["likelihood_mean"].to_numpy()
+    signal_params = {"K": int(result.params["K"])}
+    if signal == "consensus-coassoc":
+        signal_params["threshold"] = result.params.get("coassoc_threshold")
+    meta = {"noise_policy": "singleton", "K": int(result.params["K"]), "stability": dict(result.summary),
             "stability_params": dict(result.params), **(metadata or {})}
-    bank = bank_from_labels(result.sample_ids, per_sample["consensus_cluster_id"].to_numpy(), "singleton",
-                            metadata=meta,
-                            extra_columns={"likelihood_std": per_sample["likelihood_std"].to_numpy(),
-                                           "likelihood_rank_spread": per_sample["likelihood_rank_spread"].to_numpy()})
-    if signal == "consensus-mean":
-        bank.table["likelihood"] = per_sample["likelihood_mean"].to_numpy()
-    return bank
+    return bank_from_likelihood(
+        result.sample_ids, likelihood, signal, signal_params, metadata=meta,
+        extra_columns={"likelihood_std": per_sample["likelihood_std"].to_numpy(),
+                       "likelihood_rank_spread": per_sample["likelihood_rank_spread"].to_numpy()},
+        clusters={"cluster_id": partition.cluster_id_, "cluster_size": partition.cluster_size_,
+                  "largest_cluster_size": partition.largest_cluster_size_})

@@ -195,3 +195,83 @@ def test_validation_of_values():
 def test_official_filenames_match_reference():
     assert bank_module.OFFICIAL_BANK_FILENAMES == {
         "kitti": "kitti_training_cluster_info.pkl", "nuscenes": "nuscenes_training_cluster_info.pkl"}
+
+
+# ------------------------------------------------------------------ rarity signals in banks (issue 11)
+def test_bank_from_labels_validates_scale_as_scaled_likelihood_does():
+    from deqlib.likelihood import scaled_likelihood
+
+    for bad in (True, False, 0.0, 1.5, -1, "0.5", None):
+        messages = []
+        for build in (lambda: bank_from_labels(IDS, LABELS, scale=bad), lambda: scaled_likelihood(LABELS, scale=bad)):
+            with pytest.raises(ValueError, match=r"scale \(K~\) must be a number in \(0, 1\]") as info:
+                build()
+            messages.append(str(info.value))
+        assert messages[0] == messages[1]
+    assert bank_from_labels(IDS, LABELS, scale=0.5).table.likelihood.max() == 0.5
+
+
+def test_cluster_bank_records_its_signal_and_its_pickle_is_unchanged(tmp_path):
+    bank = make_bank("nearest")
+    assert bank.metadata["signal"] == "cluster" and bank.has_clusters
+    assert bank.metadata["signal_params"] == {"noise_policy": "nearest", "scale": 1.0, "n_clusters": 3, "n_noise": 2}
+    # the forks' pickle, built here by hand from the labels: noise (rows 6, 7 at (18..23)) joins cluster 2 at (15..17)
+    sizes = {0: 3, 1: 2, 2: 3}
+    ids = [0, 0, 0, 1, 1, 2, 2, 2]
+    expected = {IDS[i]: {"cluster_id": ids[i], "cluster_size": sizes[ids[i]], "largest_cluster_size": 3}
+                for i in range(8)}
+    path = export_official_pickle(bank, tmp_path / "b.pkl")
+    assert path.read_bytes() == pickle.dumps(expected, protocol=4)
+
+
+def test_bank_without_cluster_columns_round_trips_and_refuses_the_pickle(tmp_path):
+    likelihood = np.linspace(0.1, 1.0, 8)
+    bank = bank_module.bank_from_likelihood(IDS, likelihood, "knn-density", {"k": 10}, coords=COORDS,
+                                            metadata={"dataset": "kitti"},
+                                            extra_columns={"outlier_score": np.zeros(8)})
+    assert not bank.has_clusters and list(bank.table.columns) == ["sample_id", "likelihood", "x", "y", "z",
+                                                                  "outlier_score"]
+    back = read_bank(write_bank(tmp_path / "b.parquet", bank))
+    assert back.metadata["signal"] == "knn-density" and back.metadata["signal_params"] == {"k": 10}
+    np.testing.assert_array_equal(back.likelihood_of(IDS), likelihood)
+    with pytest.raises(BankFormatError, match="'knn-density', which is not cluster-based.*cluster, "
+                                              "consensus-coassoc.*Parquet bank"):
+        export_official_pickle(back, tmp_path / "b.pkl")
+    assert not (tmp_path / "b.pkl").exists()
+    # a signal the registry does not know, with no cluster columns, is refused too
+    mine = bank_module.bank_from_likelihood(IDS, likelihood, "my-signal")
+    with pytest.raises(BankFormatError, match="'my-signal', which is not cluster-based"):
+        export_official_pickle(mine, tmp_path / "c.pkl")
+
+
+def test_cluster_columns_are_all_or_none():
+    table = make_bank().table.drop(columns=["largest_cluster_size"])
+    with pytest.raises(BankFormatError, match=r"cluster column\(s\) \['cluster_id', 'cluster_size'\] but not "
+                                              r"\['largest_cluster_size'\]"):
+        LikelihoodBank(table)
+    with pytest.raises(BankFormatError, match=r"missing column\(s\) \['likelihood'\]"):
+        LikelihoodBank(make_bank().table.drop(columns=["likelihood"]))
+
+
+def test_a_bank_written_before_signals_loads_and_exports(tmp_path):
+    old = make_bank("as_cluster")
+    old.metadata = {k: v for k, v in old.metadata.items() if k not in ("signal", "signal_params")}
+    back = read_bank(write_bank(tmp_path / "old.parquet", old))
+    assert "signal" not in back.metadata
+    export_official_pickle(back, tmp_path / "old.pkl")
+    np.testing.assert_array_equal(import_official_pickle(tmp_path / "old.pkl").likelihood_of(IDS),
+                                  old.table.likelihood)
+
+
+def test_bank_from_signal_needs_a_fitted_signal():
+    from deqlib.likelihood import ClusterSignal
+
+    with pytest.raises(ValueError, match="not fitted"):
+        bank_module.bank_from_signal(IDS, ClusterSignal())
+
+
+def test_pickle_export_refuses_a_likelihood_the_forks_would_not_recompute(tmp_path):
+    scaled = bank_from_labels(IDS, LABELS, scale=0.5)  # cluster-based, but likelihood = size / largest * 0.5
+    with pytest.raises(BankFormatError, match=r"cluster_size / largest_cluster_size.*K~ = 0.5.*scale=1.0"):
+        export_official_pickle(scaled, tmp_path / "s.pkl")
+    assert not (tmp_path / "s.pkl").exists()

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
                            "fp32 gives the least hardware-dependent vectors; --mode reference: always fp32)")
 
     stages = parser.add_argument_group("analysis")
-    add_stage_arguments(stages)
+    add_stage_arguments(stages, rarity=True)
     stages.add_argument("--seed", type=int, default=33)
 
     out = parser.add_argument_group("output")
@@ -59,12 +59,14 @@ def _choices(registry) -> list[str]:
     return [*registry.names(), *(a for name in registry.names() for a in registry.entry(name).aliases)]
 
 
-def add_stage_arguments(stages, reducer: bool = True) -> None:
+def add_stage_arguments(stages, reducer: bool = True, rarity: bool = False) -> None:
     """The analysis options read by :func:`stages_from_args` (and the noise policy, eta, gamma of eq. 3-4).
 
     One definition for ``deq analyze`` and ``deq stability``; the choices come from the
     registries (:data:`deqlib.reduce.REDUCERS`, :data:`deqlib.cluster.CLUSTERERS`) and
-    :data:`deqlib.cluster.PRESETS`. ``reducer=False`` leaves out ``--reducer``.
+    :data:`deqlib.cluster.PRESETS`. ``reducer=False`` leaves out ``--reducer``; ``rarity=True`` adds
+    ``--rarity`` / ``--rarity-param`` (the single-run signals of :data:`deqlib.likelihood.RARITY_SIGNALS`;
+    ``deq stability`` has its own ``--signal``).
     """
     from deqlib.cluster import CLUSTERERS, EPS_SCALES, PRESETS
     from deqlib.likelihood import NOISE_POLICIES
@@ -100,6 +102,16 @@ def add_stage_arguments(stages, reducer: bool = True) -> None:
                         help="HDBSCAN min_cluster_size (default: the preset's min_samples, else 10)")
     stages.add_argument("--noise-policy", choices=NOISE_POLICIES, default=None,
                         help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
+    if rarity:
+        from deqlib.likelihood import DEFAULT_RARITY_SIGNAL, RARITY_SIGNALS
+
+        single_run = [n for n in RARITY_SIGNALS.names() if not RARITY_SIGNALS.entry(n).extra.get("needs_runs")]
+        stages.add_argument("--rarity", choices=single_run, default=DEFAULT_RARITY_SIGNAL,
+                            help="rarity signal that makes the likelihood (docs/likelihood.md): "
+                                 + "; ".join(f"{n}: {RARITY_SIGNALS.entry(n).summary}" for n in single_run)
+                                 + ". Only cluster-based signals export to the forks' pickle")
+        stages.add_argument("--rarity-param", action="append", default=[], metavar="KEY=VALUE",
+                            help="a rarity signal parameter, repeatable (none by default): e.g. k=15 (knn-density)")
     stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")
     stages.add_argument("--gamma", type=float, default=5.0, help="focusing exponent of eq. 4")
 
@@ -137,7 +149,8 @@ def stages_from_args(args: argparse.Namespace, seed: int | None = None):
         reducer_params=_params(args, "reducer_param", _REDUCER_FLAGS, "--reducer-param"),
         clusterer=args.clusterer,
         clusterer_params=_params(args, "clusterer_param", _CLUSTERER_FLAGS, "--clusterer-param"),
-        noise_policy=args.noise_policy, preset=args.preset, seed=seed)
+        noise_policy=args.noise_policy, preset=args.preset, seed=seed, rarity=getattr(args, "rarity", None),
+        rarity_params=_params(args, "rarity_param", {}, "--rarity-param"))
 
 
 def _load_embeddings(path: str):
@@ -190,7 +203,8 @@ def run(args: argparse.Namespace) -> int:
         result = analyze(source=source, encoder=encoder, embed_options=embed_options, **common)
         encoder_name = encoder.name
     output = Path(args.output) if args.output else default_bank_path(
-        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"])
+        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"],
+        signal=result.bank.metadata["signal"])
     print(f"deq analyze: {result.summary()}")
     exported = None
     if args.export_official:

@@ -8,6 +8,10 @@ from pathlib import Path
 
 from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
 from deqlib.commands.analyze import add_stage_arguments
+from deqlib.likelihood import RARITY_SIGNALS, is_cluster_based
+
+#: The rarity signals made from K runs (deqlib.likelihood.RARITY_SIGNALS entries with needs_runs).
+CONSENSUS_SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
 
 
 def register(subparsers) -> None:
@@ -53,7 +57,7 @@ def register(subparsers) -> None:
                       help="openTSNE iterations of each run: 'consensus' (fewer, cheaper; measured in "
                            "docs/analysis.md), 'analysis' (each run as one analysis) or 'auto' (consensus "
                            "from 10,000 samples on)")
-    runs.add_argument("--signal", choices=("consensus-mean", "consensus-coassoc"), default="consensus-mean",
+    runs.add_argument("--signal", choices=CONSENSUS_SIGNALS, default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
     runs.add_argument("--threads", type=int, default=-1,
@@ -111,8 +115,9 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.stability import consensus_bank, stability_runs
 
     logging.getLogger("openTSNE").setLevel(logging.WARNING)
-    if args.export_official and args.signal != "consensus-coassoc":
-        raise ValueError("the forks' pickle holds cluster sizes: --export-official needs --signal consensus-coassoc")
+    if args.export_official and not is_cluster_based(args.signal):
+        usable = " or ".join(n for n in CONSENSUS_SIGNALS if is_cluster_based(n))
+        raise ValueError(f"the forks' pickle holds cluster sizes: --export-official needs --signal {usable}")
     seeds = None
     if args.seeds:
         try:

@@ -239,6 +239,13 @@ def samples_from_bank(bank, source=None, eta: float | None = None, gamma: float 
     from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
 
     table = bank.table.copy()
+    if "cluster_id" not in table.columns:  # a bank of a signal without clusters (e.g. knn-density)
+        # colour by the clusterer's labels that `deq analyze` keeps beside it (noise: -1, size 1), else by none
+        raw = table["raw_cluster_id"].to_numpy(dtype=np.int64) if "raw_cluster_id" in table.columns \
+            else np.full(len(table), -1, dtype=np.int64)
+        _, inverse, counts = np.unique(raw, return_inverse=True, return_counts=True)
+        table["cluster_id"] = raw
+        table["cluster_size"] = np.where(raw < 0, 1, counts[inverse.ravel()])
     if not {"x", "y", "z"} <= set(table.columns):
         raise ValueError("the bank has no 3-D coordinates (columns x, y, z): write it with `deq analyze` "
                          "or AnalysisResult.write, which store them")

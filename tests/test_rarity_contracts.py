@@ -1,0 +1,321 @@
+"""Every registered rarity signal keeps the contract (deqlib.likelihood.RARITY_SIGNALS).
+
+Parametrised over the registry, so a signal is tested the moment it is registered. The toy data:
+a big blob (160 samples) and a rare blob (16) far apart in 8-D, their true partition as the
+labels, and three runs (the truth twice and once with ten big-blob samples as noise) for the
+consensus signals.
+"""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from deqlib.bank import BankFormatError, bank_from_signal, export_official_pickle, import_official_pickle
+from deqlib.likelihood import (
+    DEFAULT_RARITY_SIGNAL,
+    RARITY_SIGNALS,
+    RarityContext,
+    RaritySignal,
+    get_rarity_signal,
+    is_cluster_based,
+    knn_density_likelihood,
+    scaled_likelihood,
+)
+
+N_BIG, N_RARE = 160, 16
+RARE = np.r_[np.zeros(N_BIG, bool), np.ones(N_RARE, bool)]
+NAMES = RARITY_SIGNALS.names()
+
+
+def _toy_context() -> RarityContext:
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(0.0, 1.0, (N_BIG, 8)), rng.normal(0.0, 1.0, (N_RARE, 8)) + 30.0])
+    truth = RARE.astype(np.int64)
+    noisy = truth.copy()
+    noisy[:10] = -1
+    run_labels = np.vstack([truth, noisy, truth])
+    runs = SimpleNamespace(labels=run_labels, likelihoods=np.vstack([scaled_likelihood(r) for r in run_labels]),
+                           params={"seeds": [5, 6, 7]})
+    return RarityContext(embeddings=X, coords=X[:, :3], labels=truth, outlier_scores=np.zeros(truth.size), runs=runs)
+
+
+CONTEXT = _toy_context()
+
+
+@pytest.fixture(params=NAMES)
+def name(request):
+    return request.param
+
+
+def test_registry_holds_the_signals_and_the_default_is_eq3():
+    assert {"cluster", "knn-density", "consensus-mean", "consensus-coassoc"} <= set(NAMES)
+    assert NAMES[0] == DEFAULT_RARITY_SIGNAL == "cluster"
+    assert type(get_rarity_signal()).__name__ == "ClusterSignal"
+    with pytest.raises(ValueError, match="unknown rarity signal 'lof'.*cluster, knn-density"):
+        get_rarity_signal("lof")
+
+
+def test_values_in_unit_interval_length_n_and_scaled_max_is_one(name):
+    signal = RARITY_SIGNALS.create(name)
+    assert isinstance(signal, RaritySignal) and signal.fit(CONTEXT) is signal
+    likelihood = signal.likelihood_
+    assert likelihood.dtype == np.float64 and likelihood.shape == (N_BIG + N_RARE,)
+    assert ((likelihood > 0) & (likelihood <= 1)).all()
+    assert RARITY_SIGNALS.entry(name).extra["scaled"] == signal.scaled
+    if signal.scaled:
+        assert likelihood.max() == 1.0
+    assert signal.params_["signal"] == name and signal.name == name
+
+
+def test_deterministic_and_clone_keeps_parameters(name):
+    first = RARITY_SIGNALS.create(name).fit(CONTEXT).likelihood_
+    signal = RARITY_SIGNALS.create(name)
+    again = clone(signal).fit(CONTEXT).likelihood_
+    np.testing.assert_array_equal(first, again)
+    assert clone(signal).get_params() == signal.get_params()
+
+
+def test_the_rare_blob_is_less_likely_than_the_big_blob(name):
+    likelihood = RARITY_SIGNALS.create(name).fit(CONTEXT).likelihood_
+    assert likelihood[RARE].max() < np.median(likelihood[~RARE])
+
+
+def test_a_missing_context_input_is_named(name):
+    signal = RARITY_SIGNALS.create(name)
+    for attribute in signal.needs:
+        context = RarityContext(**{**CONTEXT.__dict__, attribute: None})
+        with pytest.raises(ValueError, match=rf"needs context\.{attribute}"):
+            signal.fit(context)
+
+
+def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
+    signal = RARITY_SIGNALS.create(name).fit(CONTEXT)
+    assert RARITY_SIGNALS.entry(name).extra["cluster_based"] is signal.cluster_based is is_cluster_based(name)
+    ids = [f"{i:06d}" for i in range(N_BIG + N_RARE)]
+    bank = bank_from_signal(ids, signal)
+    assert bank.metadata["signal"] == name and bank.has_clusters is signal.cluster_based
+    path = tmp_path / "bank.pkl"
+    if signal.cluster_based:
+        export_official_pickle(bank, path)
+        # the forks recompute cluster_size / largest_cluster_size: it must be this signal's likelihood
+        np.testing.assert_array_equal(import_official_pickle(path).likelihood_of(ids), signal.likelihood_)
+    else:
+        with pytest.raises(BankFormatError, match=rf"{name}'.*not cluster-based.*Parquet bank"):
+            export_official_pickle(bank, path)
+        assert not path.exists()
+
+
+# ---------------------------------------------------------------- specific signals through the registry
+def test_cluster_signal_is_eq3_with_its_noise_policy():
+    labels = np.array([0, 0, 0, 1, 1, -1, -1])
+    coords = np.array([[0, 0], [0, 1], [1, 0], [9, 9], [9, 8], [0, 2], [8, 8]], dtype=float)
+    for policy, sizes in (("singleton", [3, 3, 3, 2, 2, 1, 1]), ("as_cluster", [3, 3, 3, 2, 2, 2, 2]),
+                          ("nearest", [4, 4, 4, 3, 3, 4, 3])):
+        signal = RARITY_SIGNALS.create("cluster", noise_policy=policy).fit(RarityContext(labels=labels,
+                                                                                         coords=coords))
+        np.testing.assert_array_equal(signal.cluster_size_, sizes)
+        np.testing.assert_array_equal(signal.likelihood_, np.array(sizes) / max(sizes))
+        assert signal.largest_cluster_size_ == max(sizes)
+    assert signal.params_ == {"signal": "cluster", "noise_policy": "nearest", "scale": 1.0, "n_clusters": 2,
+                              "n_noise": 2}
+    np.testing.assert_array_equal(signal.cluster_id_, [0, 0, 0, 1, 1, 0, 1])  # noise took its cluster's id
+
+
+def test_knn_density_signal_is_the_documented_function_with_k_10():
+    signal = RARITY_SIGNALS.create("knn-density")
+    assert signal.get_params() == {"k": 10, "reference_quantile": 0.01, "space": "embeddings"}
+    np.testing.assert_array_equal(signal.fit(CONTEXT).likelihood_, knn_density_likelihood(CONTEXT.embeddings, k=10))
+    on_map = RARITY_SIGNALS.create("knn-density", k=5, space="coords").fit(CONTEXT).likelihood_
+    np.testing.assert_array_equal(on_map, knn_density_likelihood(CONTEXT.coords, k=5))
+    with pytest.raises(ValueError, match="space must be"):
+        RARITY_SIGNALS.create("knn-density", space="pixels").fit(CONTEXT)
+
+
+def test_consensus_signals_on_the_runs():
+    mean = RARITY_SIGNALS.create("consensus-mean").fit(CONTEXT).likelihood_
+    # the ten samples that were noise in one run (a singleton there; the big cluster then has 150)
+    np.testing.assert_allclose(mean[:10], (1.0 + 1.0 / 150 + 1.0) / 3)
+    np.testing.assert_allclose(mean[-1], (16 / 160 + 16 / 150 + 16 / 160) / 3)
+    coassoc = RARITY_SIGNALS.create("consensus-coassoc").fit(CONTEXT)
+    # two of three runs put the ten samples in the big cluster: more than half, so the partition is the truth
+    np.testing.assert_array_equal(coassoc.cluster_id_, RARE.astype(int))
+    np.testing.assert_array_equal(coassoc.likelihood_, scaled_likelihood(RARE.astype(int)))
+
+
+def test_consensus_coassoc_signal_equals_stability_runs_consensus():
+    from deqlib.cluster import DBSCANClusterer
+    from deqlib.reduce import OpenTSNEReducer
+    from deqlib.stability import stability_runs
+
+    X = CONTEXT.embeddings
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
+    result = stability_runs(X, K=2, seeds=[3, 4], reducer=reducer,
+                            clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    signal = RARITY_SIGNALS.create("consensus-coassoc").fit(RarityContext(embeddings=X, runs=result))
+    np.testing.assert_array_equal(signal.likelihood_, result.per_sample["consensus_coassoc"].to_numpy())
+    mean = RARITY_SIGNALS.create("consensus-mean").fit(RarityContext(runs=result)).likelihood_
+    np.testing.assert_array_equal(mean, result.consensus("consensus-mean"))
+
+
+def test_get_rarity_signal_keeps_an_instance_and_refuses_params_for_it():
+    mine = RARITY_SIGNALS.create("cluster", noise_policy="as_cluster")
+    assert get_rarity_signal(mine) is mine
+    with pytest.raises(ValueError, match="rarity_params are for a signal given by name"):
+        get_rarity_signal(mine, noise_policy="singleton")
+    with pytest.raises(TypeError, match="fit"):
+        get_rarity_signal(3)
+
+
+# ---------------------------------------------------------------- the training experiment's signals
+def test_experiment_signals_come_from_the_registry_with_the_same_numbers():
+    from deqlib import experiment as ex
+
+    labels = np.array([0, 0, 0, 1, 1, -1, 2, -1] * 2)
+    coords = np.random.default_rng(1).normal(size=(16, 3))
+    context = RarityContext(embeddings=np.random.default_rng(2).normal(size=(16, 4)), coords=coords, labels=labels)
+    for name, policy in (("cluster_singleton", "singleton"), ("cluster_as_cluster", "as_cluster"),
+                         ("cluster_nearest", "nearest")):
+        np.testing.assert_array_equal(ex.signal_likelihood(name, context), scaled_likelihood(labels, policy, coords))
+    np.testing.assert_array_equal(ex.signal_likelihood("knn_density", context),
+                                  knn_density_likelihood(context.embeddings, k=10))
+    assert all(registered in RARITY_SIGNALS for registered, _ in ex.SIGNALS.values())
+
+
+def test_experiment_context_computes_no_tsne_for_a_density_signal():
+    from deqlib import experiment as ex
+
+    X = np.random.default_rng(3).normal(size=(30, 4))
+    context = ex.SignalContext(X, ex.ExperimentConfig(), seed=0)
+    np.testing.assert_array_equal(ex.signal_likelihood("knn_density", context), knn_density_likelihood(X, k=10))
+    assert "coords" not in context.__dict__ and "clustering" not in context.__dict__
+
+
+# ---------------------------------------------------------------- the rarity stage in analyze and the CLI
+def _blobs():
+    rng = np.random.default_rng(4)
+    return np.vstack([rng.normal(0.0, 1.0, (100, 6)), rng.normal(0.0, 1.0, (12, 6)) + 15.0]).astype(np.float32)
+
+
+def _analyze(**options):
+    from deqlib.pipeline import analyze
+    from deqlib.reduce import OpenTSNEReducer
+
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
+    return analyze(embeddings=_blobs(), reducer=reducer, cache=False,
+                   clusterer_params={"eps": 3.0, "min_samples": 5, "eps_scale": "knn"}, **options)
+
+
+def test_analyze_default_is_eq3_and_a_named_signal_replaces_only_the_likelihood():
+    default = _analyze()
+    labels = default.samples["raw_cluster_id"].to_numpy()
+    np.testing.assert_array_equal(default.bank.table["likelihood"], scaled_likelihood(labels, "singleton"))
+    assert default.bank.metadata["signal"] == "cluster" and default.bank.has_clusters
+    named = _analyze(rarity="cluster", noise_policy="singleton")
+    np.testing.assert_array_equal(named.bank.table["likelihood"], default.bank.table["likelihood"])
+
+    density = _analyze(rarity="knn-density", rarity_params={"k": 5})
+    np.testing.assert_array_equal(density.bank.table["likelihood"], knn_density_likelihood(_blobs(), k=5))
+    assert density.bank.metadata["signal"] == "knn-density" and density.bank.metadata["signal_params"]["k"] == 5
+    assert not density.bank.has_clusters
+    # the per-sample table keeps the analysis' clusters; its likelihood and weight are the signal's
+    np.testing.assert_array_equal(density.samples["cluster_size"], default.samples["cluster_size"])
+    np.testing.assert_array_equal(density.samples["likelihood"], density.bank.table["likelihood"])
+    assert "rarity signal 'knn-density'" in density.summary()
+
+
+def test_build_stages_rarity_rules():
+    from deqlib.pipeline import build_stages
+
+    assert build_stages(rarity="cluster").rarity is None  # eq. 3 with the stage's noise policy
+    assert build_stages(rarity="knn-density", rarity_params={"k": 5}).rarity.get_params()["k"] == 5
+    with pytest.raises(ValueError, match="needs K runs"):
+        build_stages(rarity="consensus-mean")
+    with pytest.raises(ValueError, match="noise_policy="):
+        build_stages(rarity="cluster", rarity_params={"noise_policy": "nearest"})
+    with pytest.raises(ValueError, match="unknown parameter 'kk'.*valid: k, reference_quantile, space"):
+        build_stages(rarity="knn-density", rarity_params={"kk": 3})
+    with pytest.raises(ValueError, match="mode='reference'"):
+        build_stages("reference", rarity="knn-density")
+    assert build_stages("reference", rarity="cluster").rarity is None
+
+
+def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(tmp_path, capsys):
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+
+    vectors = tmp_path / "vectors.npz"
+    np.savez(vectors, vectors=_blobs(), sample_ids=np.asarray([f"s{i:03d}" for i in range(112)]))
+    base = ["analyze", "--embeddings", str(vectors), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+            "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn"]
+    bank_path, pickle_path = tmp_path / "density.parquet", tmp_path / "density.pkl"
+    assert main(base + ["--rarity", "knn-density", "--rarity-param", "k=5", "--output", str(bank_path),
+                        "--export-official", str(pickle_path)]) != 0
+    err = capsys.readouterr().err
+    assert "'knn-density', which is not cluster-based" in err and "Parquet bank" in err
+    assert not pickle_path.exists()
+    bank = read_bank(bank_path)
+    assert bank.metadata["signal"] == "knn-density" and bank.metadata["signal_params"]["k"] == 5
+    assert not bank.has_clusters
+    np.testing.assert_array_equal(bank.table["likelihood"], knn_density_likelihood(_blobs(), k=5))
+    assert main(base + ["--output", str(tmp_path / "eq3.parquet"), "--export-official", str(tmp_path / "eq3.pkl")]) == 0
+    np.testing.assert_array_equal(import_official_pickle(tmp_path / "eq3.pkl").likelihood_of(bank.sample_ids),
+                                  read_bank(tmp_path / "eq3.parquet").likelihood_of(bank.sample_ids))
+
+
+@pytest.mark.parametrize("name, params, match", [
+    ("cluster", {"scale": True}, r"scale \(K~\) must be a number in \(0, 1\], got True"),
+    ("cluster", {"noise_policy": "drop"}, "noise_policy must be one of"),
+    ("knn-density", {"k": True}, "k must be an integer with 1 <= k < N = 176, got True"),
+    ("knn-density", {"reference_quantile": False}, "reference_quantile must be a number >= 0, got False"),
+    ("knn-density", {"reference_quantile": 1.0}, r"reference_quantile must be a number in \[0, 1\), got 1.0"),
+    ("consensus-coassoc", {"n_neighbors": True}, "n_neighbors must be an integer >= 1, got True"),
+    ("consensus-coassoc", {"threshold": False}, "threshold must be a number >= 0, got False"),
+])
+def test_bad_parameters_are_refused_with_one_message_style(name, params, match):
+    with pytest.raises(ValueError, match=match):
+        RARITY_SIGNALS.create(name, **params).fit(CONTEXT)
+
+
+def test_a_density_bank_from_analyze_keeps_the_clusterers_labels_for_the_explorer():
+    from deqlib.plots.explorer import samples_from_bank
+
+    density = _analyze(rarity="knn-density")
+    labels = density.samples["raw_cluster_id"].to_numpy()
+    np.testing.assert_array_equal(density.bank.table["raw_cluster_id"], labels)
+    table = samples_from_bank(density.bank)
+    np.testing.assert_array_equal(table["cluster_id"], labels)
+    expected = [1 if label < 0 else int((labels == label).sum()) for label in labels]
+    np.testing.assert_array_equal(table["cluster_size"], expected)
+    assert set(labels) == {0, 1}  # the two blobs, so the sizes above are 100 and 12
+
+
+def test_a_newly_registered_signal_reaches_build_stages_the_cli_and_banks_with_no_other_edit(tmp_path):
+    import argparse
+
+    from deqlib.commands.analyze import add_stage_arguments
+    from deqlib.pipeline import build_stages
+
+    @RARITY_SIGNALS.register("outlier-score", summary="one minus the clusterer's outlier score")
+    class OutlierSignal(RaritySignal):  # its class attributes are enough: no registry extras needed
+        name = "outlier-score"
+        needs = ("outlier_scores",)
+        scaled = False
+
+        def fit(self, context):
+            scores = np.asarray(self._need(context, "outlier_scores", "GLOSH scores"), dtype=float)
+            return self._finish(np.clip(1.0 - scores, 1e-3, 1.0))
+
+    try:
+        parser = argparse.ArgumentParser()
+        add_stage_arguments(parser, rarity=True)
+        assert parser.parse_args(["--rarity", "outlier-score"]).rarity == "outlier-score"
+        signal = build_stages(rarity="outlier-score").rarity.fit(RarityContext(outlier_scores=np.array([0.0, 0.5])))
+        bank = bank_from_signal(["a", "b"], signal)
+        assert bank.metadata["signal"] == "outlier-score" and bank.table["likelihood"].tolist() == [1.0, 0.5]
+        with pytest.raises(BankFormatError, match="'outlier-score', which is not cluster-based"):
+            export_official_pickle(bank, tmp_path / "o.pkl")
+    finally:
+        RARITY_SIGNALS.unregister("outlier-score")
+    assert "outlier-score" not in RARITY_SIGNALS
