@@ -6,6 +6,7 @@
     ../../.venv/bin/python bench_stability.py sources --n 3000        # each source of variation
     ../../.venv/bin/python bench_stability.py report --n 70000        # `deq stability`'s work on all images
     ../../.venv/bin/python bench_stability.py cost --n 20000          # analysis, K = 5 report, analysis
+    ../../.venv/bin/python bench_stability.py cross --n 20000         # both run schedules side by side
 
 Data: Fashion-MNIST EfficientNet-Lite0 vectors (benchmarks/analysis/embed_fashion_mnist.py,
 cached). Every result file records the machine, date and load average: the 2 cores were shared
@@ -231,16 +232,53 @@ def cost(n: int, run_schedule: str) -> None:
     common.write_result(f"cost-effnet-{n}-{run_schedule}", out)
 
 
+def cross(n: int) -> None:
+    """The two run schedules in one process: one analysis, a K = 5 report with each schedule (disjoint
+    seeds), one analysis again; their costs, and whether the cheaper runs estimate the same consensus
+    (Spearman of the two consensus means, to read against the same-schedule A vs B agreement of
+    bench_schedules.py)."""
+    X, _ = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n, "steps": []}
+    reports = {}
+    for step, schedule, seeds in (("analysis", None, None), ("report", "analysis", [101 + i for i in range(5)]),
+                                  ("report", "consensus", [201 + i for i in range(5)]), ("analysis", None, None)):
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        started = time.perf_counter()
+        extra = {}
+        if step == "analysis":
+            analyze(embeddings=X, cache=False)
+        else:
+            reports[schedule] = stability_runs(X, K=5, seeds=seeds, clusterer=CLUSTERERS["dbscan_default"](),
+                                               run_schedule=schedule, progress=True)
+            extra = {"run_schedule": schedule, "seeds": seeds, "summary": reports[schedule].summary,
+                     "runs": reports[schedule].runs.to_dict("records")}
+        out["steps"].append({"step": step, "seconds": time.perf_counter() - started, "load_before": load_before,
+                             "load_after": [round(x, 2) for x in os.getloadavg()], **extra})
+        print(step, schedule, out["steps"][-1]["seconds"], flush=True)
+    analysis_seconds = float(np.mean([s["seconds"] for s in out["steps"] if s["step"] == "analysis"]))
+    for s in out["steps"]:
+        if s["step"] == "report":
+            out[f"k5_cost_over_mean_analysis_{s['run_schedule']}"] = s["seconds"] / analysis_seconds
+    a, b = reports["analysis"], reports["consensus"]
+    out["consensus_mean_spearman_analysis_vs_consensus_schedule"] = _spearman(a.consensus("consensus-mean"),
+                                                                             b.consensus("consensus-mean"))
+    out["single_run_spearman_analysis_vs_consensus_schedule"] = [
+        _spearman(a.likelihoods[i], b.likelihoods[i]) for i in range(5)]
+    out["machine_after"] = common.machine()
+    print({k: v for k, v in out.items() if k.startswith(("k5", "consensus", "single"))}, flush=True)
+    common.write_result(f"cross-effnet-{n}", out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report", "cost"))
+    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report", "cost", "cross"))
     parser.add_argument("--run-schedule", default=None, help="stability_runs' run_schedule (default: its default)")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--kmax", type=int, default=10)
     args = parser.parse_args()
     {"consensus": lambda: consensus(args.n, args.kmax), "faithfulness": lambda: faithfulness_bench(args.n),
      "sources": lambda: sources(args.n), "report": lambda: report(args.n, args.run_schedule),
-     "cost": lambda: cost(args.n, args.run_schedule or DEFAULT_RUN_SCHEDULE)}[args.what]()
+     "cost": lambda: cost(args.n, args.run_schedule or DEFAULT_RUN_SCHEDULE), "cross": lambda: cross(args.n)}[args.what]()
 
 
 if __name__ == "__main__":
