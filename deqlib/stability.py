@@ -12,8 +12,8 @@ averages it out.
     and ``"order"`` (rows shuffled before the t-SNE). The embeddings are computed once by the
     caller; when only the seed varies, the PCA and t-SNE affinities (k-NN graph) are computed
     once and every run starts openTSNE's optimisation from its own random initialisation
-    (:meth:`deqlib.reduce.OpenTSNEReducer.fit_affinities`), from 10,000 samples on with a
-    cheaper iteration schedule (``run_schedule``, :data:`RUN_SCHEDULES`).
+    (:meth:`deqlib.reduce.OpenTSNEReducer.fit_affinities`), optionally on a cheaper iteration
+    schedule (``run_schedule='consensus'``, :data:`RUN_SCHEDULES`).
 Pure functions on a ``(K, N)`` matrix of likelihoods (NaN where a sample was not in a run)
     :func:`per_sample_stability` (mean, standard deviation, rank spread, weight range),
     :func:`run_agreement` (per run pair: ARI, Spearman, share of weights moved by > 0.1),
@@ -83,15 +83,13 @@ FAITHFULNESS_K = 10
 #: ``'analysis'``: each run optimises as one analysis does (the reducer's own schedule, ``'fast'`` =
 #: 125 + 100 iterations, theta 0.8, by default). ``'consensus'``: 100 + 50 iterations, theta 1.0, over
 #: the shared affinities; measured at N = 20,000 (``benchmarks/stability/bench_schedules.py``,
-#: ``docs/analysis.md``): each run about half an analysis's t-SNE or less (a K = 5 report 2.6x one
-#: analysis), the same NMI with the classes per run (0.452 both) and consensus agreement within
-#: 0.011 of ``'analysis'`` at K = 1, 3, 5; 60 + 40 iterations lost 0.014-0.032 and was not taken.
+#: ``docs/analysis.md``): a K = 5 report 2.6x one analysis, the same NMI with the classes per run
+#: (0.452 both) and consensus agreement within 0.011 of ``'analysis'`` at K = 1, 3, 5. Not the
+#: default: at N = 70,000 its runs found fewer clusters (227-238 vs 333-348) and agreed less
+#: (run-pair Spearman 0.58 vs 0.65), so its savings there cost agreement.
 RUN_SCHEDULES = {"analysis": None,
                  "consensus": {"early_exaggeration_iter": 100, "n_iter": 50, "theta": 1.0}}
-#: ``'auto'``: ``'consensus'`` from this many samples on (where runs are costly and it was measured),
-#: ``'analysis'`` below (small runs are cheap; the quickstart's 5,000-image report keeps its numbers).
-CONSENSUS_SCHEDULE_MIN_SAMPLES = 10_000
-DEFAULT_RUN_SCHEDULE = "auto"
+DEFAULT_RUN_SCHEDULE = "analysis"
 FAITHFULNESS_SAMPLE = 5000
 
 
@@ -501,14 +499,14 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
         With openTSNE and only ``'seed'`` / ``'band'`` varying, compute the PCA and affinities
         once (seeded by the first seed) and start each run from its own random initialisation.
         Otherwise every run is a full t-SNE fit.
-    run_schedule : {'auto', 'consensus', 'analysis'}, default='auto'
+    run_schedule : {'analysis', 'consensus'}, default='analysis'
         How each run's openTSNE optimisation iterates (:data:`RUN_SCHEDULES`). ``'consensus'``
         sets early exaggeration, iterations and theta to the cheaper consensus numbers wherever
         the reducer leaves them to its named schedule (numbers given explicitly on a passed-in
         reducer are kept); ``'analysis'`` runs each as one analysis would (the behaviour before
-        the consensus schedule); ``'auto'`` is ``'consensus'`` from
-        :data:`CONSENSUS_SCHEDULE_MIN_SAMPLES` samples on and ``'analysis'`` below. Reducers
-        other than openTSNE are run as given. ``params['run_schedule']`` records the one used.
+        the consensus schedule). Reducers other than openTSNE are run as given.
+        ``params['run_schedule']`` records it. Measured trade-off in ``docs/analysis.md``: at
+        20,000 samples the same agreement for about half the cost; at 70,000 less agreement.
     eta, gamma : float
         Weight parameters of eq. 4 for the weight figures.
     coassoc_threshold : float, default=0.5
@@ -549,10 +547,8 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
     # for a passed-in reducer (the shared affinities follow the first seed).
     base_reducer = stages.reducer.set_params(random_state=seeds[0])
     base_clusterer, noise_policy = stages.clusterer, stages.noise_policy
-    if run_schedule != "auto" and run_schedule not in RUN_SCHEDULES:
-        raise ValueError(f"run_schedule must be 'auto' or one of {sorted(RUN_SCHEDULES)}, got {run_schedule!r}")
-    if run_schedule == "auto":
-        run_schedule = "consensus" if n >= CONSENSUS_SCHEDULE_MIN_SAMPLES else "analysis"
+    if run_schedule not in RUN_SCHEDULES:
+        raise ValueError(f"run_schedule must be one of {sorted(RUN_SCHEDULES)}, got {run_schedule!r}")
     run_overrides = {}
     if RUN_SCHEDULES[run_schedule] is not None and isinstance(base_reducer, OpenTSNEReducer):
         # only what the reducer leaves to its named schedule: explicit numbers are the user's choice

@@ -229,17 +229,8 @@ def test_run_schedule_sets_the_runs_iterations_and_keeps_explicit_numbers():
     assert not np.array_equal(by_schedule["consensus"], by_schedule["analysis"])
     # numbers given on the reducer are the user's: only theta (left to the schedule) is replaced
     assert _fast_runs(X, K=2, seeds=[1, 2], run_schedule="consensus").params["run_overrides"] == {"theta": 1.0}
-
-
-def test_run_schedule_auto_is_consensus_from_the_threshold_on(monkeypatch):
-    import deqlib.stability as stability
-
-    X, _ = _blobs(sizes=(90, 45, 25))  # 160 samples
-    below = _fast_runs(X, K=2, seeds=[1, 2])
-    assert below.params["run_schedule"] == "analysis" and below.params["run_overrides"] == {}
-    monkeypatch.setattr(stability, "CONSENSUS_SCHEDULE_MIN_SAMPLES", 160)
-    at = _fast_runs(X, K=2, seeds=[1, 2])
-    assert at.params["run_schedule"] == "consensus" and at.params["reducer"]["theta"] == 1.0
+    default = _fast_runs(X, K=2, seeds=[1, 2])  # the default runs each as one analysis
+    assert default.params["run_schedule"] == "analysis" and default.params["run_overrides"] == {}
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -294,15 +285,15 @@ def test_deq_stability_command_writes_bank_report_and_figures(tmp_path, capsys):
                  "--signal", "consensus-coassoc", "--output", str(tmp_path / "bank.parquet"),
                  "--export-official", str(tmp_path / "bank.pkl"), "--report", str(tmp_path / "report.json"),
                  "--figures", str(tmp_path / "figures"), "--threads", "1", "--no-progress",
-                 "--run-schedule", "analysis"])
+                 "--run-schedule", "consensus"])
     assert code == 0
     out = capsys.readouterr().out
     assert "run pairs: ARI mean 1.000" in out and "trustworthiness" in out
     bank = read_bank(tmp_path / "bank.parquet")
     assert bank.metadata["signal"] == "consensus-coassoc" and bank.metadata["K"] == 2
     assert bank.metadata["stability_params"]["seeds"] == [3, 4]
-    assert bank.metadata["stability_params"]["run_schedule"] == "analysis"
-    assert bank.metadata["stability_params"]["reducer"]["n_iter"] == 100  # the analysis's 'fast' schedule
+    assert bank.metadata["stability_params"]["run_schedule"] == "consensus"
+    assert bank.metadata["stability_params"]["reducer"]["n_iter"] == 50  # not the analysis's 100
     assert bank.metadata["faithfulness"]["knn_recall"] > 0.3
     assert sorted(bank.table["cluster_size"].unique().tolist()) == [25, 45, 90]
     report = json.loads((tmp_path / "report.json").read_text())

@@ -53,10 +53,10 @@ def register(subparsers) -> None:
                       help="a full t-SNE fit per run (default: compute the affinities once when only the seed varies)")
     from deqlib.stability import DEFAULT_RUN_SCHEDULE, RUN_SCHEDULES
 
-    runs.add_argument("--run-schedule", choices=("auto", *RUN_SCHEDULES), default=DEFAULT_RUN_SCHEDULE,
-                      help="openTSNE iterations of each run: 'consensus' (fewer, cheaper; measured in "
-                           "docs/analysis.md), 'analysis' (each run as one analysis) or 'auto' (consensus "
-                           "from 10,000 samples on)")
+    runs.add_argument("--run-schedule", choices=tuple(RUN_SCHEDULES), default=DEFAULT_RUN_SCHEDULE,
+                      help="openTSNE iterations of each run: 'analysis' (each run as one analysis) or "
+                           "'consensus' (fewer, about half the cost; same agreement at 20,000 samples, less "
+                           "at 70,000: docs/analysis.md)")
     runs.add_argument("--signal", choices=CONSENSUS_SIGNALS, default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
