@@ -12,6 +12,8 @@ from __future__ import annotations
 import numbers
 from collections.abc import Iterable
 
+import numpy as np
+
 __all__ = ["check_int", "check_real", "check_choice", "check_bool"]
 
 
@@ -59,6 +61,6 @@ def check_choice(name: str, value, choices: Iterable):
 
 def check_bool(name: str, value) -> bool:
     """``value`` if it is ``True`` or ``False`` (numpy booleans included), not 0/1 or a string."""
-    if not isinstance(value, (bool,)) and type(value).__name__ != "bool_":
+    if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)

@@ -59,9 +59,8 @@ __all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "Stages", "
 
 logger = logging.getLogger(__name__)
 MODES = ("default", "reference")
-#: Default clusterer of ``mode="default"`` when no preset applies: nuScenes/Waymo's setting.
-DEFAULT_DBSCAN = {"eps": 1.0, "min_samples": 10}
-#: The registered parts each mode uses when none is named.
+#: The registered parts each mode uses when none is named. Without a preset DBSCAN keeps its own
+#: defaults, eps 1.0 / min_samples 10 (nuScenes and Waymo's setting).
 MODE_DEFAULTS = {"default": {"reducer": "opentsne", "clusterer": "dbscan"},
                  "reference": {"reducer": "sklearn", "clusterer": "dbscan"}}
 
@@ -310,7 +309,9 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
         None: ``'singleton'`` (``'as_cluster'`` in reference mode).
     preset : {'kitti', 'nuscenes', 'waymo', 'bdd100k'}, optional
         The paper's DBSCAN setting of a dataset, read by a named clusterer whose registry entry
-        says how (``preset_params``: HDBSCAN takes ``min_cluster_size = min_samples``).
+        says how (``preset_params``: HDBSCAN takes ``min_cluster_size = min_samples``). A
+        clusterer passed as an instance already has its setting: the preset is then only
+        recorded by :func:`analyze` (``params['preset']``).
     rarity : str or object, optional
         A single-run ``deqlib.likelihood.RARITY_SIGNALS`` name (``'knn-density'``) or a signal
         instance (cloned). None or ``'cluster'``: eq. 3 on the clusters with ``noise_policy``

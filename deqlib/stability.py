@@ -463,6 +463,7 @@ def _knn_graph(X: np.ndarray, k: int = 15, pca_components: int = 50, random_stat
 def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: int = DEFAULT_K,
                    seeds: Sequence[int] | None = None, vary: Sequence[str] = ("seed",), mode: str = "default",
                    reducer=None, clusterer=None, noise_policy: str | None = None, preset: str | None = None,
+                   stages=None,
                    subsample: float = DEFAULT_SUBSAMPLE, band: tuple[float, float] = DEFAULT_BAND,
                    share_affinities: bool = True, run_schedule: str = DEFAULT_RUN_SCHEDULE,
                    eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA,
@@ -488,6 +489,9 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
         (``mode='reference'``: scikit-learn's t-SNE, raw eps, noise as one cluster). Unlike
         ``analyze``, each run's seed replaces the reducer's ``random_state``, also that of a
         passed-in reducer: the seeds are what the runs vary.
+    stages : deqlib.pipeline.Stages, optional
+        Stages from :func:`deqlib.pipeline.build_stages` (e.g. the ones an analysis ran), instead
+        of ``reducer``, ``clusterer``, ``noise_policy`` and ``preset`` (passing both is an error).
     subsample : float, default=0.8
         Share of samples each run sees with ``'subsample'`` (without replacement: duplicated
         rows would distort the t-SNE). The left-out shares of the runs are disjoint while they
@@ -541,6 +545,12 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
     if not 0 < low <= high:
         raise ValueError(f"band must be (low, high) with 0 < low <= high, got {band!r}")
 
+    if stages is not None:
+        given = [k for k, v in (("reducer", reducer), ("clusterer", clusterer), ("noise_policy", noise_policy),
+                                ("preset", preset)) if v is not None]
+        if given:
+            raise ValueError(f"pass stages= or {', '.join(given)}, not both")
+        reducer, clusterer, noise_policy = stages.reducer, stages.clusterer, stages.noise_policy
     stages = build_stages(mode, reducer=reducer, clusterer=clusterer, noise_policy=noise_policy, preset=preset,
                           seed=seeds[0])
     # The runs' seeds are asked for explicitly: they replace the reducer's own random_state, also

@@ -181,7 +181,6 @@ def test_any_sklearn_clusterer_plugs_in_with_one_line(points):
 
 
 def test_fast_hdbscan_finds_the_blobs_like_hdbscan(points):
-    pytest.importorskip("fast_hdbscan")
     X, y = points
     fast = FastHDBSCANClusterer(min_cluster_size=15, n_jobs=1).fit(X)
     reference = HDBSCANClusterer(min_cluster_size=15).fit(X)

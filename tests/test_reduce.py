@@ -163,7 +163,6 @@ def test_bad_parameters_are_refused_with_one_message_style(make, message):
 
 
 def test_umap_reducer_keeps_blobs_together_and_is_seeded(blobs):
-    pytest.importorskip("umap")
     X, y = blobs
     reducer = UMAPReducer(n_epochs=50)
     assert reducer.get_params()["n_neighbors"] == 15 and reducer.min_dist == 0.1 and reducer.n_components == 3

@@ -343,3 +343,19 @@ def test_analyze_reports_faithfulness_in_summary_and_run_summary(tmp_path):
     assert (stable["stability_K"], stable["pair_spearman_mean"], stable["weight_moved_share"]) == (3, 0.5, 0.2)
     tiny = faithfulness(X[:15], X[:15, :3])
     assert "skipped" in tiny and "trustworthiness" not in tiny
+
+
+def test_stages_from_the_builder_give_the_same_runs_and_the_seeds_set_the_reducer():
+    from deqlib.pipeline import build_stages
+
+    X, _ = _blobs(sizes=(90, 45, 25))
+    stages = build_stages(reducer="opentsne", clusterer="dbscan", seed=99,
+                          reducer_params=dict(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
+                          clusterer_params=dict(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    with_stages = stability_runs(X, K=2, seeds=[5, 6], stages=stages)
+    with_keywords = _fast_runs(X, K=2, seeds=[5, 6])
+    np.testing.assert_array_equal(with_stages.likelihoods, with_keywords.likelihoods)
+    assert with_stages.params["reducer"]["random_state"] == 5  # the first seed, not the stages' 99
+    assert stages.reducer.random_state == 99  # the given stages are not changed
+    with pytest.raises(ValueError, match="pass stages= or clusterer, not both"):
+        stability_runs(X, K=2, stages=stages, clusterer="hdbscan")

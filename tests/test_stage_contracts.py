@@ -10,6 +10,7 @@ declare in its registry ``extra``:
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,47 @@ def test_clusterer_presets_and_stage_builder(name):
     else:
         with pytest.raises(ValueError, match="cannot read the paper's presets"):
             get_clusterer(name, preset="kitti")
+
+
+# ---------------------------------------------------------------------------------- validation
+def test_one_validation_module_one_message_style():
+    from deqlib._validation import check_bool, check_choice, check_int, check_real
+
+    assert check_int("k", np.int64(3), 1) == 3 and type(check_int("k", np.int64(3), 1)) is int
+    assert check_int("min_samples", None, 1, allow_none=True) is None
+    assert check_real("eps", 2, 0, exclusive=True) == 2.0 and check_real("x", 0, 0) == 0.0
+    assert check_choice("method", "eom", ("eom", "leaf")) == "eom" and check_bool("flag", np.bool_(True)) is True
+    cases = [
+        (lambda: check_int("min_samples", True, 1, allow_none=True), "min_samples must be an integer >= 1 or None, got True"),
+        (lambda: check_int("n_iter", 2.0, 0), "n_iter must be an integer >= 0, got 2.0"),
+        (lambda: check_real("eps", 0, 0, exclusive=True), "eps must be a positive number, got 0"),
+        (lambda: check_real("cluster_selection_epsilon", -5, 0), "cluster_selection_epsilon must be a number >= 0, got -5"),
+        (lambda: check_real("theta", float("nan")), "theta must be a finite number, got nan"),
+        (lambda: check_real("scale", True, 0), "scale must be a number >= 0, got True"),
+        (lambda: check_choice("eps_scale", "relative", ("official", "knn", "raw")),
+         "eps_scale must be one of 'official', 'knn', 'raw', got 'relative'"),
+        (lambda: check_choice("n", True, (1, 2)), "n must be one of 1, 2, got True"),
+        (lambda: check_bool("scale", 1), "scale must be True or False, got 1"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError) as error:
+            call()
+        assert str(error.value) == message
+
+
+@pytest.mark.parametrize("registry, name", [(REDUCERS, n) for n in REDUCER_NAMES if REDUCERS.entry(n).requires]
+                         + [(CLUSTERERS, n) for n in CLUSTERER_NAMES if CLUSTERERS.entry(n).requires])
+def test_an_optional_part_without_its_package_says_what_to_install(registry, name, monkeypatch):
+    import importlib.util
+
+    from deqlib.registry import MissingDependencyError
+
+    entry = registry.entry(name)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda module, *a: None if module in entry.requires else real(module, *a))
+    with pytest.raises(MissingDependencyError, match=f"pip install {entry.extra.get('pip', entry.requires[0])}"):
+        registry.create(name)
+    # and the package is declared: pyproject.toml lists what the entry asks to install
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text().lower()
+    assert f'"{entry.extra.get("pip", entry.requires[0]).lower()}>=' in pyproject

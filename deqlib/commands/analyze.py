@@ -79,9 +79,11 @@ def add_stage_arguments(stages, reducer: bool = True, rarity: bool = False) -> N
                         help="the paper's DBSCAN eps / min_samples for a dataset (HDBSCAN: min_cluster_size)")
     if reducer:
         stages.add_argument("--reducer", choices=_choices(REDUCERS), default=None, metavar="NAME",
-                            help=f"one of {', '.join(REDUCERS.names())} (default: opentsne; sklearn in reference mode)")
+                            help=f"one of {', '.join(REDUCERS.names())} "
+                                 "(default: opentsne; sklearn in reference mode)")
     stages.add_argument("--reducer-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a reducer parameter, repeatable (none by default): e.g. n_neighbors=30 (umap), theta=0.5 (opentsne)")
+                        help="a reducer parameter, repeatable (none by default): e.g. n_neighbors=30 (umap), "
+                             "theta=0.5 (opentsne)")
     stages.add_argument("--schedule", choices=sorted(SCHEDULES), default=None,
                         help="openTSNE iterations: fast = 125+100 (theta 0.8, the default), official = 250+250 "
                              "(theta 0.5)")
@@ -91,7 +93,8 @@ def add_stage_arguments(stages, reducer: bool = True, rarity: bool = False) -> N
     stages.add_argument("--clusterer", choices=_choices(CLUSTERERS), default=None, metavar="NAME",
                         help=f"one of {', '.join(CLUSTERERS.names())} (default: dbscan)")
     stages.add_argument("--clusterer-param", action="append", default=[], metavar="KEY=VALUE",
-                        help="a clusterer parameter, repeatable (none by default): e.g. cluster_selection_method=leaf (hdbscan)")
+                        help="a clusterer parameter, repeatable (none by default): e.g. "
+                             "cluster_selection_method=leaf (hdbscan)")
     stages.add_argument("--eps", type=float, default=None, help="DBSCAN eps (default: the preset's, else 1.0)")
     stages.add_argument("--min-samples", type=int, default=None,
                         help="DBSCAN / HDBSCAN min_samples (default: DBSCAN the preset's, else 10)")
