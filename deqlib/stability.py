@@ -12,7 +12,8 @@ averages it out.
     and ``"order"`` (rows shuffled before the t-SNE). The embeddings are computed once by the
     caller; when only the seed varies, the PCA and t-SNE affinities (k-NN graph) are computed
     once and every run starts openTSNE's optimisation from its own random initialisation
-    (:meth:`deqlib.reduce.OpenTSNEReducer.fit_affinities`).
+    (:meth:`deqlib.reduce.OpenTSNEReducer.fit_affinities`), optionally on a cheaper iteration
+    schedule (``run_schedule='consensus'``, :data:`RUN_SCHEDULES`).
 Pure functions on a ``(K, N)`` matrix of likelihoods (NaN where a sample was not in a run)
     :func:`per_sample_stability` (mean, standard deviation, rank spread, weight range),
     :func:`run_agreement` (per run pair: ARI, Spearman, share of weights moved by > 0.1),
@@ -78,6 +79,17 @@ DEFAULT_SUBSAMPLE = 0.8
 DEFAULT_BAND = (0.8, 1.25)
 WEIGHT_MOVE = 0.1  # a weight that moves by more than this between runs "moved"
 FAITHFULNESS_K = 10
+#: Iteration schedules of the K runs' openTSNE optimisations (:func:`stability_runs`'s ``run_schedule``).
+#: ``'analysis'``: each run optimises as one analysis does (the reducer's own schedule, ``'fast'`` =
+#: 125 + 100 iterations, theta 0.8, by default). ``'consensus'``: 100 + 50 iterations, theta 1.0, over
+#: the shared affinities; measured at N = 20,000 (``benchmarks/stability/bench_schedules.py``,
+#: ``docs/analysis.md``): a K = 5 report 2.6x one analysis, the same NMI with the classes per run
+#: (0.452 both) and consensus agreement within 0.011 of ``'analysis'`` at K = 1, 3, 5. Not the
+#: default: at N = 70,000 its runs found fewer clusters (227-238 vs 333-348) and agreed less
+#: (run-pair Spearman 0.58 vs 0.65), so its savings there cost agreement.
+RUN_SCHEDULES = {"analysis": None,
+                 "consensus": {"early_exaggeration_iter": 100, "n_iter": 50, "theta": 1.0}}
+DEFAULT_RUN_SCHEDULE = "analysis"
 FAITHFULNESS_SAMPLE = 5000
 
 
@@ -453,7 +465,8 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
                    reducer=None, clusterer=None, noise_policy: str | None = None, preset: str | None = None,
                    stages=None,
                    subsample: float = DEFAULT_SUBSAMPLE, band: tuple[float, float] = DEFAULT_BAND,
-                   share_affinities: bool = True, eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA,
+                   share_affinities: bool = True, run_schedule: str = DEFAULT_RUN_SCHEDULE,
+                   eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA,
                    coassoc_threshold: float = 0.5, progress: bool = False) -> StabilityResult:
     """Run the analysis K times on the same embeddings, varying ``vary``, and measure the spread.
 
@@ -490,6 +503,14 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
         With openTSNE and only ``'seed'`` / ``'band'`` varying, compute the PCA and affinities
         once (seeded by the first seed) and start each run from its own random initialisation.
         Otherwise every run is a full t-SNE fit.
+    run_schedule : {'analysis', 'consensus'}, default='analysis'
+        How each run's openTSNE optimisation iterates (:data:`RUN_SCHEDULES`). ``'consensus'``
+        sets early exaggeration, iterations and theta to the cheaper consensus numbers wherever
+        the reducer leaves them to its named schedule (numbers given explicitly on a passed-in
+        reducer are kept); ``'analysis'`` runs each as one analysis would (the behaviour before
+        the consensus schedule). Reducers other than openTSNE are run as given.
+        ``params['run_schedule']`` records it. Measured trade-off in ``docs/analysis.md``: at
+        20,000 samples the same agreement for about half the cost; at 70,000 less agreement.
     eta, gamma : float
         Weight parameters of eq. 4 for the weight figures.
     coassoc_threshold : float, default=0.5
@@ -536,6 +557,13 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
     # for a passed-in reducer (the shared affinities follow the first seed).
     base_reducer = stages.reducer.set_params(random_state=seeds[0])
     base_clusterer, noise_policy = stages.clusterer, stages.noise_policy
+    if run_schedule not in RUN_SCHEDULES:
+        raise ValueError(f"run_schedule must be one of {sorted(RUN_SCHEDULES)}, got {run_schedule!r}")
+    run_overrides = {}
+    if RUN_SCHEDULES[run_schedule] is not None and isinstance(base_reducer, OpenTSNEReducer):
+        # only what the reducer leaves to its named schedule: explicit numbers are the user's choice
+        run_overrides = {key: value for key, value in RUN_SCHEDULES[run_schedule].items()
+                         if base_reducer.get_params()[key] is None}
     shared = (share_affinities and isinstance(base_reducer, OpenTSNEReducer)
               and not {"subsample", "order"} & set(vary) and n <= base_reducer.sample_threshold)
     affinities = None
@@ -559,7 +587,7 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
         order = rng.permutation(rows.size) if "order" in vary else None
         if order is not None:
             rows = rows[order]
-        run_reducer = clone(base_reducer).set_params(random_state=seed)
+        run_reducer = clone(base_reducer).set_params(random_state=seed, **run_overrides)
         setting = {}
         run_clusterer = clone(base_clusterer)
         if "band" in vary:
@@ -594,8 +622,10 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, *, K: in
                     "consensus_coassoc_noise_fraction": float((consensus_labels < 0).mean())})
     params = {"K": K, "seeds": seeds, "vary": list(vary), "mode": mode, "noise_policy": noise_policy,
               "subsample": subsample if "subsample" in vary else None, "band": [low, high] if "band" in vary else None,
-              "shared_affinities": bool(shared), "eta": float(eta), "gamma": float(gamma),
-              "coassoc_threshold": coassoc_threshold, "reducer": base_reducer.cache_key(),
+              "shared_affinities": bool(shared), "run_schedule": run_schedule, "run_overrides": run_overrides,
+              "eta": float(eta), "gamma": float(gamma),
+              "coassoc_threshold": coassoc_threshold,
+              "reducer": clone(base_reducer).set_params(**run_overrides).cache_key(),
               "cluster": base_clusterer.cache_key(), "row_orders": [r["order"] for r in runs]}
     return StabilityResult(sample_ids=ids, likelihoods=likelihoods, labels=labels, runs=pd.DataFrame(runs),
                            per_sample=per_sample, pairs=pairs, summary=summary, params=params, coords=all_coords)

@@ -204,9 +204,38 @@ def test_varying_order_subsample_and_band_is_recorded():
     assert result.summary["K"] == 2
 
 
+def test_run_schedule_sets_the_runs_iterations_and_keeps_explicit_numbers():
+    from deqlib.reduce import OpenTSNEReducer
+    from deqlib.stability import RUN_SCHEDULES
+
+    X, truth = _blobs(sizes=(90, 45, 25))
+    clusterer = DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1)
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1)  # schedule 'fast': 125 + 100 iterations, theta 0.8
+    affinities = OpenTSNEReducer(perplexity=10, n_jobs=1, random_state=5,
+                                 initialization="random").fit_affinities(X)
+    by_schedule = {}
+    for schedule, (early, n_iter, theta) in (("consensus", (100, 50, 1.0)), ("analysis", (125, 100, 0.8))):
+        result = stability_runs(X, K=2, seeds=[5, 6], reducer=reducer, clusterer=clusterer, run_schedule=schedule)
+        key = result.params["reducer"]
+        assert (key["early_exaggeration_iter"], key["n_iter"], key["theta"]) == (early, n_iter, theta)
+        assert result.params["run_schedule"] == schedule
+        # each run is exactly the t-SNE of that schedule over the shared affinities, from the run's seed
+        alone = OpenTSNEReducer(perplexity=10, n_jobs=1, random_state=6, initialization="random",
+                                early_exaggeration_iter=early, n_iter=n_iter, theta=theta)
+        np.testing.assert_allclose(result.coords[1], alone.fit_transform(X, affinities=affinities), rtol=1e-6)
+        np.testing.assert_allclose(result.consensus("consensus-mean"), scaled_likelihood(truth), atol=1e-12)
+        by_schedule[schedule] = result.coords
+    assert RUN_SCHEDULES["consensus"] == {"early_exaggeration_iter": 100, "n_iter": 50, "theta": 1.0}
+    assert not np.array_equal(by_schedule["consensus"], by_schedule["analysis"])
+    # numbers given on the reducer are the user's: only theta (left to the schedule) is replaced
+    assert _fast_runs(X, K=2, seeds=[1, 2], run_schedule="consensus").params["run_overrides"] == {"theta": 1.0}
+    default = _fast_runs(X, K=2, seeds=[1, 2])  # the default runs each as one analysis
+    assert default.params["run_schedule"] == "analysis" and default.params["run_overrides"] == {}
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"K": 1}, "K must be"), ({"seeds": [1, 1]}, "distinct"), ({"vary": ("colour",)}, "vary must"),
-    ({"subsample": 0}, "subsample"), ({"band": (2, 1)}, "band"),
+    ({"subsample": 0}, "subsample"), ({"band": (2, 1)}, "band"), ({"run_schedule": "slow"}, "run_schedule"),
 ])
 def test_bad_arguments_say_what_to_fix(bad, message):
     X, _ = _blobs()
@@ -255,13 +284,16 @@ def test_deq_stability_command_writes_bank_report_and_figures(tmp_path, capsys):
                  "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn",
                  "--signal", "consensus-coassoc", "--output", str(tmp_path / "bank.parquet"),
                  "--export-official", str(tmp_path / "bank.pkl"), "--report", str(tmp_path / "report.json"),
-                 "--figures", str(tmp_path / "figures"), "--threads", "1", "--no-progress"])
+                 "--figures", str(tmp_path / "figures"), "--threads", "1", "--no-progress",
+                 "--run-schedule", "consensus"])
     assert code == 0
     out = capsys.readouterr().out
     assert "run pairs: ARI mean 1.000" in out and "trustworthiness" in out
     bank = read_bank(tmp_path / "bank.parquet")
     assert bank.metadata["signal"] == "consensus-coassoc" and bank.metadata["K"] == 2
     assert bank.metadata["stability_params"]["seeds"] == [3, 4]
+    assert bank.metadata["stability_params"]["run_schedule"] == "consensus"
+    assert bank.metadata["stability_params"]["reducer"]["n_iter"] == 50  # not the analysis's 100
     assert bank.metadata["faithfulness"]["knn_recall"] > 0.3
     assert sorted(bank.table["cluster_size"].unique().tolist()) == [25, 45, 90]
     report = json.loads((tmp_path / "report.json").read_text())

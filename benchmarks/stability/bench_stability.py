@@ -5,6 +5,8 @@
     ../../.venv/bin/python bench_stability.py faithfulness --n 20000  # default vs reference map
     ../../.venv/bin/python bench_stability.py sources --n 3000        # each source of variation
     ../../.venv/bin/python bench_stability.py report --n 70000        # `deq stability`'s work on all images
+    ../../.venv/bin/python bench_stability.py cost --n 20000          # analysis, K = 5 report, analysis
+    ../../.venv/bin/python bench_stability.py cross --n 20000         # both run schedules side by side
 
 Data: Fashion-MNIST EfficientNet-Lite0 vectors (benchmarks/analysis/embed_fashion_mnist.py,
 cached). Every result file records the machine, date and load average: the 2 cores were shared
@@ -14,6 +16,7 @@ with four other engineers' jobs, so absolute times are pessimistic; ratios withi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +34,7 @@ from deqlib.likelihood import scaled_likelihood  # noqa: E402
 from deqlib.pipeline import analyze  # noqa: E402
 from deqlib.reduce import OpenTSNEReducer  # noqa: E402
 from deqlib.weights import gfl_weight  # noqa: E402
-from deqlib.stability import (_spearman, coassociation_consensus, _knn_graph, faithfulness,  # noqa: E402
+from deqlib.stability import (DEFAULT_RUN_SCHEDULE, _spearman, coassociation_consensus, _knn_graph, faithfulness,  # noqa: E402
                               per_sample_stability, run_agreement, stability_runs, summarize_stability)
 
 CLUSTERERS = {
@@ -190,27 +193,92 @@ def _embed_fp32(n: int):
     return result.vectors.astype(np.float32)
 
 
-def report(n: int) -> None:
+def report(n: int, run_schedule: str | None = None) -> None:
     X, _ = common.load_embeddings("effnet", n)
-    out = {"machine": common.machine(), "n": n}
+    run_schedule = run_schedule or DEFAULT_RUN_SCHEDULE
+    out = {"machine": common.machine(), "n": n, "run_schedule": run_schedule}
     for name in ("dbscan_default",):
         started = time.perf_counter()
-        result = stability_runs(X, K=5, clusterer=CLUSTERERS[name](), progress=True)
+        result = stability_runs(X, K=5, clusterer=CLUSTERERS[name](), run_schedule=run_schedule, progress=True)
         out[name] = {"seconds": time.perf_counter() - started, "summary": result.summary,
                      "runs": result.runs.to_dict("records")}
         print(result.report(), flush=True)
     out["peak_rss_mib"] = common.peak_rss_mib()
+    out["machine_after"] = common.machine()
     common.write_result(f"report-effnet-{n}", out)
+
+
+def cost(n: int, run_schedule: str) -> None:
+    """Issue 12's cost target measured directly: one analysis, a K = 5 report, one analysis again
+    (the two analyses bracket the load drift), back to back in one process."""
+    X, _ = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n, "run_schedule": run_schedule, "steps": []}
+    for step in ("analysis", "report", "analysis"):
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        started = time.perf_counter()
+        if step == "analysis":
+            analyze(embeddings=X, cache=False)
+            extra = {}
+        else:
+            result = stability_runs(X, K=5, clusterer=CLUSTERERS["dbscan_default"](), run_schedule=run_schedule,
+                                    progress=True)
+            extra = {"summary": result.summary, "runs": result.runs.to_dict("records")}
+        out["steps"].append({"step": step, "seconds": time.perf_counter() - started, "load_before": load_before,
+                             "load_after": [round(x, 2) for x in os.getloadavg()], **extra})
+        print(step, out["steps"][-1]["seconds"], flush=True)
+    analyses = [s["seconds"] for s in out["steps"] if s["step"] == "analysis"]
+    out["k5_cost_over_mean_analysis"] = out["steps"][1]["seconds"] / float(np.mean(analyses))
+    out["machine_after"] = common.machine()
+    common.write_result(f"cost-effnet-{n}-{run_schedule}", out)
+
+
+def cross(n: int) -> None:
+    """The two run schedules in one process: one analysis, a K = 5 report with each schedule (disjoint
+    seeds), one analysis again; their costs, and whether the cheaper runs estimate the same consensus
+    (Spearman of the two consensus means, to read against the same-schedule A vs B agreement of
+    bench_schedules.py)."""
+    X, _ = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n, "steps": []}
+    reports = {}
+    for step, schedule, seeds in (("analysis", None, None), ("report", "analysis", [101 + i for i in range(5)]),
+                                  ("report", "consensus", [201 + i for i in range(5)]), ("analysis", None, None)):
+        load_before = [round(x, 2) for x in os.getloadavg()]
+        started = time.perf_counter()
+        extra = {}
+        if step == "analysis":
+            analyze(embeddings=X, cache=False)
+        else:
+            reports[schedule] = stability_runs(X, K=5, seeds=seeds, clusterer=CLUSTERERS["dbscan_default"](),
+                                               run_schedule=schedule, progress=True)
+            extra = {"run_schedule": schedule, "seeds": seeds, "summary": reports[schedule].summary,
+                     "runs": reports[schedule].runs.to_dict("records")}
+        out["steps"].append({"step": step, "seconds": time.perf_counter() - started, "load_before": load_before,
+                             "load_after": [round(x, 2) for x in os.getloadavg()], **extra})
+        print(step, schedule, out["steps"][-1]["seconds"], flush=True)
+    analysis_seconds = float(np.mean([s["seconds"] for s in out["steps"] if s["step"] == "analysis"]))
+    for s in out["steps"]:
+        if s["step"] == "report":
+            out[f"k5_cost_over_mean_analysis_{s['run_schedule']}"] = s["seconds"] / analysis_seconds
+    a, b = reports["analysis"], reports["consensus"]
+    out["consensus_mean_spearman_analysis_vs_consensus_schedule"] = _spearman(a.consensus("consensus-mean"),
+                                                                             b.consensus("consensus-mean"))
+    out["single_run_spearman_analysis_vs_consensus_schedule"] = [
+        _spearman(a.likelihoods[i], b.likelihoods[i]) for i in range(5)]
+    out["machine_after"] = common.machine()
+    print({k: v for k, v in out.items() if k.startswith(("k5", "consensus", "single"))}, flush=True)
+    common.write_result(f"cross-effnet-{n}", out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report"))
+    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report", "cost", "cross"))
+    parser.add_argument("--run-schedule", default=None, help="stability_runs' run_schedule (default: its default)")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--kmax", type=int, default=10)
     args = parser.parse_args()
     {"consensus": lambda: consensus(args.n, args.kmax), "faithfulness": lambda: faithfulness_bench(args.n),
-     "sources": lambda: sources(args.n), "report": lambda: report(args.n)}[args.what]()
+     "sources": lambda: sources(args.n), "report": lambda: report(args.n, args.run_schedule),
+     "cost": lambda: cost(args.n, args.run_schedule or DEFAULT_RUN_SCHEDULE), "cross": lambda: cross(args.n)}[args.what]()
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ def register(subparsers) -> None:
                       help="factor range for eps / min_cluster_size with --vary band")
     runs.add_argument("--no-shared-affinities", action="store_true",
                       help="a full t-SNE fit per run (default: compute the affinities once when only the seed varies)")
+    from deqlib.stability import DEFAULT_RUN_SCHEDULE, RUN_SCHEDULES
+
+    runs.add_argument("--run-schedule", choices=tuple(RUN_SCHEDULES), default=DEFAULT_RUN_SCHEDULE,
+                      help="openTSNE iterations of each run: 'analysis' (each run as one analysis) or "
+                           "'consensus' (fewer, about half the cost; same agreement at 20,000 samples, less "
+                           "at 70,000: docs/analysis.md)")
     runs.add_argument("--signal", choices=CONSENSUS_SIGNALS, default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
@@ -126,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     result = stability_runs(vectors, ids, K=args.K, seeds=seeds, vary=args.vary, mode=args.mode, reducer=reducer,
                             clusterer=clusterer, noise_policy=stages.noise_policy, preset=None,
                             subsample=args.subsample, band=tuple(args.band),
-                            share_affinities=not args.no_shared_affinities, eta=args.eta, gamma=args.gamma,
+                            share_affinities=not args.no_shared_affinities, run_schedule=args.run_schedule,
+                            eta=args.eta, gamma=args.gamma,
                             progress=not args.no_progress)
     print(f"deq stability: {result.report()}")
     faithful = None
