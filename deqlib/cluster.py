@@ -386,7 +386,7 @@ class HDBSCANClusterer(_FittedLabels, BaseEstimator):
 @CLUSTERERS.register("fast-hdbscan", summary="HDBSCAN by the numba fast_hdbscan library (no outlier scores)",
                      requires=("fast_hdbscan",), pip="fast-hdbscan", preset_params=_hdbscan_preset,
                      test_params={"min_cluster_size": 15}, invalid_params={"min_samples": True})
-class FastHDBSCANClusterer(_FittedLabels, BaseEstimator):
+class FastHDBSCANClusterer(HDBSCANClusterer):
     """HDBSCAN by ``fast_hdbscan`` (numba, parallel Boruvka), with :class:`HDBSCANClusterer`'s parameters.
 
     Parameters
@@ -409,18 +409,11 @@ class FastHDBSCANClusterer(_FittedLabels, BaseEstimator):
     result_ : ClusterResult
     """
 
-    def __init__(self, min_cluster_size=10, min_samples=None, cluster_selection_epsilon=0.0,
-                 cluster_selection_method="eom", n_jobs=-1):
-        self.min_cluster_size = min_cluster_size
-        self.min_samples = min_samples
-        self.cluster_selection_epsilon = cluster_selection_epsilon
-        self.cluster_selection_method = cluster_selection_method
-        self.n_jobs = n_jobs
-
+    # The parameters, their checks and from_preset are HDBSCANClusterer's; the library differs.
     def cache_key(self) -> dict:
         from importlib.metadata import version
 
-        return {"clusterer": "fast-hdbscan", **HDBSCANClusterer._hdbscan_params(self), "reproducible": True,
+        return {"clusterer": "fast-hdbscan", **self._hdbscan_params(), "reproducible": True,
                 "fast_hdbscan": version("fast-hdbscan")}
 
     def fit(self, X, y=None) -> "FastHDBSCANClusterer":

@@ -7,6 +7,7 @@
     ../../.venv/bin/python bench_stability.py report --n 70000        # `deq stability`'s work on all images
     ../../.venv/bin/python bench_stability.py cost --n 20000          # analysis, K = 5 report, analysis
     ../../.venv/bin/python bench_stability.py cross --n 20000         # both run schedules side by side
+    ../../.venv/bin/python bench_stability.py umap --n 20000          # K-run consensus of UMAP + HDBSCAN
 
 Data: Fashion-MNIST EfficientNet-Lite0 vectors (benchmarks/analysis/embed_fashion_mnist.py,
 cached). Every result file records the machine, date and load average: the 2 cores were shared
@@ -118,6 +119,68 @@ def consensus(n: int, kmax: int) -> None:
             print(name, k, entry, flush=True)
         out[name] = row
     common.write_result(f"consensus-effnet-{n}", out)
+
+
+def umap_consensus(n: int, kmax: int) -> None:
+    """The K-run evidence docs/analysis.md's UMAP decision lacked: UMAP 3-D + HDBSCAN
+    (min_cluster_size 100, the best of bench_registry_parts' grid) and UMAP + the default DBSCAN
+    (eps_scale 'knn'), two K = kmax reports with disjoint seeds (101.., 201..), one analysis as the
+    cost yardstick, all in this process. Both clusterers run on the same K maps of each side."""
+    from deqlib.alignment import alignment_scores
+    from deqlib.pipeline import build_stages
+
+    X, classes = common.load_embeddings("effnet", n)
+    out = {"machine": common.machine(), "n": n, "K": kmax,
+           "data": "fashion-mnist effnet-lite0 (bench cache, precision auto=bf16)",
+           "reducer": "umap (REDUCERS entry defaults: n_neighbors 15, min_dist 0.1, PCA-50, seeded: 1 thread)"}
+    clusterers = {"umap_hdbscan_mcs100": ("hdbscan", {"min_cluster_size": 100}),
+                  "umap_dbscan_default": ("dbscan", {"eps": 1.0, "min_samples": 10})}
+    started = time.perf_counter()
+    one = analyze(embeddings=X, cache=False, reducer="umap", clusterer="hdbscan",
+                  clusterer_params={"min_cluster_size": 100})
+    out["one_analysis_seconds"] = time.perf_counter() - started  # includes numba compilation (first call)
+    started = time.perf_counter()
+    analyze(embeddings=X, cache=False, reducer="umap", clusterer="hdbscan", clusterer_params={"min_cluster_size": 100},
+            seed=34)
+    out["one_analysis_seconds_warm"] = time.perf_counter() - started
+    print("one analysis", out["one_analysis_seconds"], out["one_analysis_seconds_warm"], flush=True)
+    reports = {}
+    for side, seeds in (("a", [101 + i for i in range(kmax)]), ("b", [201 + i for i in range(kmax)])):
+        stages = build_stages(reducer="umap", clusterer="hdbscan", clusterer_params={"min_cluster_size": 100})
+        started = time.perf_counter()
+        reports[side] = stability_runs(X, K=kmax, seeds=seeds, stages=stages, progress=True)
+        out[f"stability_seconds_{side}"] = time.perf_counter() - started
+        print(side, out[f"stability_seconds_{side}"], reports[side].report(), flush=True)
+    out["stability_cost_ratio_warm"] = out["stability_seconds_a"] / out["one_analysis_seconds_warm"]
+    ks = [k for k in (1, 3, 5, 10) if k <= kmax]
+    for name, (clusterer, params) in clusterers.items():
+        make = lambda: build_stages(reducer="umap", clusterer=clusterer, clusterer_params=params).clusterer  # noqa: E731
+        per_side = {}
+        for side in reports:
+            labels, likelihoods, counts, nmi = [], [], [], []
+            for coords in reports[side].coords:
+                result = make().fit(coords).result_
+                labels.append(result.labels)
+                likelihoods.append(scaled_likelihood(result.labels, "singleton", coords))
+                counts.append(int(result.n_clusters))
+                nmi.append(float(alignment_scores(result.labels, classes)["nmi"]))
+            per_side[side] = (np.stack(labels), np.stack(likelihoods), counts, nmi)
+        (la, La, ca, na), (lb, Lb, cb, nb) = per_side["a"], per_side["b"]
+        singles = run_agreement(np.vstack([la, lb]), np.vstack([La, Lb]))
+        row = {"n_clusters_a": ca, "n_clusters_b": cb, "nmi_a": na, "nmi_b": nb,
+               "single_runs_all_pairs": {"spearman_mean": float(singles["spearman"].mean()),
+                                         "spearman_min": float(singles["spearman"].min()),
+                                         "ari_mean": float(singles["ari"].mean()),
+                                         "weight_moved_share_mean": float(singles["weight_moved_share"].mean())},
+               "per_k": {}}
+        for k in ks:
+            ma, mb = La[:k].mean(axis=0), Lb[:k].mean(axis=0)
+            row["per_k"][k] = {"mean_spearman": _spearman(ma, mb),
+                               "mean_weight_moved_share": float((np.abs(gfl_weight(ma) - gfl_weight(mb)) > 0.1).mean())}
+            print(name, k, row["per_k"][k], flush=True)
+        out[name] = row
+    out["machine_after"] = common.machine()
+    common.write_result(f"umap_consensus-effnet-{n}", out)
 
 
 def faithfulness_bench(n: int) -> None:
@@ -271,14 +334,15 @@ def cross(n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report", "cost", "cross"))
+    parser.add_argument("what", choices=("consensus", "faithfulness", "sources", "report", "cost", "cross", "umap"))
     parser.add_argument("--run-schedule", default=None, help="stability_runs' run_schedule (default: its default)")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--kmax", type=int, default=10)
     args = parser.parse_args()
     {"consensus": lambda: consensus(args.n, args.kmax), "faithfulness": lambda: faithfulness_bench(args.n),
      "sources": lambda: sources(args.n), "report": lambda: report(args.n, args.run_schedule),
-     "cost": lambda: cost(args.n, args.run_schedule or DEFAULT_RUN_SCHEDULE), "cross": lambda: cross(args.n)}[args.what]()
+     "cost": lambda: cost(args.n, args.run_schedule or DEFAULT_RUN_SCHEDULE), "cross": lambda: cross(args.n),
+     "umap": lambda: umap_consensus(args.n, min(args.kmax, 5))}[args.what]()
 
 
 if __name__ == "__main__":

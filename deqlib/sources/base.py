@@ -286,6 +286,18 @@ class _FileListSource(ImageSource):
     def load(self, index: int, draft=None) -> Image.Image:
         return _open_image_file(self._files[index], draft)
 
+    def _use_image_folder(self, folder: Path, layout: str, what: str, max_images: int | None, seed: int) -> None:
+        """Every .jpg/.jpeg/.png in ``folder`` (sorted; id = file stem), then the seeded subsample.
+
+        Raises ``DatasetLayoutError`` showing ``layout`` when there are none, and when two files
+        share a stem (``what`` names them in the message)."""
+        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+        if not files:
+            raise DatasetLayoutError(f"no images in {folder}. Expected layout:\n{layout}")
+        self._files, self._ids = files, [f.stem for f in files]
+        _require_unique(self._ids, f"{what} in {folder}")
+        self._keep(max_images, seed)
+
     def _keep(self, max_images: int | None, seed: int) -> None:
         keep = _select(len(self._files), max_images, seed)
         self._ids = [self._ids[i] for i in keep]
@@ -303,8 +315,6 @@ class _FileListSource(ImageSource):
         digest.update("\n".join(self._ids).encode())
         _stat_digest(digest, self._files)
         return digest.hexdigest()[:16]
-
-
 
 
 def _check_split_entries(entries: list[str], path: Path) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from deqlib.sources.base import SOURCES, DatasetLayoutError, _FileListSource, _require_root, _require_unique
+from deqlib.sources.base import SOURCES, DatasetLayoutError, _FileListSource, _require_root
 
 
 BDD100K_ATTRIBUTES = ("weather", "scene", "timeofday")
@@ -47,13 +47,8 @@ class BDD100KSource(_FileListSource):
 
     def __init__(self, root, split: str = "train", labels_file=None, max_images: int | None = None, seed: int = 0):
         self.root, self.split = _require_root(root, "bdd100k", _BDD100K_LAYOUT, self.download_hint), split
-        folder = self.root / "images" / "100k" / split
-        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if not files:
-            raise DatasetLayoutError(f"no images in {folder}. Expected layout:\n{_BDD100K_LAYOUT}")
-        self._files, self._ids = files, [f.stem for f in files]
-        _require_unique(self._ids, f"BDD100K images in {folder}")
-        self._keep(max_images, seed)
+        self._use_image_folder(self.root / "images" / "100k" / split, _BDD100K_LAYOUT, "BDD100K images", max_images,
+                               seed)
         candidates = [self.root / "labels" / "det_20" / f"det_{split}.json",
                       self.root / "labels" / f"bdd100k_labels_images_{split}.json",
                       self.root / "labels" / "100k" / split]

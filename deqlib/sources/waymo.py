@@ -36,13 +36,7 @@ class WaymoFolderSource(_FileListSource):
         layout = ("  <root>/<split>/image_0/*.jpg   (split: training, validation; image_0 = FRONT camera,\n"
                   "                                  extracted from the TFRecords or the v2 Parquet files)")
         self.root, self.split = _require_root(root, "waymo", layout, self.download_hint), split
-        folder = self.root / (split or "training") / "image_0"
-        files = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-        if not files:
-            raise DatasetLayoutError(f"no images in {folder}. Expected layout:\n{layout}")
-        self._files, self._ids = files, [f.stem for f in files]
-        _require_unique(self._ids, f"Waymo images in {folder}")
-        self._keep(max_images, seed)
+        self._use_image_folder(self.root / (split or "training") / "image_0", layout, "Waymo images", max_images, seed)
 
 
 WAYMO_V2_KEYS = ("key.segment_context_name", "key.frame_timestamp_micros", "key.camera_name")
