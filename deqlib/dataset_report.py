@@ -30,11 +30,14 @@ from typing import Any, Mapping
 
 from deqlib import paths
 
-__all__ = ["DATA_FOLDERS", "open_dataset", "DatasetReport"]
+__all__ = ["data_folder", "open_dataset", "DatasetReport"]
 
-#: Folder under ``data/raw`` each dataset kind is looked for in when no root is given.
-DATA_FOLDERS = {"kitti": "kitti", "nuscenes": "nuscenes", "waymo": "waymo", "waymo-parquet": "waymo",
-                "bdd100k": "bdd100k"}
+def data_folder(kind: str) -> Path:
+    """Where the dataset notebooks look for a kind's data when no root is given:
+    ``data/raw/<folder>``, the folder named by the source class (``data_folder``, else the kind)."""
+    from deqlib.sources import SOURCES
+
+    return paths.raw_dir() / (getattr(SOURCES.entry(kind).factory, "data_folder", None) or SOURCES.resolve(kind))
 
 
 def open_dataset(kind: str, data_root: str | Path | None = None, *, split: str | None, max_images: int | None = None,
@@ -47,8 +50,8 @@ def open_dataset(kind: str, data_root: str | Path | None = None, *, split: str |
         A source kind of :func:`deqlib.sources.open_source` (``'kitti'``, ``'nuscenes'``,
         ``'waymo'``, ``'waymo-parquet'``, ``'bdd100k'``, ...).
     data_root : path, optional
-        The dataset folder; None: ``data/raw/<folder>`` (:data:`DATA_FOLDERS`; the kind's name
-        for other kinds).
+        The dataset folder; None: ``data/raw/<folder>`` (:func:`data_folder`: the source
+        class's ``data_folder``, else the kind's name).
     split : str or None
         The split to read; None: every sample where the kind allows it.
     max_images : int, optional
@@ -69,7 +72,7 @@ def open_dataset(kind: str, data_root: str | Path | None = None, *, split: str |
     """
     from deqlib.sources import open_source
 
-    root = Path(data_root) if data_root else paths.raw_dir() / DATA_FOLDERS.get(kind, kind)
+    root = Path(data_root) if data_root else data_folder(kind)
     return open_source(kind, root=root, split=split, max_images=max_images, seed=seed, **options)
 
 

@@ -51,7 +51,8 @@ def test_open_dataset_defaults_to_data_raw_and_passes_the_subsample(analysed, mo
 
 def test_waymo_parquet_is_looked_for_in_data_raw_waymo_and_a_missing_dataset_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path))
-    assert dataset_report.DATA_FOLDERS["waymo-parquet"] == "waymo"
+    assert dataset_report.data_folder("waymo-parquet") == tmp_path / "raw" / "waymo"
+    assert dataset_report.data_folder("KITTI") == tmp_path / "raw" / "kitti"
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "raw" / "waymo")):
         open_dataset("waymo-parquet", split="training")
     with pytest.raises(FileNotFoundError, match="bdd-data.berkeley.edu"):

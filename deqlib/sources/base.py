@@ -190,6 +190,9 @@ class ImageSource:
     #: How to get the dataset (where to download it, where to put it); error messages and
     #: ``deq embed --help`` show it. Registered kinds must set it (the contract test checks).
     download_hint: str = ""
+    #: The folder under ``data/raw/`` where the workbook looks for this dataset when no root is
+    #: given (the dataset notebooks); None: the kind's own name.
+    data_folder: str | None = None
 
     @property
     def sample_ids(self) -> list[str]:  # pragma: no cover - abstract

@@ -76,6 +76,7 @@ class WaymoParquetSource(TableSource):
     """
 
     name = "waymo-parquet"
+    data_folder = "waymo"  # the v2 Parquet release sits beside the extracted frames
     download_hint = ("Download the Waymo Open Dataset v2 (Parquet: the camera_image component, optionally stats) "
                      "from https://waymo.com/open/download/ and put or link it at data/raw/waymo "
                      "(<split>/camera_image/*.parquet).")
