@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from deqlib.commands import DEFAULT_ENCODER, DefaultsHelpFormatter, add_source_arguments, source_from_args
+from deqlib.commands import DEFAULT_ENCODER, ENCODERS_HELP, DefaultsHelpFormatter, add_source_arguments, source_from_args
 from deqlib.commands.analyze import add_stage_arguments
 from deqlib.likelihood import RARITY_SIGNALS, is_cluster_based
 
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     add_source_arguments(data)
     data.add_argument("--embeddings", default=None, metavar="FILE.npz",
                       help="precomputed embeddings instead of images: an .npz with 'vectors' and 'sample_ids'")
-    data.add_argument("--encoder", default=DEFAULT_ENCODER, help="image encoder (as for deq analyze)")
+    data.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encoder, one of: {ENCODERS_HELP}")
     data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
