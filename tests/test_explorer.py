@@ -246,3 +246,37 @@ def test_deq_explore_says_what_is_wrong(tmp_path, capsys):
     alien = write_bank(tmp_path / "c.parquet", bank_from_labels(["not-an-id"], [0], coords=np.zeros((1, 3))))
     assert main(["explore", str(alien), "--output", str(tmp_path / "e.html")]) == 2
     assert "not in the source" in capsys.readouterr().err
+
+
+# ---------- issue 19: progress bar, script-safe data ----------
+
+def test_thumbnail_progress_bar_knows_its_total(tmp_path, capsys):
+    write_explorer(_samples(300), Numbered(300), tmp_path / "e.html", progress=True)
+    err = capsys.readouterr().err  # tqdm outside a notebook: a text bar on stderr
+    assert "explorer thumbnails" in err and "300/300" in err and "/?" not in err  # was "300/?", never full
+
+
+def test_inlined_data_escapes_markup_and_reads_back_exactly():
+    from deqlib.plots.explorer import DECKGL_FILE, script_json
+
+    hostile = ["<!--<script>x.png", "</script>", "a&b", "x > y", "a\u2028b\u2029c", "é\udcff", '"\\']
+    text = script_json({"ids": hostile})
+    assert not re.search("[<>&\u2028\u2029]", text)
+    assert "\\u003c!--\\u003cscript\\u003e" in text
+    assert json.loads(text) == {"ids": hostile}
+    assert "<!--" not in DECKGL_FILE.read_text(encoding="utf-8")  # the inlined library cannot open a comment either
+
+
+def test_a_title_or_id_holding_a_placeholder_is_not_substituted(tmp_path):
+    samples = _samples(20)
+    samples.loc[0, "sample_id"] = "/*__DATA__*/"
+
+    class Renamed(Numbered):
+        @property
+        def sample_ids(self):
+            return ["/*__DATA__*/"] + super().sample_ids[1:]
+
+    path = write_explorer(samples, Renamed(20), tmp_path / "e.html", title="/*__DECKGL__*/ __TITLE__")
+    text, data = _page_data(path)
+    assert data["ids"][0] == "/*__DATA__*/" and text.count("const DATA = ") == 1
+    assert "<title>/*__DECKGL__*/ __TITLE__</title>" in text
