@@ -120,3 +120,18 @@ def table(ids, xyz, cluster, **columns) -> pd.DataFrame:
     xyz = np.asarray(xyz, dtype=float)
     return pd.DataFrame({"sample_id": list(ids), "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
                          "cluster_id": cluster, "cluster_size": sizes, "likelihood": sizes / sizes.max(), **columns})
+
+
+class FakeDataset:
+    """The two methods of a FiftyOne dataset that add_fields uses, with FiftyOne's semantics."""
+
+    def __init__(self, filepaths):
+        self.rows = [{"filepath": f} for f in filepaths]
+
+    def values(self, field):
+        return [row.get(field) for row in self.rows]
+
+    def set_values(self, field, values, key_field=None):
+        assert isinstance(values, dict) and key_field == "filepath"
+        for row in self.rows:
+            row[field] = values[row[key_field]]  # FiftyOne: every key of the dataset must be given
