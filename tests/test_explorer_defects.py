@@ -12,19 +12,10 @@ import numpy as np
 import pytest
 
 from deqlib.plots.explorer import write_explorer
-from explorerkit import HOSTILE_IDS, Coloured, colour_of, hover, launch, open_page, pixels, projections, serve, table
+from explorerkit import browser  # noqa: F401 (a fixture)
+from explorerkit import HOSTILE_IDS, Coloured, colour_of, hover, open_page, pixels, projections, serve, table
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 def _data(path):

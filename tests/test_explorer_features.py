@@ -8,21 +8,12 @@ import pytest
 from matplotlib.path import Path as Polygon
 
 from deqlib.plots.explorer import write_explorer
-from explorerkit import HOSTILE_IDS, Coloured, colour_of, launch, open_page, pixels, projections, table
+from explorerkit import browser  # noqa: F401 (a fixture)
+from explorerkit import HOSTILE_IDS, Coloured, colour_of, open_page, pixels, projections, table
 
 pytestmark = pytest.mark.browser
 
 BLOB = 60
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = launch(p)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()
