@@ -220,11 +220,18 @@ def test_deq_explore_writes_page_projector_and_atlas_from_a_bank(tmp_path, capsy
     bank = bank_from_labels(ids, labels, coords=rng.normal(size=(300, 3)), metadata={"eta": 0.5, "gamma": 2.0})
     bank_path = write_bank(tmp_path / "fm.parquet", bank)
     page = tmp_path / "out" / "fm_explorer.html"
+    vectors = rng.normal(size=(300, 24)).astype(np.float32)
+    np.savez(tmp_path / "vectors.npz", vectors=vectors[::-1], sample_ids=np.array(ids[::-1]))  # another order
     code = main(["explore", str(bank_path), "--source", "fashion-mnist", "--output", str(page), "--no-progress",
-                 "--projector", str(tmp_path / "proj"), "--atlas", str(tmp_path / "fm_atlas.parquet")])
+                 "--projector", str(tmp_path / "proj"), "--embeddings", str(tmp_path / "vectors.npz"),
+                 "--atlas", str(tmp_path / "fm_atlas.parquet")])
     assert code == 0
     out = capsys.readouterr().out
     assert f"deq explore: {page}: page" in out and "tensorboard --logdir" in out and "embedding-atlas" in out
+    assert "24-d embedding vectors and the 3-D map" in out
+    exported = np.loadtxt(tmp_path / "proj" / "embedding.tsv", delimiter="\t")
+    order = [ids.index(s) for s in pd.read_csv(tmp_path / "proj" / "metadata.tsv", sep="\t").sample_id]
+    assert np.allclose(exported, vectors[order], rtol=1e-5, atol=1e-6)  # matched by sample id, not by position
     _, data = _page_data(page)
     assert data["n"] == 300 and sorted(data["ids"]) == sorted(ids)
     assert (data["thumbs"]["tile_w"], data["thumbs"]["tile_h"]) == (28, 28)
@@ -246,3 +253,172 @@ def test_deq_explore_says_what_is_wrong(tmp_path, capsys):
     alien = write_bank(tmp_path / "c.parquet", bank_from_labels(["not-an-id"], [0], coords=np.zeros((1, 3))))
     assert main(["explore", str(alien), "--output", str(tmp_path / "e.html")]) == 2
     assert "not in the source" in capsys.readouterr().err
+
+
+# ---------- issue 19: progress bar, script-safe data ----------
+
+def test_thumbnail_progress_bar_knows_its_total(tmp_path, capsys):
+    write_explorer(_samples(300), Numbered(300), tmp_path / "e.html", progress=True)
+    err = capsys.readouterr().err  # tqdm outside a notebook: a text bar on stderr
+    assert "explorer thumbnails" in err and "300/300" in err and "/?" not in err  # was "300/?", never full
+
+
+def test_inlined_data_escapes_markup_and_reads_back_exactly():
+    from deqlib.plots.explorer import DECKGL_FILE, script_json
+
+    hostile = ["<!--<script>x.png", "</script>", "a&b", "x > y", "a\u2028b\u2029c", "é\udcff", '"\\']
+    text = script_json({"ids": hostile})
+    assert not re.search("[<>&\u2028\u2029]", text)
+    assert "\\u003c!--\\u003cscript\\u003e" in text
+    assert json.loads(text) == {"ids": hostile}
+    assert "<!--" not in DECKGL_FILE.read_text(encoding="utf-8")  # the inlined library cannot open a comment either
+
+
+def test_a_title_or_id_holding_a_placeholder_is_not_substituted(tmp_path):
+    samples = _samples(20)
+    samples.loc[0, "sample_id"] = "/*__DATA__*/"
+
+    class Renamed(Numbered):
+        @property
+        def sample_ids(self):
+            return ["/*__DATA__*/"] + super().sample_ids[1:]
+
+    path = write_explorer(samples, Renamed(20), tmp_path / "e.html", title="/*__DECKGL__*/ __TITLE__")
+    text, data = _page_data(path)
+    assert data["ids"][0] == "/*__DATA__*/" and text.count("const DATA = ") == 1
+    assert "<title>/*__DECKGL__*/ __TITLE__</title>" in text
+
+
+def test_deq_explore_projector_takes_the_vectors_from_the_embedding_cache(tmp_path, monkeypatch, capsys,
+                                                                         one_torch_thread):
+    import warnings
+
+    from deqlib.cli import main
+    from deqlib.embed import embed_source
+    from deqlib.sources import open_source
+
+    monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
+    bank_path = tmp_path / "bank.parquet"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["analyze", "--source", "fashion-mnist", "--max-images", "120", "--precision", "fp32",
+                     "--device", "cpu", "--perplexity", "10", "--output", str(bank_path), "--no-progress"]) == 0
+    capsys.readouterr()
+    code = main(["explore", str(bank_path), "--output", str(tmp_path / "e.html"), "--no-progress",
+                 "--projector", str(tmp_path / "proj"), "--pca-dims", "0"])
+    assert code == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "projector vectors from the efficientnet-lite0 embedding cache (120 cached, 0 embedded now)" in out
+    cached = embed_source(open_source("fashion-mnist", max_images=120), "efficientnet-lite0", progress=False,
+                          cache_dir=tmp_path / "data" / "interim" / "embeddings", precision="fp32", device="cpu")
+    assert cached.stats["n_embedded"] == 0
+    ids = pd.read_csv(tmp_path / "proj" / "metadata.tsv", sep="\t").sample_id.tolist()
+    expected = cached.vectors[[cached.sample_ids.index(s) for s in ids]]
+    exported = np.loadtxt(tmp_path / "proj" / "embedding.tsv", delimiter="\t")
+    assert exported.shape == (120, 1280)  # the encoder's real dimension, not the 3-D map's
+    assert np.allclose(exported, expected, rtol=1e-5, atol=1e-6)
+    # Default: a PCA-50 of them, named so in the projector.
+    assert main(["explore", str(bank_path), "--output", str(tmp_path / "e.html"), "--no-progress",
+                 "--projector", str(tmp_path / "pca")]) == 0
+    config = (tmp_path / "pca" / "projector_config.pbtxt").read_text()
+    assert re.search(r'tensor_name: "deqlib: embedding, PCA-50 of 1280-d \(\d+\.\d% of variance\)"\n  '
+                     r'tensor_path: "embedding.tsv"\n  tensor_shape: 120\n  tensor_shape: 50', config)
+    # Another encoder's weights than the bank's: refused, naming what differs.
+    assert main(["explore", str(bank_path), "--output", str(tmp_path / "e.html"), "--no-progress",
+                 "--projector", str(tmp_path / "x"), "--weights", "random"]) == 2
+    assert "the bank's vectors came from efficientnet-lite0 with another weights" in capsys.readouterr().err
+
+
+def _fake_fiftyone(datasets, fail=None):
+    """A stand-in ``fiftyone`` module: the three functions load_dataset calls, over ``datasets`` by name."""
+    import types
+
+    module = types.ModuleType("fiftyone")
+
+    def check():
+        if fail:
+            raise fail
+
+    module.list_datasets = lambda: (check(), sorted(datasets))[1]
+    module.dataset_exists = lambda name: (check(), name in datasets)[1]
+    module.load_dataset = lambda name: (check(), datasets[name])[1]
+    return module
+
+
+def _fashion_bank(tmp_path, n=60):
+    from deqlib.bank import bank_from_labels, write_bank
+    from deqlib.sources import open_source
+
+    source = open_source("fashion-mnist", split="train", max_images=n, seed=0)
+    rng = np.random.default_rng(0)
+    bank = bank_from_labels(source.sample_ids, rng.integers(-1, 4, n), coords=rng.normal(size=(n, 3)))
+    return write_bank(tmp_path / "fm.parquet", bank), source
+
+
+def test_deq_explore_fiftyone_adds_the_runs_fields_to_the_dataset(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from explorerkit import FakeDataset
+
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+
+    bank_path, source = _fashion_bank(tmp_path)
+    locations = source.metadata().set_index("sample_id")["location"]
+    picked = source.sample_ids[::7]
+    dataset = FakeDataset([locations[s] for s in picked])
+    monkeypatch.setitem(sys.modules, "fiftyone", _fake_fiftyone({"fashion": dataset}))
+    code = main(["explore", str(bank_path), "--output", str(tmp_path / "e.html"), "--no-progress",
+                 "--fiftyone", "fashion"])
+    assert code == 0, capsys.readouterr().err
+    assert (f"deq explore: FiftyOne dataset 'fashion': wrote deq_cluster_id, deq_cluster_size, deq_likelihood, "
+            f"deq_weight, deq_tsne on {len(picked)} samples") in capsys.readouterr().out
+    table = read_bank(bank_path).table.set_index("sample_id")
+    for row, sample_id in zip(dataset.rows, picked):
+        assert row["deq_likelihood"] == pytest.approx(table.likelihood[sample_id])
+        assert row["deq_cluster_id"] == table.cluster_id[sample_id]
+        assert row["deq_tsne"] == pytest.approx(table.loc[sample_id, ["x", "y", "z"]].tolist())
+
+
+@pytest.mark.parametrize("case", ["not installed", "cannot start", "no such dataset"])
+def test_deq_explore_fiftyone_failures_are_one_line(tmp_path, monkeypatch, capsys, case):
+    import sys
+
+    from deqlib.cli import main
+
+    bank_path, _ = _fashion_bank(tmp_path)
+    if case == "not installed":
+        monkeypatch.setitem(sys.modules, "fiftyone", None)  # import fiftyone raises ImportError
+    elif case == "cannot start":  # what fiftyone-db says on these machines (docs: ENVIRONMENT.md)
+        error = RuntimeError("MongoDB could not be installed on your system.\nPlease install it yourself")
+        monkeypatch.setitem(sys.modules, "fiftyone", _fake_fiftyone({}, fail=error))
+    else:
+        monkeypatch.setitem(sys.modules, "fiftyone", _fake_fiftyone({"other": None}))
+    page = tmp_path / "e.html"
+    code = main(["explore", str(bank_path), "--output", str(page), "--no-progress", "--fiftyone", "fashion"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    expected = {"not installed": "deq explore: error: --fiftyone needs the optional package 'fiftyone': pip install fiftyone",
+                "cannot start": "deq explore: error: FiftyOne could not start (RuntimeError: MongoDB could not be "
+                                "installed on your system.) to open dataset 'fashion'; its database, MongoDB, must be "
+                                "able to run on this machine",
+                "no such dataset": "deq explore: error: FiftyOne has no dataset 'fashion'; it has ['other']"}[case]
+    assert err.startswith(expected)
+    assert not page.exists()  # refused before the long work
+
+
+def test_deq_explore_fiftyone_with_the_real_package_fails_in_one_line(tmp_path, capsys):
+    """Where fiftyone is installed it cannot start here (no MongoDB); where it is not, the install is named."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    bank_path, _ = _fashion_bank(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "deqlib.cli", "explore", str(bank_path), "--output",
+                          str(tmp_path / "e.html"), "--no-progress", "--fiftyone", "fashion"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-2000:]
+    if importlib.util.find_spec("fiftyone") is None:
+        assert "pip install fiftyone" in run.stderr
+    else:
+        assert "FiftyOne could not" in run.stderr

@@ -9,12 +9,11 @@ from PIL import Image
 
 from deqlib.plots.explorer import NOISE_COLOR, write_explorer
 from deqlib.sources import ImageSource, open_source
+from explorerkit import launch, open_page, pixels
 
 pytestmark = pytest.mark.browser
 
 COLORS = {"red": (230, 20, 20), "green": (20, 200, 20), "blue": (20, 20, 230)}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
 VIRIDIS = np.array([[68, 1, 84], [65, 68, 135], [42, 120, 142], [34, 168, 132], [122, 209, 81], [253, 231, 37]])
 
 
@@ -36,17 +35,9 @@ class SolidColours(ImageSource):
 
 
 def _open(p, path, width=1200, height=800):
-    browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-    page = browser.new_page(viewport={"width": width, "height": height})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(path.as_uri())
-    page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    browser = launch(p)
+    page, errors = open_page(browser, path.as_uri(), width=width, height=height)
     return browser, page, errors
-
-
-def _pixels(page, selector):
-    return np.asarray(Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("RGB")).astype(int)
 
 
 def test_hover_shows_the_hovered_samples_thumbnail(tmp_path):
@@ -65,7 +56,7 @@ def test_hover_shows_the_hovered_samples_thumbnail(tmp_path):
             x, y = page.evaluate(f"EXPLORER.project({index})")[:2]
             page.mouse.move(box["x"] + x, box["y"] + y)
             page.wait_for_function(f"document.getElementById('thumb').dataset.index === '{index}'", timeout=10_000)
-            thumb = _pixels(page, "#thumb")
+            thumb = pixels(page, "#thumb")
             assert abs(thumb.shape[1] / thumb.shape[0] - 64 / 20) < 0.1  # shown as wide as the frame
             seen[page.locator("#field-sample_id").inner_text()] = thumb[thumb.shape[0] // 2, thumb.shape[1] // 2]
         browser.close()
@@ -127,7 +118,7 @@ def test_search_filter_colour_and_gallery_at_10000_points(fashion_explorer):
         assert "no sample id contains" in page.locator("#search-result").inner_text()
 
         # Colour by cluster: saturated cluster colours, grey noise, no viridis yet.
-        plot = _pixels(page, "#plot").reshape(-1, 3)
+        plot = pixels(page, "#plot").reshape(-1, 3)
         drawn = plot[np.abs(plot - 255).max(axis=1) > 40]
         assert len(drawn) > 2000
         grey = np.abs(drawn - np.array(NOISE_COLOR)).max(axis=1) < 12
@@ -139,7 +130,7 @@ def test_search_filter_colour_and_gallery_at_10000_points(fashion_explorer):
         assert page.locator("#legend-max").inner_text() == "1"
         assert "log scale" in page.locator("#legend").inner_text()
         page.wait_for_timeout(500)
-        plot = _pixels(page, "#plot").reshape(-1, 3)
+        plot = pixels(page, "#plot").reshape(-1, 3)
         recoloured = plot[np.abs(plot - 255).max(axis=1) > 40]
         assert _near_viridis(recoloured).mean() > 0.9 > _near_viridis(drawn).mean()
 
@@ -165,7 +156,7 @@ def test_search_filter_colour_and_gallery_at_10000_points(fashion_explorer):
         assert sorted(titles) == sorted(samples.sample_id[samples.cluster_id == rarest])
         page.wait_for_function("Array.from(document.querySelectorAll('#gallery .tile'))"
                                ".every(t => t.style.backgroundImage !== '')", timeout=10_000)
-        tile = _pixels(page, "#gallery .tile >> nth=0")
+        tile = pixels(page, "#gallery .tile >> nth=0")
         assert tile.std() > 10  # an image, not an empty box
         assert errors == []
         browser.close()
@@ -194,7 +185,7 @@ def test_focal_loss_sliders_show_one_curve_at_every_position_eta_first(tmp_path)
     path = tmp_path / "figure3.html"
     figure3_interactive(initial_eta=1.0, initial_gamma=5.0).write_html(path, include_plotlyjs=True, div_id="fig")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1000, "height": 700})
         page.goto(path.as_uri())
         page.wait_for_selector(".slider-grip-rect")
@@ -227,7 +218,7 @@ def test_in_notebook_3d_figure_title_clear_of_its_buttons(tmp_path):
     path = tmp_path / "scatter.html"
     figure.write_html(path, include_plotlyjs=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch(p)
         page = browser.new_page(viewport={"width": 1000, "height": 750})
         page.goto(path.as_uri())
         page.wait_for_selector(".gtitle")

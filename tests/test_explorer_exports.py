@@ -19,9 +19,8 @@ from deqlib.export.atlas import write_atlas_table
 from deqlib.export.fiftyone import add_fields
 from deqlib.export.projector import write_projector
 from deqlib.sources import ImageSource
+from explorerkit import CHROMIUM_ARGS, FakeDataset
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--use-gl=swiftshader", "--enable-unsafe-swiftshader"]
 # Both viewers ask WebGL for failIfMajorPerformanceCaveat, which software WebGL (headless, no GPU) refuses;
 # a browser on a GPU never sees this. The test drops the flag so the viewers run here at all.
 ALLOW_SOFTWARE_WEBGL = """(() => { const get = HTMLCanvasElement.prototype.getContext;
@@ -73,9 +72,10 @@ def test_projector_files_hold_every_point(tmp_path):
     samples = _samples()
     folder = write_projector(samples, Shades(120), tmp_path / "proj", thumb_size=40)
     config = (folder / "projector_config.pbtxt").read_text()
-    assert 'tensor_path: "tensors.tsv"' in config and "tensor_shape: 120\n  tensor_shape: 3" in config
+    assert config.count("embeddings {") == 1  # no vectors given: the 3-D map only
+    assert 'tensor_path: "tsne3d.tsv"' in config and "tensor_shape: 120\n  tensor_shape: 3" in config
     assert 'image_path: "sprite.png"' in config and config.count("single_image_dim: 40") == 2
-    tensor = np.loadtxt(folder / "tensors.tsv", delimiter="\t")
+    tensor = np.loadtxt(folder / "tsne3d.tsv", delimiter="\t")
     assert np.allclose(tensor, samples[["x", "y", "z"]], atol=1e-5)
     metadata = pd.read_csv(folder / "metadata.tsv", sep="\t")
     assert list(metadata.columns) == ["sample_id", "cluster_id", "cluster_size", "likelihood", "weight",
@@ -100,6 +100,53 @@ def test_projector_subset_and_sprite_limit(tmp_path):
     assert set(metadata.cluster_id) == set(samples.cluster_id)  # stratified: every cluster kept
     with pytest.raises(ValueError, match="one row per sample"):
         write_projector(samples, None, tmp_path / "q", vectors=np.ones((10, 8)))
+
+
+def _blocks(config):
+    """(tensor_name, tensor_path, shape) of each embedding in a projector_config.pbtxt, in order."""
+    return [(name, path, (int(a), int(b))) for name, path, a, b in re.findall(
+        r'tensor_name: "(.*?)"\n  tensor_path: "(.*?)"\n  tensor_shape: (\d+)\n  tensor_shape: (\d+)', config)]
+
+
+def test_projector_carries_the_real_vectors_beside_the_map(tmp_path):
+    samples = _samples()
+    vectors = np.random.default_rng(1).normal(size=(120, 16)) * [10] + 3  # as they are: 16 <= 50 dimensions
+    folder = write_projector(samples, None, tmp_path / "proj", vectors=vectors)
+    assert _blocks((folder / "projector_config.pbtxt").read_text()) == [
+        ("deqlib: embedding, 16-d", "embedding.tsv", (120, 16)),  # first: what the projector opens
+        ("deqlib: t-SNE 3-D map", "tsne3d.tsv", (120, 3))]
+    assert np.allclose(np.loadtxt(folder / "embedding.tsv", delimiter="\t"), vectors, rtol=1e-5, atol=1e-5)
+    assert np.allclose(np.loadtxt(folder / "tsne3d.tsv", delimiter="\t"), samples[["x", "y", "z"]], atol=1e-5)
+
+
+def test_projector_exports_a_pca_50_of_wide_vectors_with_the_same_neighbours(tmp_path):
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import NearestNeighbors
+
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(120, 40)) @ rng.normal(size=(40, 1280))  # 1280-d, rank 40: PCA-50 keeps it all
+    folder = write_projector(_samples(), None, tmp_path / "proj", vectors=vectors)
+    (name, path, shape), _ = _blocks((folder / "projector_config.pbtxt").read_text())
+    assert (name, path, shape) == ("deqlib: embedding, PCA-50 of 1280-d (100.0% of variance)", "embedding.tsv", (120, 50))
+    exported = np.loadtxt(folder / "embedding.tsv", delimiter="\t")
+    reference = PCA(n_components=50, svd_solver="full").fit_transform(vectors)
+    assert np.allclose(np.abs(exported[:, :40]), np.abs(reference[:, :40]), rtol=1e-4, atol=1e-3 * np.abs(reference).max())
+    # The projector's nearest neighbours on this tensor are those of the real vectors, not of the 3-D map.
+    real = NearestNeighbors(n_neighbors=6).fit(vectors).kneighbors(vectors, return_distance=False)
+    seen = NearestNeighbors(n_neighbors=6).fit(exported).kneighbors(exported, return_distance=False)
+    tsne = NearestNeighbors(n_neighbors=6).fit(_samples()[["x", "y", "z"]]).kneighbors(return_distance=False)
+    assert (real == seen).mean() > 0.99 and (real[:, 1:] == tsne[:, :5]).mean() < 0.2
+    folder = write_projector(_samples(), None, tmp_path / "raw", vectors=vectors, pca_dims=None)
+    assert np.allclose(np.loadtxt(folder / "embedding.tsv", delimiter="\t"), vectors, rtol=1e-5, atol=1e-4)
+
+
+def test_projector_refuses_vectors_it_cannot_draw(tmp_path):
+    vectors = np.ones((120, 4))
+    vectors[[3, 9]] = np.nan
+    with pytest.raises(ValueError, match=r"2 embedding vectors hold NaN or infinite values, e.g. of \['s0003', 's0009'\]"):
+        write_projector(_samples(), None, tmp_path / "p", vectors=vectors)
+    with pytest.raises(ValueError, match="pca_dims must be >= 1"):
+        write_projector(_samples(), None, tmp_path / "p", vectors=np.ones((120, 4)), pca_dims=0)
 
 
 def _free_port():
@@ -153,7 +200,8 @@ def test_tensorboard_projector_lists_the_points_and_metadata(tmp_path):
 
     require("tensorboard", "tensorboard", "this test")
     samples = _samples()
-    folder = write_projector(samples, Shades(120), tmp_path / "proj")
+    vectors = np.random.default_rng(3).normal(size=(120, 16))
+    folder = write_projector(samples, Shades(120), tmp_path / "proj", vectors=vectors)
     port = _free_port()
     server = _serve([str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(folder),
                      "--host", "127.0.0.1", "--port", str(port)], port)
@@ -165,7 +213,9 @@ def test_tensorboard_projector_lists_the_points_and_metadata(tmp_path):
             page.add_init_script(ALLOW_SOFTWARE_WEBGL)
             page.goto(f"http://127.0.0.1:{port}/#projector")
 
-            _, text = _deep_text_until(lambda: page.main_frame, ["Points: 120", "Dimension: 3", "metadata.tsv"])
+            # It opens the real vectors (16-d), not the 3-D map; both tensors are offered.
+            _, text = _deep_text_until(lambda: page.main_frame, ["Points: 120", "Dimension: 16", "metadata.tsv",
+                                                                 "deqlib: embedding, 16-d", "deqlib: t-SNE 3-D map"])
             frame = next(f for f in page.frames if "projector_binary" in f.url)
             assert "WebGL" not in text  # no "your browser does not have WebGL" dialog
             # The metadata columns are what the projector offers to label, colour and search by.
@@ -233,21 +283,6 @@ def test_embedding_atlas_opens_the_table(tmp_path):
 
 
 # ---------- FiftyOne ----------
-
-class FakeDataset:
-    """The two methods of a FiftyOne dataset that add_fields uses, with FiftyOne's semantics."""
-
-    def __init__(self, filepaths):
-        self.rows = [{"filepath": f} for f in filepaths]
-
-    def values(self, field):
-        return [row.get(field) for row in self.rows]
-
-    def set_values(self, field, values, key_field=None):
-        assert isinstance(values, dict) and key_field == "filepath"
-        for row in self.rows:
-            row[field] = values[row[key_field]]  # FiftyOne: every key of the dataset must be given
-
 
 def test_fiftyone_fields_match_samples_by_file_path():
     samples = _samples()

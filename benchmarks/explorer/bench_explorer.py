@@ -92,12 +92,16 @@ def browser_pss(browser_pid_parent):
     return total
 
 
+# The page sets #thumb's data-index once the hovered sample's tile is painted (and removes it while a sheet
+# loads): the time runs from the mouse event to the frame after it is set again.
 HOVER_PROBE = """() => {
   window.__hover = [];
   let t0 = 0;
+  const thumb = document.getElementById('thumb');
   document.addEventListener('mousemove', () => { t0 = performance.now(); }, true);
-  new MutationObserver(() => requestAnimationFrame(() => window.__hover.push(performance.now() - t0)))
-    .observe(document.getElementById('thumb'), {attributes: true, attributeFilter: ['data-index']});
+  new MutationObserver(() => { if (thumb.dataset.index !== undefined)
+      requestAnimationFrame(() => window.__hover.push(performance.now() - t0)); })
+    .observe(thumb, {attributes: true, attributeFilter: ['data-index']});
 }"""
 
 
@@ -198,6 +202,24 @@ def measure(path, n_hover=15, seed=1):
         page.select_option("#color-by", "likelihood")
         page.wait_for_selector("#legend-min", timeout=30_000)
         tasks["colour_by_likelihood_s"] = time.perf_counter() - t0
+        # Box selection of the plot's middle (a quarter of its area), then the CSV of the selected ids.
+        w, h = box["width"], box["height"]
+        page.click("#box-mode")
+        t0 = time.perf_counter()
+        page.mouse.move(box["x"] + w / 4, box["y"] + h / 4)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 3 * w / 4, box["y"] + 3 * h / 4, steps=2)
+        page.mouse.up()
+        page.wait_for_function(f"document.body.dataset.shown !== '{n}'", timeout=60_000)
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        tasks["box_select_s"] = time.perf_counter() - t0
+        tasks["box_selected_points"] = int(page.evaluate("EXPLORER.state.visible.length"))
+        tasks["csv_of_selection_s"] = page.evaluate(
+            "() => { const t = performance.now(); EXPLORER.csv(); return (performance.now() - t) / 1000; }")
+        page.click("#reset")
+        page.wait_for_function(f"document.body.dataset.shown === '{n}'", timeout=60_000)
+        tasks["csv_of_every_point_s"] = page.evaluate(
+            "() => { const t = performance.now(); EXPLORER.csv(); return (performance.now() - t) / 1000; }")
         browser.close()
     return render, memory, latencies, misses, tasks
 
@@ -209,6 +231,7 @@ def main():
     parser.add_argument("--baseline", type=int, nargs="*", default=[5_000, 10_000],
                         help="also measure the pre-issue-14 plotly explorer at these sizes, in the same run")
     args = parser.parse_args()
+    load_before = [round(v, 2) for v in os.getloadavg()]
     fashion = open_source("fashion-mnist", split="train")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -240,8 +263,13 @@ def main():
                          **{k: round(v, 2) if isinstance(v, float) else v for k, v in tasks.items()},
                          "load_average_after": [round(v, 2) for v in os.getloadavg()]})
             print(rows[-1], flush=True)
+    import subprocess
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
     record = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "cpu": cpu_model()},
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "load_average": os.getloadavg(),
+              "load_average_before": load_before, "commit": commit,
               "note": "shared 2-core machine: other engineers' jobs ran at the same time; absolute times are "
                       "upper bounds for an idle machine",
               "browser": "Debian chromium, headless, software WebGL (swiftshader), 1400x850 viewport",

@@ -6,9 +6,13 @@ path, which is ``location`` in ``AnalysisResult.samples`` for file-based sources
 field per value with ``dataset.set_values(..., key_field=...)``. It uses only
 ``dataset.values`` and ``dataset.set_values``.
 
+:func:`load_dataset` opens a dataset by name (``deq explore --fiftyone NAME``) and turns a missing
+FiftyOne, a database that cannot start or an unknown name into one clear error.
+
 Not run against a live FiftyOne here: FiftyOne needs a MongoDB server, which cannot be installed
 offline on the machines this workbook is built on (``fiftyone-db`` downloads ``mongod`` at first
-use). The tests drive it with a stand-in dataset object implementing those two methods.
+use). The tests drive it with a stand-in dataset object implementing those two methods, and a
+stand-in ``fiftyone`` module for :func:`load_dataset`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,45 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["add_fields"]
+__all__ = ["add_fields", "load_dataset"]
 
 _FIELDS = {"cluster_id": int, "cluster_size": int, "likelihood": float, "weight": float, "likelihood_std": float}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def load_dataset(name: str):
+    """The FiftyOne dataset ``name``, or one clear error.
+
+    Raises
+    ------
+    RuntimeError
+        FiftyOne is not installed (names the ``pip install``), or it cannot start: its database
+        (MongoDB, started or downloaded by ``fiftyone-db`` at first use) cannot run on this machine.
+    ValueError
+        There is no dataset ``name`` (the message lists the ones there are).
+    """
+    try:
+        import fiftyone
+    except ImportError as exc:
+        raise RuntimeError("--fiftyone needs the optional package 'fiftyone': pip install fiftyone") from exc
+    except Exception as exc:  # noqa: BLE001 - fiftyone may start its database while importing
+        raise RuntimeError(f"FiftyOne could not start ({_first_line(exc)}); its database, MongoDB, must be able to "
+                           "run on this machine (see FiftyOne's install notes)") from exc
+    try:
+        if not fiftyone.dataset_exists(name):
+            names = list(fiftyone.list_datasets())
+            raise ValueError(f"FiftyOne has no dataset {name!r}; it has {names[:10] if names else 'none'}: create "
+                             "it (e.g. fiftyone.Dataset.from_dir(..., name=..., persistent=True)) or pick one of those")
+        return fiftyone.load_dataset(name)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - database errors come in many types; say which, in one line
+        raise RuntimeError(f"FiftyOne could not start ({_first_line(exc)}) to open dataset {name!r}; its database, "
+                           "MongoDB, must be able to run on this machine (see FiftyOne's install notes)") from exc
 
 
 def add_fields(dataset, samples: pd.DataFrame, key_field: str = "filepath", key_column: str = "location",

@@ -27,6 +27,7 @@ import io
 import json
 import logging
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,7 @@ __all__ = [
     "cluster_palette",
     "explorer_summary",
     "samples_from_bank",
+    "script_json",
     "stratified_subset",
     "thumbnail_data_uri",
     "thumbnail_tile",
@@ -155,13 +157,15 @@ def _sheet_grid(tile: tuple[int, int], max_side: int = 2048, max_tiles: int = 32
 
 
 def write_sprite_sheets(images, folder: str | Path, tile: tuple[int, int], quality: int = 80,
-                        progress: bool = False) -> dict:
+                        progress: bool = False, total: int | None = None) -> dict:
     """Paste ``images`` (an iterable of PIL images, in order) into JPEG sprite sheets in ``folder``.
 
     Each image is shrunk to fit ``tile`` (aspect kept, centred on white). Sheets hold up to
     ``cols x rows`` tiles (at most 2048 px a side); image ``i`` is tile ``i % per_sheet`` of sheet
     ``i // per_sheet``, row-major. Each sheet is written atomically. Returns the layout the page
     reads: ``tile_w, tile_h, cols, rows, per_sheet, sheets`` (file names, in order).
+    ``total`` is the number of images, for the progress bar (default: ``len(images)`` when
+    ``images`` has a length; a generator has none, and the bar would read "n/?").
     """
     from PIL import Image
 
@@ -185,7 +189,9 @@ def write_sprite_sheets(images, folder: str | Path, tile: tuple[int, int], quali
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(images, desc="explorer thumbnails", unit="img", mininterval=1.0)
+        if total is None and hasattr(images, "__len__"):
+            total = len(images)
+        iterator = tqdm(images, desc="explorer thumbnails", unit="img", mininterval=1.0, total=total)
     for image in iterator:
         slot = count % per_sheet
         if slot == 0:
@@ -264,7 +270,7 @@ def samples_from_bank(bank, source=None, eta: float | None = None, gamma: float 
 def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height: int = 72,
                    max_points: int | None = None, seed: int = 0, title: str | None = None,
                    marker_size: float = 2.0, quality: int = 80, progress: bool = False,
-                   lod_points: int = 15_000, thumb_size: int | None = None) -> Path:
+                   lod_points: int = 15_000, thumb_size: int | None = None, gallery_page: int = 200) -> Path:
     """Write the explorer for ``samples`` (``AnalysisResult.samples`` or a bank table) to ``path``.
 
     Parameters
@@ -300,6 +306,8 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
         software WebGL takes seconds per frame of 200,000 points (``benchmarks/explorer/``).
     thumb_size : int, optional
         Deprecated alias of ``thumb_height`` (the old explorer's longest side).
+    gallery_page : int, default=200
+        Images per gallery page (galleries of a cluster or of the shown points are paged).
 
     Returns
     -------
@@ -341,7 +349,7 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
     draft = (tile[0] * 2, tile[1] * 2)
     logger.info("explorer: %d thumbnails of %dx%d px into %s", len(shown), tile[0], tile[1], folder)
     layout = write_sprite_sheets((source.load(int(positions[i]), draft=draft) for i in thumb_order), folder,
-                                 tile, quality=quality, progress=progress)
+                                 tile, quality=quality, progress=progress, total=len(thumb_order))
 
     labels = np.unique(cluster)
     real = labels[labels >= 0]
@@ -362,15 +370,35 @@ def write_explorer(samples: pd.DataFrame, source, path: str | Path, thumb_height
         "clusterIds": real.tolist(), "palette": palette.tolist(), "noiseColor": list(NOISE_COLOR),
         "thumbs": {"folder": folder.name, "index": _b64(thumb_index), **{k: layout[k] for k in (
             "tile_w", "tile_h", "cols", "per_sheet", "sheets")}},
-        "markerSize": marker_size, "version": __version__, "lodPoints": int(lod_points),
+        "markerSize": marker_size, "version": __version__, "lodPoints": int(lod_points), "name": path.stem,
+        "galleryPage": int(gallery_page),
         "params": {"thumb_height": thumb_height, "max_points": max_points, "seed": seed, "quality": quality,
-                   "marker_size": marker_size, "lod_points": int(lod_points), "deqlib": __version__, "deck.gl": DECKGL_VERSION},
+                   "marker_size": marker_size, "lod_points": int(lod_points), "gallery_page": int(gallery_page),
+                   "deqlib": __version__, "deck.gl": DECKGL_VERSION},
     }
-    page = TEMPLATE_FILE.read_text(encoding="utf-8")
-    page = (page.replace("__TITLE__", html.escape(heading))
-                .replace("/*__DECKGL__*/", DECKGL_FILE.read_text(encoding="utf-8").replace("</script", "<\\/script"))
-                .replace("/*__DATA__*/", json.dumps(data, separators=(",", ":")).replace("</", "<\\/")))
+    deckgl = DECKGL_FILE.read_text(encoding="utf-8").replace("</script", "<\\/script")  # (a test: no "<!--")
+    parts = {"__TITLE__": html.escape(heading), "/*__DECKGL__*/": deckgl, "/*__DATA__*/": script_json(data)}
+    # One pass: a title or an id that happens to contain a placeholder is never substituted again.
+    page = re.sub("|".join(re.escape(k) for k in parts), lambda m: parts[m.group(0)],
+                  TEMPLATE_FILE.read_text(encoding="utf-8"))
     return write_text_atomic(path, page)
+
+
+#: Characters that must not appear raw in JSON inlined in a ``<script>`` element: ``<`` starts
+#: ``</script>`` and ``<!--`` (which makes the HTML parser hide the rest of the page inside the script),
+#: ``>`` and ``&`` complete them, U+2028/U+2029 end a line in older JavaScript engines.
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value) -> str:
+    """``value`` as JSON that is safe inside an HTML ``<script>`` element, whatever its strings hold.
+
+    Every ``<``, ``>``, ``&``, U+2028 and U+2029 is written as a JSON ``\\uXXXX`` escape, which a
+    JSON or JavaScript parser reads back as the same character while the HTML parser sees no markup.
+    """
+    # ensure_ascii: ids made from non-UTF-8 file names hold lone surrogates, which only an escape can carry
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=True)
+    return re.sub("[<>&\u2028\u2029]", lambda m: _SCRIPT_UNSAFE[m.group(0)], text)
 
 
 def explorer_summary(path: str | Path) -> str:
