@@ -23,6 +23,7 @@ import enum
 import hashlib
 import inspect
 import math
+import numbers
 import re
 import sys
 from pathlib import PurePath
@@ -123,6 +124,19 @@ def estimator_key(estimator) -> dict:
     params = estimator.get_params(deep=False)
     return {"class": _qualified_name(kind), "version": _package_version(kind),
             "params": {name: parameter_key(params[name], name) for name in sorted(params)}}
+
+
+def _takes_booleans(estimator_class: type, name: str, default) -> bool:
+    """Whether ``estimator_class``'s parameter ``name`` means something when given True or False.
+
+    scikit-learn classes say it in their parameter constraints (``'boolean'``, ``'verbose'``); for
+    others, a parameter whose default is a number (not a boolean) takes no boolean.
+    """
+    constraints = getattr(estimator_class, "_parameter_constraints", None)  # scikit-learn's declared constraints
+    if isinstance(constraints, dict) and name in constraints:
+        return any(c is bool or c is object or (isinstance(c, str) and c in ("boolean", "verbose", "no_validation"))
+                   for c in constraints[name])
+    return not (isinstance(default, numbers.Number) and not isinstance(default, (bool, np.bool_)))
 
 
 def _rebuild(base: type, estimator_class: type):
@@ -236,8 +250,15 @@ class WrappingEstimator(BaseEstimator):
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def _make_estimator(self):
-        """A fresh, unfitted ``estimator_class`` made with this adapter's parameters."""
-        return self.estimator_class(**{name: getattr(self, name) for name in self._wrapped_names})
+        """A fresh, unfitted ``estimator_class`` made with this adapter's parameters (booleans refused where the
+        class takes numbers: :func:`deqlib._validation.check_int`'s rule, which scikit-learn does not apply)."""
+        params = {name: getattr(self, name) for name in self._wrapped_names}
+        for name, value in params.items():
+            if isinstance(value, (bool, np.bool_)) and not _takes_booleans(self.estimator_class, name,
+                                                                          self._signature.parameters[name].default):
+                raise ValueError(f"{name} must be a number or one of {self.estimator_class.__name__}'s options, not a "
+                                 f"boolean (True is 1 to Python), got {value!r}")
+        return self.estimator_class(**params)
 
     def _estimator_key(self) -> dict:
         return estimator_key(self._make_estimator())

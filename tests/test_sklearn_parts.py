@@ -125,7 +125,8 @@ def test_cache_keys_come_from_parameters_not_identity(blobs):
     assert as_clusterer(KMeans(3, init=centres + 1, n_init=1)).cache_key() != \
         as_clusterer(KMeans(3, init=centres, n_init=1)).cache_key()
     # and the same JSON in a fresh Python process (a repr with a memory address would differ)
-    code = ("import json; from sklearn.pipeline import make_pipeline; from sklearn.preprocessing import StandardScaler; "
+    code = ("import json; from sklearn.pipeline import make_pipeline; "
+            "from sklearn.preprocessing import StandardScaler; "
             "from sklearn.decomposition import PCA; from deqlib.reduce import as_reducer; "
             "print(json.dumps(as_reducer(make_pipeline(StandardScaler(), PCA(n_components=3, random_state=0)))"
             ".cache_key(), sort_keys=True))")

@@ -8,12 +8,10 @@ declare in its registry ``extra``:
 * ``invalid_params``: a bad value (required) that must raise ValueError naming the parameter;
 * ``output`` (reducers, required): the family of its coordinates, read by ``build_stages``.
 
-Plain scikit-learn clusterers through the one-line adapter (``SklearnClusterer.wrapping(Birch)``,
-``...(OPTICS)``) run the same contract: :data:`WRAPPED_FOR_TEST` registers them while this module
-runs (and removes them afterwards, so other modules see the real registries). A wrapped class
-validates its own parameters (the reducer contract's ``n_components=True`` refusal is deqlib's
-rule, which scikit-learn's PCA does not follow); reducer adapters are checked in
-``tests/test_sklearn_checks.py`` and ``tests/test_sklearn_parts.py``.
+Plain scikit-learn classes through the one-line adapters (``SklearnClusterer.wrapping(Birch)``,
+``...(OPTICS)``, ``SklearnReducer.wrapping(PCA)``) run the same contract: :data:`WRAPPED_FOR_TEST`
+registers them while this module runs (and removes them afterwards, so other modules see the
+real registries).
 """
 
 import json
@@ -25,12 +23,13 @@ import pytest
 from sklearn.base import clone
 from sklearn.cluster import OPTICS, Birch
 from sklearn.datasets import make_blobs
+from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
 from deqlib.cluster import CLUSTERERS, PRESETS, ClusterResult, SklearnClusterer, get_clusterer
 from deqlib.pipeline import build_stages
-from deqlib.reduce import REDUCERS
+from deqlib.reduce import REDUCERS, SklearnReducer
 
 #: Scikit-learn classes registered through the one-line adapters while this module runs:
 #: name -> (registry, adapter class, registry entry's extra).
@@ -40,6 +39,9 @@ WRAPPED_FOR_TEST = {
     "sklearn-optics": (CLUSTERERS, SklearnClusterer.wrapping(OPTICS),
                        {"test_params": {"min_samples": 10, "cluster_method": "dbscan", "eps": 2.0},
                         "invalid_params": {"min_samples": -3}}),
+    "sklearn-pca": (REDUCERS, SklearnReducer.wrapping(PCA),
+                    {"output": "pca", "test_params": {"n_components": 3},
+                     "invalid_params": {"n_components": -1}}),
 }
 REDUCER_NAMES = REDUCERS.names() + tuple(n for n, (r, *_) in WRAPPED_FOR_TEST.items() if r is REDUCERS)
 CLUSTERER_NAMES = CLUSTERERS.names() + tuple(n for n, (r, *_) in WRAPPED_FOR_TEST.items() if r is CLUSTERERS)
@@ -119,7 +121,7 @@ def test_reducer_contract(name, high_dim_blobs):
     np.fill_diagonal(distances, np.inf)
     assert (y[distances.argmin(axis=1)] == y).mean() >= 0.85
     _round_trips(reducer)
-    assert reducer.cache_key() != _reducer(name, random_state=reducer.random_state + 1).cache_key()
+    assert reducer.cache_key() != _reducer(name, random_state=(reducer.random_state or 0) + 1).cache_key()
 
 
 @pytest.mark.parametrize("name", REDUCER_NAMES)
