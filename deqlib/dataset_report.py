@@ -197,15 +197,17 @@ class DatasetReport:
         return stability
 
     # ------------------------------------------------------------------------------------ banks
-    def write_banks(self, missing: str = "error") -> dict[str, Path]:
+    def write_banks(self, missing: str = "error", official: bool | None = None) -> dict[str, Path]:
         """Write the likelihood bank (``data/processed/<dataset>_<encoder>_<mode>_<policy>.parquet``)
-        and, for a dataset an official fork reads (:data:`deqlib.bank.OFFICIAL_BANK_FILENAMES`), the
-        fork's pickle beside it.
+        and the official forks' pickle beside it.
 
         ``missing``: what the pickle gives images that failed to decode (``'error'``, ``'rarest'``
-        or ``'median'``, see :meth:`AnalysisResult.export_official`). ``data/raw`` is never
-        modified: copy or link the pickle into your dataset root yourself. Returns
-        ``{'bank': path}`` plus ``'official': path`` where a fork reads this dataset.
+        or ``'median'``, see :meth:`AnalysisResult.export_official`). ``official``: None (default)
+        writes the pickle for a dataset an official fork reads, under the fork's file name
+        (:data:`deqlib.bank.OFFICIAL_BANK_FILENAMES`); True writes it for any dataset (named like the
+        bank, ``.pkl``, where no fork names it); False never. ``data/raw`` is never modified: copy
+        or link the pickle into your dataset root yourself. Returns ``{'bank': path}`` plus
+        ``'official': path`` when a pickle was written.
         """
         from deqlib.bank import OFFICIAL_BANK_FILENAMES
         from deqlib.pipeline import default_bank_path
@@ -214,9 +216,10 @@ class DatasetReport:
         bank = self.result.write(default_bank_path(self.source.name, params["mode"], self.encoder,
                                                    params["noise_policy"]))
         written = {"bank": bank}
-        if self.source.name in OFFICIAL_BANK_FILENAMES:
-            written["official"] = self.result.export_official(bank.parent / OFFICIAL_BANK_FILENAMES[self.source.name],
-                                                              missing=missing)
+        fork_name = OFFICIAL_BANK_FILENAMES.get(self.source.name)
+        if official or (official is None and fork_name):
+            written["official"] = self.result.export_official(
+                bank.parent / fork_name if fork_name else bank.with_suffix(".pkl"), missing=missing)
         self.written.update(written)
         return written
 

@@ -277,6 +277,23 @@ class OpenTSNEReducer(BaseEstimator):
             **extra,
         }
 
+    def sample_fit_at(self, n_samples: int) -> "OpenTSNEReducer":
+        """This reducer with its sample-fit policy applied to ``n_samples`` points, as if past ``sample_threshold``.
+
+        The policy: past ``sample_threshold`` points, fit on a random ``sample_size`` of them and place
+        the rest (by default 100,000 of 250,000: 40%). The returned clone fits on the same share
+        (``sample_size / sample_threshold``) of ``n_samples``, at least the ``min_fit_samples`` the
+        perplexity needs, and places the rest, so the policy can be measured on a small dataset
+        (notebook 00 compares it with the full fit).
+        """
+        from sklearn.base import clone
+
+        n_samples = check_int("n_samples", n_samples, 1)
+        params = self.resolved_params()
+        share = params["sample_size"] / params["sample_threshold"]
+        size = max(int(share * n_samples), min_fit_samples(self.perplexity))
+        return clone(self).set_params(sample_threshold=size, sample_size=size)
+
     def fit_affinities(self, X) -> "TSNEAffinities":
         """PCA and perplexity affinities of ``X`` once, for several :meth:`fit_transform` runs.
 
