@@ -1,8 +1,9 @@
-"""The steps the dataset notebooks share: 02 KITTI, 03 nuScenes, 04 Waymo, 05 BDD100K.
+"""The steps the notebooks share after the analysis: 00 quickstart, 02 KITTI, 03 nuScenes, 04 Waymo, 05 BDD100K.
 
 Each dataset notebook keeps its own narrative, its cell tagged ``parameters`` and its specifics
-(Table 1 for KITTI, the attributes of BDD100K); the steps they all take after the analysis are
-the methods of :class:`DatasetReport`, so a change to them is made once, here::
+(Table 1 for KITTI, the attributes of BDD100K; the notebooks are rendered from one template,
+:mod:`deqlib.notebook_templates`); the steps they all take after the analysis are the methods of
+:class:`DatasetReport`, so a change to them is made once, here::
 
     source = open_dataset("kitti", data_root, split="train", max_images=None, seed=0)
     stages = build_stages(mode, reducer=reducer, ..., seed=seed)
