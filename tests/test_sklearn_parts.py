@@ -155,3 +155,59 @@ def test_what_cannot_be_keyed_or_adapted_is_refused_naming_the_fix():
         build_stages(reducer=PCA(), reducer_params={"n_components": 3})
     with pytest.raises(TypeError, match="no fit_transform and sets no embedding_"):  # a clusterer passed as reducer
         as_reducer(DBSCAN()).fit(np.random.default_rng(0).normal(size=(20, 3)))
+
+
+def test_one_check_of_the_data_with_messages_that_name_the_fix():
+    from scipy import sparse
+
+    from deqlib._validation import check_samples
+
+    X = np.arange(12, dtype=np.float32).reshape(4, 3)
+    fortran = np.asfortranarray(X)
+    checked = check_samples(fortran)
+    assert checked.flags.c_contiguous and checked.dtype == np.float32 and np.array_equal(checked, X)
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    assert check_samples(readonly) is readonly and check_samples(readonly, writeable=True).flags.writeable
+    assert check_samples(X.astype(object)).dtype == np.float64 and check_samples([[1, 2], [3, 4]]).dtype == np.float64
+    cases = [
+        (sparse.csr_matrix(X), TypeError, r"X is a sparse matrix \(csr_matrix\); sparse input is not supported.*toarray"),
+        (X + 1j, ValueError, r"Complex data not supported: X has dtype complex64; pass real numbers"),
+        (np.array([[1.0, {"a": 1}]], dtype=object), TypeError, "argument must be a string or a real number.*Convert or drop"),
+        (np.array([["1.0", "cat"]]), ValueError, "could not convert string to float.*Convert or drop"),
+        (np.empty((0, 3)), ValueError, r"X has 0 sample\(s\) \(shape=\(0, 3\)\) while a minimum of 1 is required"),
+        (np.empty((12, 0)), ValueError, r"X has 0 feature\(s\) \(shape=\(12, 0\)\) while a minimum of 1 is required"),
+        (np.zeros(5), ValueError, r"non-empty 2-D array .* got shape \(5,\); a single sample is X.reshape\(1, -1\)"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), ValueError, r"NaN or infinite values in 1 of 2 rows \(first rows: \[0\]\)"),
+    ]
+    for data, error, message in cases:
+        with pytest.raises(error, match=message):
+            check_samples(data)
+    with pytest.raises(ValueError, match=r"X has 1 sample\(s\) .* minimum of 2"):
+        check_samples(X[:1], min_samples=2)
+
+
+@pytest.mark.parametrize("name", ["opentsne", "sklearn"])
+def test_a_3d_t_sne_map_of_2d_data_starts_from_the_padded_pca(name):
+    """Both t-SNEs' PCA start asked for 3 components of 2 features and failed; now the third column is noise."""
+    from deqlib.reduce import REDUCERS
+
+    X, y = make_blobs(n_samples=[40, 30], n_features=2, centers=[[0, 0], [30, 30]], random_state=0)
+    reducer = REDUCERS.create(name, **REDUCERS.entry(name).extra["test_params"])
+    coords = reducer.fit_transform(X)
+    assert coords.shape == (70, 3) and np.isfinite(coords).all() and coords[:, 2].std() > 0
+    assert reducer.n_features_in_ == 2
+    np.testing.assert_array_equal(clone(reducer).fit_transform(X), coords)  # the padding is seeded
+    distances = np.linalg.norm(coords[:, None] - coords[None], axis=-1)
+    np.fill_diagonal(distances, np.inf)
+    assert (y[distances.argmin(axis=1)] == y).mean() >= 0.85  # the blobs stay apart (as in the reducer contract)
+
+
+def test_the_sample_fit_policy_is_read_from_the_reducer():
+    from deqlib.reduce import OpenTSNEReducer, min_fit_samples
+
+    reducer = OpenTSNEReducer(perplexity=30.0)  # default policy: 100,000 of 250,000 points (40%)
+    scaled = reducer.sample_fit_at(5000)
+    assert (scaled.sample_size, scaled.sample_threshold) == (2000, 2000) and reducer.sample_size == 100_000
+    assert OpenTSNEReducer(sample_threshold=1000, sample_size=250).sample_fit_at(5000).sample_size == 1250
+    assert reducer.sample_fit_at(100).sample_size == min_fit_samples(30.0) == 91  # the perplexity's minimum
