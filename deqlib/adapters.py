@@ -161,8 +161,10 @@ class WrappingEstimator(BaseEstimator):
     _signature: ClassVar[inspect.Signature | None] = None
     _adapter_base: ClassVar[type | None] = None
     _wrapped_names: ClassVar[tuple[str, ...]] = ()
-    #: What the adapters of this base are, in their docstrings ('reducer', 'clusterer').
+    #: What the adapters of this base are ('reducer', 'clusterer'): the cache key's first field, and messages.
     _stage: ClassVar[str] = "stage"
+    #: The wrapped estimator's method that fits and gives the output, and the attribute to read after a plain fit.
+    _output: ClassVar[tuple[str, str]] = ("fit", "")
 
     def __init__(self, *args, **params):
         kind = type(self)
@@ -260,5 +262,47 @@ class WrappingEstimator(BaseEstimator):
                                  f"boolean (True is 1 to Python), got {value!r}")
         return self.estimator_class(**params)
 
-    def _estimator_key(self) -> dict:
-        return estimator_key(self._make_estimator())
+    def cache_key(self) -> dict:
+        """``{'<stage>': 'module.Class', 'version': ..., 'params': {...}}`` (:func:`estimator_key` of the wrapped
+        class made with these parameters); it validates them as :meth:`fit` does."""
+        key = estimator_key(self._make_estimator())
+        return {self._stage: key["class"], "version": key["version"], "params": key["params"]}
+
+    def _fit_wrapped(self, X):
+        """A fresh wrapped estimator fitted on ``X`` and its output: ``<method>(X)`` (``fit_transform``,
+        ``fit_predict``) when it has it, else ``fit(X).<attribute>`` (``embedding_``, ``labels_``)."""
+        method, attribute = self._output
+        model = self._make_estimator()
+        if hasattr(model, method):
+            return model, getattr(model, method)(X)
+        output = getattr(model.fit(X), attribute, None)
+        if output is None:
+            raise TypeError(f"{type(model).__name__} has no {method} and sets no {attribute} when fitted: it is not a "
+                            f"{self._stage}")
+        return model, output
+
+    @classmethod
+    def adapt(cls, part, choices=()):
+        """A deqlib stage for ``part``: itself when it is one (it has ``cache_key``), else the adapter of its
+        class made with its ``get_params()`` (``as_reducer`` / ``as_clusterer``).
+
+        Raises
+        ------
+        TypeError
+            ``part`` is a class rather than an instance, has neither ``fit`` nor the stage's method, or
+            has no ``get_params`` (the cache key is made from it); ``choices`` (the registered names)
+            are listed in the message.
+        """
+        stage, (method, attribute) = cls._stage, cls._output
+        if isinstance(part, type):
+            raise TypeError(f"{stage} must be an instance, got the class {part.__name__}; pass {part.__name__}(...) "
+                            f"(or register {cls.__name__}.wrapping({part.__name__}))")
+        if hasattr(part, "cache_key"):
+            return part
+        if not (callable(getattr(part, method, None)) or callable(getattr(part, "fit", None))):
+            raise TypeError(f"{stage} must be a registered name ({', '.join(choices)}), a deqlib {stage} or a "
+                            f"scikit-learn-style {stage} ({method}, or fit then {attribute}); got {type(part).__name__}")
+        if not callable(getattr(part, "get_params", None)):
+            raise TypeError(f"{type(part).__name__} has no get_params(), which the cache key is made from: derive it "
+                            "from sklearn.base.BaseEstimator, or give it a cache_key() method")
+        return cls.wrapping(type(part))(**part.get_params(deep=False))

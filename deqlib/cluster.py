@@ -470,23 +470,13 @@ class SklearnClusterer(_FittedLabels, WrappingEstimator):
     """
 
     _stage = "clusterer"
-
-    def cache_key(self) -> dict:
-        key = self._estimator_key()
-        return {"clusterer": key["class"], "version": key["version"], "params": key["params"]}
+    _output = ("fit_predict", "labels_")
 
     def fit(self, X, y=None) -> "SklearnClusterer":
         """Cluster ``X`` with a new instance of the wrapped class; sets :attr:`labels_` and the rest."""
         key = self.cache_key()
         X = check_samples(X, min_samples=2)
-        model = self._make_estimator()
-        if hasattr(model, "fit_predict"):
-            labels = model.fit_predict(X)
-        else:
-            labels = getattr(model.fit(X), "labels_", None)
-            if labels is None:
-                raise TypeError(f"{type(model).__name__} has no fit_predict and sets no labels_ when fitted: "
-                                "it is not a clusterer")
+        model, labels = self._fit_wrapped(X)
         labels = np.asarray(labels)
         if labels.shape != (X.shape[0],) or not np.issubdtype(labels.dtype, np.integer) or (labels < -1).any():
             raise ValueError(f"{type(model).__name__} gave labels of shape {labels.shape} and dtype {labels.dtype}; "
@@ -510,19 +500,7 @@ def as_clusterer(clusterer):
         ``get_params`` (its parameters make the cache key: derive it from scikit-learn's
         ``BaseEstimator``, or give it a ``cache_key()``).
     """
-    if hasattr(clusterer, "cache_key") and not isinstance(clusterer, type):
-        return clusterer
-    if isinstance(clusterer, type):
-        raise TypeError(f"clusterer must be an instance, got the class {clusterer.__name__}; pass "
-                        f"{clusterer.__name__}(...) (or register SklearnClusterer.wrapping({clusterer.__name__}))")
-    if not callable(getattr(clusterer, "fit", None)):
-        raise TypeError(f"clusterer must be a registered name ({', '.join(CLUSTERERS.names())}), a deqlib clusterer "
-                        f"or a scikit-learn-style clusterer (fit_predict, or fit then labels_); got "
-                        f"{type(clusterer).__name__}")
-    if not callable(getattr(clusterer, "get_params", None)):
-        raise TypeError(f"{type(clusterer).__name__} has no get_params(), which the cache key is made from: derive it "
-                        "from sklearn.base.BaseEstimator, or give it a cache_key() method")
-    return SklearnClusterer.wrapping(type(clusterer))(**clusterer.get_params(deep=False))
+    return SklearnClusterer.adapt(clusterer, CLUSTERERS.names())
 
 
 def preset_setting(name: str) -> dict:

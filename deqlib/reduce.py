@@ -672,14 +672,11 @@ class SklearnReducer(WrappingEstimator):
 
     adapter_params = {"random_state": None}
     _stage = "reducer"
+    _output = ("fit_transform", "embedding_")
 
     @classmethod
     def _adapter_attributes(cls, estimator_class: type) -> dict:
         return {"output": estimator_class.__name__.lower()}
-
-    def cache_key(self) -> dict:
-        key = self._estimator_key()
-        return {"reducer": key["class"], "version": key["version"], "params": key["params"]}
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
@@ -689,14 +686,7 @@ class SklearnReducer(WrappingEstimator):
         """Reduce ``X`` (N x D) with a new instance of the wrapped class; sets :attr:`embedding_`."""
         key = self.cache_key()
         X = check_embeddings(X, min_samples=2)
-        model = self._make_estimator()
-        if hasattr(model, "fit_transform"):
-            coords = model.fit_transform(X)
-        else:
-            coords = getattr(model.fit(X), "embedding_", None)
-            if coords is None:
-                raise TypeError(f"{type(model).__name__} has no fit_transform and sets no embedding_ when fitted: "
-                                "it is not a reducer")
+        model, coords = self._fit_wrapped(X)
         if hasattr(coords, "toarray"):  # a transformer that returns a sparse matrix
             coords = coords.toarray()
         coords = np.asarray(coords, dtype=np.float64)
@@ -721,19 +711,7 @@ def as_reducer(reducer):
         has no ``get_params`` (its parameters make the cache key: derive it from scikit-learn's
         ``BaseEstimator``, or give it a ``cache_key()``).
     """
-    if hasattr(reducer, "cache_key") and not isinstance(reducer, type):
-        return reducer
-    if isinstance(reducer, type):
-        raise TypeError(f"reducer must be an instance, got the class {reducer.__name__}; pass {reducer.__name__}(...) "
-                        f"(or register SklearnReducer.wrapping({reducer.__name__}))")
-    if not (callable(getattr(reducer, "fit_transform", None)) or callable(getattr(reducer, "fit", None))):
-        raise TypeError(f"reducer must be a registered name ({', '.join(REDUCERS.names())}), a deqlib reducer or a "
-                        f"scikit-learn-style estimator (fit_transform, or fit then embedding_); got "
-                        f"{type(reducer).__name__}")
-    if not callable(getattr(reducer, "get_params", None)):
-        raise TypeError(f"{type(reducer).__name__} has no get_params(), which the cache key is made from: derive it "
-                        "from sklearn.base.BaseEstimator, or give it a cache_key() method")
-    return SklearnReducer.wrapping(type(reducer))(**reducer.get_params(deep=False))
+    return SklearnReducer.adapt(reducer, REDUCERS.names())
 
 
 _PROGRESS_EVERY = 5  # iterations between progress-bar updates (openTSNE's callbacks_every_iters)
