@@ -5,6 +5,13 @@ parameter, what it must be and what it got, e.g. ``"min_samples must be an integ
 got True"``. Booleans are refused where numbers are expected (``True`` is an ``int`` to Python,
 never a sensible eps or sample count). Used by :mod:`deqlib.reduce`, :mod:`deqlib.cluster` and
 offered to the other stages.
+
+:func:`check_samples` is the one check of the data every reducer and clusterer fits on: dense,
+real, numeric, 2-D, enough samples and features, finite, and returned C-contiguous whatever the
+memory order it came in (a pandas ``df[["x", "y", "z"]].to_numpy()`` is Fortran-ordered, which
+numba-compiled libraries such as ``fast_hdbscan`` refuse). Its messages contain the phrases
+scikit-learn's ``check_estimator`` looks for ("Complex data not supported", "sparse",
+"0 feature(s)", "1 sample(s)", "NaN") and then name the fix.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "check_choice", "check_bool"]
+__all__ = ["check_int", "check_real", "check_choice", "check_bool", "check_samples"]
 
 
 def _or_none(allow_none: bool) -> str:
@@ -64,3 +71,63 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def check_samples(X, name: str = "X", *, min_samples: int = 1, writeable: bool = False) -> np.ndarray:
+    """``X`` as a dense, C-contiguous, finite 2-D float array (samples x features).
+
+    float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); any other real dtype
+    (integers, booleans, numbers stored as objects) becomes float64. Refused, each with a
+    message naming the fix: sparse matrices, complex numbers, entries that are not numbers, not
+    2-D, fewer than ``min_samples`` rows or no column, NaN or infinite values.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        In any memory order (C, Fortran, strided views): the result is C-contiguous.
+    name : str, default='X'
+        What the messages call it (``'embeddings'`` in :func:`deqlib.pipeline.analyze`).
+    min_samples : int, default=1
+        Fewest rows accepted.
+    writeable : bool, default=False
+        Copy a read-only input (a memory-mapped file) for libraries that write into their input
+        or need a writable buffer (the ``hdbscan`` library's Cython code).
+
+    Returns
+    -------
+    ndarray of float32 or float64, shape (n_samples, n_features), C-contiguous
+    """
+    if hasattr(X, "tocsr") or hasattr(X, "sparse"):  # scipy.sparse matrices and arrays, pandas sparse frames
+        raise TypeError(f"{name} is a sparse matrix ({type(X).__name__}); sparse input is not supported: the "
+                        f"reducers and clusterers need a dense array, so pass {name}.toarray() (embeddings are "
+                        "dense vectors)")
+    array = np.asarray(X)
+    if np.iscomplexobj(array):
+        raise ValueError(f"Complex data not supported: {name} has dtype {array.dtype}; pass real numbers "
+                         f"(e.g. {name}.real or abs({name}))")
+    if array.dtype not in (np.float32, np.float64):
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError) as exc:  # the same exception type, with the fix
+            raise type(exc)(f"{name} must hold numbers (samples x features), but converting it to float64 failed: "
+                            f"{exc}. Convert or drop the entries that are not numbers") from exc
+    if array.ndim != 2:
+        raise ValueError(f"{name} must be a non-empty 2-D array (samples x features), got shape {array.shape}; "
+                         f"a single sample is {name}.reshape(1, -1), a single feature {name}.reshape(-1, 1)")
+    n_samples, n_features = array.shape
+    if n_samples < max(min_samples, 1):
+        raise ValueError(f"{name} has {n_samples} sample(s) (shape={array.shape}) while a minimum of "
+                         f"{max(min_samples, 1)} is required; add samples")
+    if n_features == 0:
+        raise ValueError(f"{name} has 0 feature(s) (shape={array.shape}) while a minimum of 1 is required; "
+                         "pass the vectors, not an empty selection of columns")
+    bad_rows = ~np.isfinite(array).all(axis=1)
+    if bad_rows.any():
+        rows = np.flatnonzero(bad_rows)
+        raise ValueError(
+            f"{name} has NaN or infinite values in {rows.size} of {n_samples} rows "
+            f"(first rows: {rows[:5].tolist()}); drop or re-embed those samples before reducing")
+    array = np.ascontiguousarray(array)
+    if writeable and not array.flags.writeable:
+        array = array.copy()
+    return array

@@ -16,8 +16,14 @@ effective eps, cluster count, noise share, degeneracy) and ``result_`` (all of i
 :class:`FastHDBSCANClusterer` (``'fast-hdbscan'``, needs ``fast-hdbscan``)
     The numba ``fast_hdbscan`` library's HDBSCAN (no outlier scores).
 
-Any other scikit-learn-style clusterer (with ``fit_predict`` or ``labels_``) plugs in through
-:class:`SklearnClusterer`, e.g. ``CLUSTERERS.register("optics")(SklearnClusterer.wrapping(OPTICS))``.
+Any other scikit-learn-style clusterer (``fit_predict``, or ``fit`` then ``labels_``: KMeans,
+Birch, OPTICS, AgglomerativeClustering, ...) plugs in through :class:`SklearnClusterer`:
+``CLUSTERERS.register("optics")(SklearnClusterer.wrapping(OPTICS))`` registers a class, and
+:func:`as_clusterer` adapts an instance (:func:`deqlib.pipeline.build_stages` does it for any
+object passed as ``clusterer``).
+
+Every clusterer accepts its points in any memory order (a pandas ``bank[["x", "y", "z"]].to_numpy()``
+is Fortran-ordered, on which the numba code of ``fast_hdbscan`` fails) and sets ``n_features_in_``.
 
 Scale-aware eps
 ---------------
@@ -49,14 +55,13 @@ unit ``eps`` is in:
 
 from __future__ import annotations
 
-import inspect
-import json
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, clone
+from sklearn.base import BaseEstimator, ClusterMixin
 
-from deqlib._validation import check_choice, check_int, check_real
+from deqlib._validation import check_choice, check_int, check_real, check_samples
+from deqlib.adapters import WrappingEstimator
 from deqlib.reduce import _n_jobs, check_embeddings
 from deqlib.registry import Registry
 
@@ -71,6 +76,7 @@ __all__ = [
     "HDBSCANClusterer",
     "FastHDBSCANClusterer",
     "SklearnClusterer",
+    "as_clusterer",
     "get_clusterer",
     "knn_distance_scale",
     "official_knn_scale",
@@ -182,10 +188,12 @@ class ClusterResult:
 
 
 def _check_points(X, min_samples: int) -> np.ndarray:
-    X = check_embeddings(X)
+    # C-contiguous and writable: the hdbscan library's Cython code refuses read-only memory maps and
+    # fast_hdbscan's numba code Fortran-ordered arrays. Points are low-dimensional: a copy is cheap.
+    X = check_samples(X, min_samples=2, writeable=True)
     if X.shape[0] <= min_samples:
         raise ValueError(
-            f"clustering needs more samples ({X.shape[0]}) than min_samples ({min_samples}); "
+            f"clustering needs more samples than min_samples ({min_samples}), got {X.shape[0]} sample(s); "
             "lower min_samples or add samples"
         )
     return X
@@ -213,7 +221,8 @@ def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
 class _FittedLabels(ClusterMixin):
     """``fit_predict`` (from ClusterMixin) and the fitted attributes every clusterer sets."""
 
-    def _set_fitted(self, labels, outlier_scores, params: dict):
+    def _set_fitted(self, labels, outlier_scores, params: dict, n_features: int):
+        self.n_features_in_ = int(n_features)
         result = ClusterResult(labels=_relabel_by_size(labels), outlier_scores=outlier_scores)
         result.params = {**params, "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
                          "degenerate": result.degenerate}
@@ -311,7 +320,8 @@ class DBSCANClusterer(_FittedLabels, BaseEstimator):
         raw_eps, scale = self.effective_eps(X)
         labels = DBSCAN(eps=raw_eps, min_samples=min_samples, n_jobs=_n_jobs(self.n_jobs)).fit_predict(X)
         self.effective_eps_ = raw_eps
-        return self._set_fitted(labels, None, {**self.cache_key(), "effective_eps": raw_eps, "knn_scale": scale})
+        return self._set_fitted(labels, None, {**self.cache_key(), "effective_eps": raw_eps, "knn_scale": scale},
+                                X.shape[1])
 
 
 @CLUSTERERS.register("hdbscan", summary="HDBSCAN (the hdbscan library) with GLOSH outlier scores",
@@ -380,7 +390,7 @@ class HDBSCANClusterer(_FittedLabels, BaseEstimator):
         labels = model.fit_predict(X)
         scores = np.asarray(model.outlier_scores_, dtype=np.float64)
         scores = np.where(np.isfinite(scores), scores, 1.0)  # GLOSH is NaN for exact duplicates
-        return self._set_fitted(labels, scores, key)
+        return self._set_fitted(labels, scores, key, X.shape[1])
 
 
 @CLUSTERERS.register("fast-hdbscan", summary="HDBSCAN by the numba fast_hdbscan library (no outlier scores)",
@@ -430,70 +440,43 @@ class FastHDBSCANClusterer(HDBSCANClusterer):
         previous = numba.get_num_threads()
         numba.set_num_threads(min(_n_jobs(self.n_jobs), numba.config.NUMBA_NUM_THREADS))
         try:
-            labels = model.fit_predict(np.asarray(X, dtype=np.float64))
+            labels = model.fit_predict(np.ascontiguousarray(X, dtype=np.float64))
         finally:
             numba.set_num_threads(previous)
-        return self._set_fitted(labels, None, key)
+        return self._set_fitted(labels, None, key, X.shape[1])
 
 
-class SklearnClusterer(_FittedLabels, BaseEstimator):
+class SklearnClusterer(_FittedLabels, WrappingEstimator):
     """Any scikit-learn-style clusterer (``fit_predict``, or ``fit`` then ``labels_``) as a deqlib clusterer.
 
-    Fits a clone of ``estimator`` and relabels its clusters by size (-1 kept as noise), keeping
-    its ``outlier_scores_`` when it has them. One line registers one::
+    ``SklearnClusterer.wrapping(OPTICS)`` is a class whose parameters are OPTICS's own, so
+    ``get_params``, ``set_params`` and ``clone`` work as on OPTICS; :func:`as_clusterer` adapts an
+    instance, keeping its parameters. Each :meth:`fit` fits a new instance of the wrapped class
+    (the caller's object is never fitted), relabels its clusters by size (-1 kept as noise) and
+    keeps its ``outlier_scores_`` when it has them (None otherwise). One line registers one::
 
         from sklearn.cluster import OPTICS
-        CLUSTERERS.register("optics")(SklearnClusterer.wrapping(OPTICS))
+        CLUSTERERS.register("optics", invalid_params={"min_samples": -3})(SklearnClusterer.wrapping(OPTICS))
 
-    Parameters
-    ----------
-    estimator : estimator
-        Not modified; its parameters make the cache key.
+    Its cache key is the wrapped class, its package's version and its parameters
+    (:func:`deqlib.adapters.estimator_key`).
 
     Attributes
     ----------
     estimator_ : estimator
-        The fitted clone.
-    labels_, outlier_scores_, params_, result_
+        The fitted instance of the wrapped class.
+    labels_, outlier_scores_, params_, result_, n_features_in_
         As for every clusterer.
     """
 
-    def __init__(self, estimator=None):
-        self.estimator = estimator
-
-    @classmethod
-    def wrapping(cls, estimator_class):
-        """A registry factory: ``make(**params) -> SklearnClusterer(estimator_class(**params))``.
-
-        It carries ``estimator_class``'s signature, so :func:`deqlib.pipeline.build_stages` can name
-        the valid parameters when one is misspelt.
-        """
-        def make(**params):
-            return cls(estimator_class(**params))
-
-        make.__signature__ = inspect.signature(estimator_class)
-        make.__doc__ = f"{estimator_class.__name__} through SklearnClusterer."
-        return make
-
-    def _check_estimator(self):
-        if not (hasattr(self.estimator, "fit_predict") or hasattr(self.estimator, "fit")):
-            raise ValueError(f"estimator must be a scikit-learn-style clusterer (fit_predict, or fit and labels_), "
-                             f"got {self.estimator!r}")
-        return self.estimator
-
-    def cache_key(self) -> dict:
-        estimator = self._check_estimator()
-        kind = type(estimator)
-        params = estimator.get_params(deep=False) if hasattr(estimator, "get_params") else {}
-        return {"clusterer": f"{kind.__module__}.{kind.__qualname__}",
-                "params": json.loads(json.dumps(params, sort_keys=True, default=str))}
+    _stage = "clusterer"
+    _output = ("fit_predict", "labels_")
 
     def fit(self, X, y=None) -> "SklearnClusterer":
-        """Cluster ``X`` with a clone of ``estimator``; sets :attr:`labels_` and the rest."""
+        """Cluster ``X`` with a new instance of the wrapped class; sets :attr:`labels_` and the rest."""
         key = self.cache_key()
-        X = check_embeddings(X)
-        model = clone(self.estimator) if hasattr(self.estimator, "get_params") else self.estimator
-        labels = model.fit_predict(X) if hasattr(model, "fit_predict") else model.fit(X).labels_
+        X = check_samples(X, min_samples=2)
+        model, labels = self._fit_wrapped(X)
         labels = np.asarray(labels)
         if labels.shape != (X.shape[0],) or not np.issubdtype(labels.dtype, np.integer) or (labels < -1).any():
             raise ValueError(f"{type(model).__name__} gave labels of shape {labels.shape} and dtype {labels.dtype}; "
@@ -503,7 +486,21 @@ class SklearnClusterer(_FittedLabels, BaseEstimator):
             scores = np.asarray(scores, dtype=np.float64)
             scores = np.where(np.isfinite(scores), scores, 1.0)
         self.estimator_ = model
-        return self._set_fitted(labels, scores, key)
+        return self._set_fitted(labels, scores, key, X.shape[1])
+
+
+def as_clusterer(clusterer):
+    """A deqlib clusterer for ``clusterer``: itself when it is one (it has ``cache_key``), else a
+    :class:`SklearnClusterer` with its class and parameters (``get_params()``).
+
+    Raises
+    ------
+    TypeError
+        ``clusterer`` has no ``fit``, is a class rather than an instance, or has no
+        ``get_params`` (its parameters make the cache key: derive it from scikit-learn's
+        ``BaseEstimator``, or give it a ``cache_key()``).
+    """
+    return SklearnClusterer.adapt(clusterer, CLUSTERERS.names())
 
 
 def preset_setting(name: str) -> dict:

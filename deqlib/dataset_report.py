@@ -1,8 +1,9 @@
-"""The steps the dataset notebooks share: 02 KITTI, 03 nuScenes, 04 Waymo, 05 BDD100K.
+"""The steps the notebooks share after the analysis: 00 quickstart, 02 KITTI, 03 nuScenes, 04 Waymo, 05 BDD100K.
 
 Each dataset notebook keeps its own narrative, its cell tagged ``parameters`` and its specifics
-(Table 1 for KITTI, the attributes of BDD100K); the steps they all take after the analysis are
-the methods of :class:`DatasetReport`, so a change to them is made once, here::
+(Table 1 for KITTI, the attributes of BDD100K; the notebooks are rendered from one template,
+:mod:`deqlib.notebook_templates`); the steps they all take after the analysis are the methods of
+:class:`DatasetReport`, so a change to them is made once, here::
 
     source = open_dataset("kitti", data_root, split="train", max_images=None, seed=0)
     stages = build_stages(mode, reducer=reducer, ..., seed=seed)
@@ -197,15 +198,17 @@ class DatasetReport:
         return stability
 
     # ------------------------------------------------------------------------------------ banks
-    def write_banks(self, missing: str = "error") -> dict[str, Path]:
+    def write_banks(self, missing: str = "error", official: bool | None = None) -> dict[str, Path]:
         """Write the likelihood bank (``data/processed/<dataset>_<encoder>_<mode>_<policy>.parquet``)
-        and, for a dataset an official fork reads (:data:`deqlib.bank.OFFICIAL_BANK_FILENAMES`), the
-        fork's pickle beside it.
+        and the official forks' pickle beside it.
 
         ``missing``: what the pickle gives images that failed to decode (``'error'``, ``'rarest'``
-        or ``'median'``, see :meth:`AnalysisResult.export_official`). ``data/raw`` is never
-        modified: copy or link the pickle into your dataset root yourself. Returns
-        ``{'bank': path}`` plus ``'official': path`` where a fork reads this dataset.
+        or ``'median'``, see :meth:`AnalysisResult.export_official`). ``official``: None (default)
+        writes the pickle for a dataset an official fork reads, under the fork's file name
+        (:data:`deqlib.bank.OFFICIAL_BANK_FILENAMES`); True writes it for any dataset (named like the
+        bank, ``.pkl``, where no fork names it); False never. ``data/raw`` is never modified: copy
+        or link the pickle into your dataset root yourself. Returns ``{'bank': path}`` plus
+        ``'official': path`` when a pickle was written.
         """
         from deqlib.bank import OFFICIAL_BANK_FILENAMES
         from deqlib.pipeline import default_bank_path
@@ -214,9 +217,10 @@ class DatasetReport:
         bank = self.result.write(default_bank_path(self.source.name, params["mode"], self.encoder,
                                                    params["noise_policy"]))
         written = {"bank": bank}
-        if self.source.name in OFFICIAL_BANK_FILENAMES:
-            written["official"] = self.result.export_official(bank.parent / OFFICIAL_BANK_FILENAMES[self.source.name],
-                                                              missing=missing)
+        fork_name = OFFICIAL_BANK_FILENAMES.get(self.source.name)
+        if official or (official is None and fork_name):
+            written["official"] = self.result.export_official(
+                bank.parent / fork_name if fork_name else bank.with_suffix(".pkl"), missing=missing)
         self.written.update(written)
         return written
 

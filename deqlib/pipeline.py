@@ -48,10 +48,10 @@ from deqlib import __version__, paths
 from deqlib._atomic import atomic_path
 from deqlib.alignment import align, attribute_columns
 from deqlib.bank import LikelihoodBank, bank_from_signal, export_official_pickle, write_bank
-from deqlib.cluster import (CLUSTERERS, OFFICIAL_EPS_OUTPUTS, ClusterResult, DBSCANClusterer, preset_params,
-                            preset_setting)
+from deqlib.cluster import (CLUSTERERS, OFFICIAL_EPS_OUTPUTS, ClusterResult, DBSCANClusterer, as_clusterer,
+                            preset_params, preset_setting)
 from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES, ClusterSignal, RarityContext
-from deqlib.reduce import REDUCERS, SklearnTSNEReducer, check_embeddings, reducer_output
+from deqlib.reduce import REDUCERS, SklearnTSNEReducer, as_reducer, check_embeddings, reducer_output
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
 
 __all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "Stages", "analyze", "build_stages",
@@ -276,7 +276,9 @@ def _construct(registry, name: str, params: dict | None, seed: int | None):
 
 
 def _instance(part, kind: str, params: dict | None, methods: tuple[str, ...]):
-    """A passed-in estimator: checked and cloned (its own parameters, random_state included, kept)."""
+    """A passed-in estimator: checked and cloned (its own parameters, random_state included, kept); a plain
+    scikit-learn estimator is adapted first (``as_reducer`` / ``as_clusterer``: its cache key from ``get_params()``)."""
+    part = as_reducer(part) if kind == "reducer" else as_clusterer(part)
     if params:
         raise ValueError(f"{kind}_params apply to a {kind} given by name; set them on the {kind} instance "
                          f"({kind}.set_params(...)) or pass its registered name ({kind}=<name>)")

@@ -29,6 +29,11 @@ Reducers are scikit-learn estimators registered in :data:`REDUCERS` (``get_reduc
     UMAP 3-D with umap-learn's defaults and the same optional PCA-50 pre-reduction. Not a
     t-SNE: its registry entry says ``output='umap'``, so eps in official t-SNE units is refused.
 
+Any scikit-learn-style reducer (``fit_transform``, or ``fit`` then ``embedding_``: PCA,
+TruncatedSVD, Isomap, scikit-learn's TSNE, ...) is a stage too: :func:`as_reducer` adapts an
+instance (:func:`deqlib.pipeline.build_stages` does it for any object passed as ``reducer``), and
+``REDUCERS.register("pca", output="pca", ...)(SklearnReducer.wrapping(PCA))`` registers a class.
+
 The two t-SNEs give coordinates of different spread (openTSNE's is about 3x wider on 20,000 points),
 which is why :mod:`deqlib.cluster` offers a scale-aware eps.
 """
@@ -42,7 +47,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from deqlib._validation import check_choice, check_int, check_real
+from deqlib._validation import check_choice, check_int, check_real, check_samples
+from deqlib.adapters import WrappingEstimator
 from deqlib.registry import Registry
 
 __all__ = [
@@ -52,10 +58,13 @@ __all__ = [
     "OpenTSNEReducer",
     "SklearnTSNEReducer",
     "UMAPReducer",
+    "SklearnReducer",
     "TSNEAffinities",
+    "as_reducer",
     "reducer_output",
     "get_reducer",
     "check_embeddings",
+    "min_fit_samples",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,27 +87,14 @@ PLACEMENTS = ("transform", "neighbors")
 INITIALIZATIONS = ("pca", "random")
 
 
-def check_embeddings(X, name: str = "X") -> np.ndarray:
-    """Validate an embedding matrix: 2-D, non-empty, numeric, finite.
+def check_embeddings(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
+    """Validate an embedding matrix: dense, real, numeric, 2-D, non-empty, finite; C-contiguous on return.
 
     float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
+    Any memory order is accepted (:func:`deqlib._validation.check_samples`, which says what each
+    refusal means and how to fix it).
     """
-    try:
-        array = np.asarray(X)
-        if array.dtype not in (np.float32, np.float64):
-            array = array.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array (samples x features): {exc}") from exc
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (samples x features), got shape {array.shape}")
-    bad_rows = ~np.isfinite(array).all(axis=1)
-    if bad_rows.any():
-        rows = np.flatnonzero(bad_rows)
-        raise ValueError(
-            f"{name} has NaN or infinite values in {rows.size} of {array.shape[0]} rows "
-            f"(first rows: {rows[:5].tolist()}); drop or re-embed those samples before reducing"
-        )
-    return array
+    return check_samples(X, name, min_samples=min_samples)
 
 
 def check_not_all_identical(X: np.ndarray) -> None:
@@ -281,6 +277,23 @@ class OpenTSNEReducer(BaseEstimator):
             **extra,
         }
 
+    def sample_fit_at(self, n_samples: int) -> "OpenTSNEReducer":
+        """This reducer with its sample-fit policy applied to ``n_samples`` points, as if past ``sample_threshold``.
+
+        The policy: past ``sample_threshold`` points, fit on a random ``sample_size`` of them and place
+        the rest (by default 100,000 of 250,000: 40%). The returned clone fits on the same share
+        (``sample_size / sample_threshold``) of ``n_samples``, at least the ``min_fit_samples`` the
+        perplexity needs, and places the rest, so the policy can be measured on a small dataset
+        (notebook 00 compares it with the full fit).
+        """
+        from sklearn.base import clone
+
+        n_samples = check_int("n_samples", n_samples, 1)
+        params = self.resolved_params()
+        share = params["sample_size"] / params["sample_threshold"]
+        size = max(int(share * n_samples), min_fit_samples(self.perplexity))
+        return clone(self).set_params(sample_threshold=size, sample_size=size)
+
     def fit_affinities(self, X) -> "TSNEAffinities":
         """PCA and perplexity affinities of ``X`` once, for several :meth:`fit_transform` runs.
 
@@ -294,7 +307,7 @@ class OpenTSNEReducer(BaseEstimator):
         from threadpoolctl import threadpool_limits
 
         params = self.resolved_params()
-        X = check_embeddings(X)
+        X = check_embeddings(X, min_samples=2)
         if X.shape[0] > params["sample_threshold"]:
             raise ValueError(f"shared affinities need the full fit: {X.shape[0]} samples exceed sample_threshold "
                              f"({params['sample_threshold']}); raise sample_threshold or fit runs separately")
@@ -342,9 +355,9 @@ class OpenTSNEReducer(BaseEstimator):
         import openTSNE
 
         params = self.resolved_params()
-        X = check_embeddings(X)
+        X = check_embeddings(X, min_samples=2)  # a map of one point is no map
         check_not_all_identical(X)
-        n_samples = X.shape[0]
+        n_samples, n_features = X.shape
         seed = self.random_state
         if affinities is not None:
             if affinities.n_samples != n_samples or affinities.perplexity != params["perplexity"]:
@@ -363,10 +376,14 @@ class OpenTSNEReducer(BaseEstimator):
             fit_indices = None  # fit_affinities refused subsampled inputs
         n_fit = n_samples if fit_indices is None else fit_indices.size
         _check_perplexity(params["perplexity"], n_fit)
+        start = self.initialization
+        if start == "pca" and X.shape[1] < params["n_components"]:
+            # openTSNE's PCA start cannot have more components than features (a 3-D map of 2-D data)
+            start = _padded_pca_start(X if fit_indices is None else X[fit_indices], params["n_components"], seed)
         tsne = openTSNE.TSNE(
             n_components=params["n_components"], perplexity=params["perplexity"],
             learning_rate=params["learning_rate"], early_exaggeration_iter=params["early_exaggeration_iter"],
-            n_iter=params["n_iter"], theta=params["theta"], initialization=self.initialization,
+            n_iter=params["n_iter"], theta=params["theta"], initialization=start,
             negative_gradient_method=params["negative_gradient_method"], n_jobs=_n_jobs(self.n_jobs),
             random_state=seed, verbose=self.verbose, **_progress_callbacks(progress, params, n_fit),
         )
@@ -387,19 +404,42 @@ class OpenTSNEReducer(BaseEstimator):
         if not np.isfinite(coords).all():
             raise RuntimeError(f"openTSNE returned non-finite coordinates; {_duplicate_hint(X)}")
         self.fit_indices_ = fit_indices
+        self.n_features_in_ = n_features
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
                         "n_jobs": _n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
         return coords
 
 
+def min_fit_samples(perplexity: float) -> int:
+    """Fewest samples an openTSNE fit at ``perplexity`` accepts: 3 x perplexity neighbours each, plus itself."""
+    return int(np.floor(3 * perplexity)) + 1
+
+
 def _check_perplexity(perplexity: float, n_fit: int) -> None:
-    minimum = int(np.floor(3 * perplexity)) + 1
+    minimum = min_fit_samples(perplexity)
     if n_fit < minimum:
         raise ValueError(
             f"t-SNE with perplexity {perplexity:g} needs at least {minimum} samples "
             f"(3 x perplexity neighbours each), got {n_fit}; lower perplexity below {n_fit / 3:.1f} "
             "or add samples"
         )
+
+
+def _padded_pca_start(X: np.ndarray, n_components: int, seed: int | None) -> np.ndarray:
+    """A PCA start for a map with more dimensions than ``X`` has features: the PCA of every feature
+    (scaled as each library scales its PCA start, first column's standard deviation 1e-4), then
+    columns of Gaussian noise of the same spread, as a random start would have.
+
+    Without it both t-SNEs refuse a 3-D map of 2-D data (their PCA asks for 3 components of 2).
+    """
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    start = PCA(n_components=X.shape[1], random_state=seed).fit_transform(X)
+    spread = float(np.std(start[:, 0]))
+    start = start / spread * 1e-4 if spread > 0 else start
+    noise = rng.normal(0.0, 1e-4, size=(X.shape[0], n_components - X.shape[1]))
+    return np.ascontiguousarray(np.hstack([start, noise]), dtype=np.float64)
 
 
 @dataclass
@@ -481,17 +521,23 @@ class SklearnTSNEReducer(BaseEstimator):
         from sklearn.manifold import TSNE
 
         params = self.resolved_params()
-        X = check_embeddings(X).astype(np.float64, copy=False)  # the official code casts to float64
+        X = check_embeddings(X, min_samples=2).astype(np.float64, copy=False)  # the official code casts to float64
         check_not_all_identical(X)  # checked here: scikit-learn would crash the interpreter
         if X.shape[0] <= params["perplexity"]:
             raise ValueError(
                 f"scikit-learn's t-SNE needs more samples than the perplexity ({params['perplexity']:g}), "
                 f"got {X.shape[0]}; lower perplexity or add samples"
             )
+        init = params["init"]
+        if init == "pca" and X.shape[1] < params["n_components"]:
+            # scikit-learn's PCA start cannot have more components than features (a 3-D map of 2-D data);
+            # the official configuration never meets this (its embeddings have hundreds of features)
+            init = _padded_pca_start(X, params["n_components"], self.random_state).astype(np.float32)
         tsne = TSNE(n_components=params["n_components"], perplexity=params["perplexity"],
-                    max_iter=params["max_iter"], learning_rate=params["learning_rate"], init=params["init"],
+                    max_iter=params["max_iter"], learning_rate=params["learning_rate"], init=init,
                     random_state=self.random_state, n_jobs=self.n_jobs)
         coords = np.asarray(tsne.fit_transform(X), dtype=np.float64)
+        self.n_features_in_ = int(X.shape[1])
         self.params_ = {**params, "n_samples": int(X.shape[0]), "kl_divergence": float(tsne.kl_divergence_),
                         "sklearn": sklearn.__version__}
         self.embedding_ = coords
@@ -574,7 +620,7 @@ class UMAPReducer(BaseEstimator):
         from threadpoolctl import threadpool_limits
 
         params = self.resolved_params()
-        X = check_embeddings(X)
+        X = check_embeddings(X, min_samples=2)
         check_not_all_identical(X)
         if X.shape[0] <= params["n_neighbors"]:
             raise ValueError(f"UMAP with n_neighbors={params['n_neighbors']} needs more samples than that, got "
@@ -589,10 +635,83 @@ class UMAPReducer(BaseEstimator):
         coords = np.asarray(model.fit_transform(reduced), dtype=np.float64)
         if not np.isfinite(coords).all():
             raise RuntimeError(f"UMAP returned non-finite coordinates; {_duplicate_hint(X)}")
+        self.n_features_in_ = int(X.shape[1])
         self.params_ = {**params, **pca_info, "n_samples": int(X.shape[0]), "n_jobs": threads,
                         "umap": self.cache_key()["umap"]}
         self.embedding_ = coords
         return self
+
+
+class SklearnReducer(WrappingEstimator):
+    """Any scikit-learn-style reducer (``fit_transform``, or ``fit`` then ``embedding_``) as a deqlib reducer.
+
+    ``SklearnReducer.wrapping(PCA)`` is a class whose parameters are PCA's own (plus
+    ``random_state=None`` when the wrapped class has none: every reducer has one, since the
+    stage builder and the stability runs set it; it then changes nothing); :func:`as_reducer`
+    adapts an instance, keeping its parameters. Each :meth:`fit` fits a new instance of the
+    wrapped class, so the caller's object is never fitted or changed::
+
+        from sklearn.decomposition import PCA
+        REDUCERS.register("pca", output="pca", invalid_params={"n_components": -1})(SklearnReducer.wrapping(PCA))
+        build_stages(reducer=PCA(n_components=3))          # or an instance, adapted by as_reducer
+
+    The adapter's ``output`` (the family of its coordinates, :func:`reducer_output`) is the wrapped
+    class's name in lower case (``'pca'``; ``'tsne'`` for a t-SNE, so DBSCAN's official eps applies).
+    Its cache key is the wrapped class, its package's version and its parameters
+    (:func:`deqlib.adapters.estimator_key`).
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted instance of the wrapped class.
+    embedding_ : ndarray of float64, shape (N, n_components)
+    n_features_in_ : int
+    params_ : dict
+        The cache key, the number of samples and of output dimensions.
+    """
+
+    adapter_params = {"random_state": None}
+    _stage = "reducer"
+    _output = ("fit_transform", "embedding_")
+
+    @classmethod
+    def _adapter_attributes(cls, estimator_class: type) -> dict:
+        return {"output": estimator_class.__name__.lower()}
+
+    def fit_transform(self, X, y=None) -> np.ndarray:
+        """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
+        return self.fit(X).embedding_
+
+    def fit(self, X, y=None) -> "SklearnReducer":
+        """Reduce ``X`` (N x D) with a new instance of the wrapped class; sets :attr:`embedding_`."""
+        key = self.cache_key()
+        X = check_embeddings(X, min_samples=2)
+        model, coords = self._fit_wrapped(X)
+        if hasattr(coords, "toarray"):  # a transformer that returns a sparse matrix
+            coords = coords.toarray()
+        coords = np.asarray(coords, dtype=np.float64)
+        if coords.ndim != 2 or coords.shape[0] != X.shape[0] or coords.shape[1] == 0:
+            raise ValueError(f"{type(model).__name__} gave coordinates of shape {coords.shape}; a reducer must give "
+                             f"one row per sample ({X.shape[0]}) and at least one column")
+        if not np.isfinite(coords).all():
+            raise RuntimeError(f"{type(model).__name__} returned non-finite coordinates; {_duplicate_hint(X)}")
+        self.estimator_, self.embedding_, self.n_features_in_ = model, coords, int(X.shape[1])
+        self.params_ = {**key, "n_samples": int(X.shape[0]), "n_components_out": int(coords.shape[1])}
+        return self
+
+
+def as_reducer(reducer):
+    """A deqlib reducer for ``reducer``: itself when it is one (it has ``cache_key``), else a
+    :class:`SklearnReducer` with its class and parameters (``get_params()``).
+
+    Raises
+    ------
+    TypeError
+        ``reducer`` has no ``fit_transform`` or ``fit``, is a class rather than an instance, or
+        has no ``get_params`` (its parameters make the cache key: derive it from scikit-learn's
+        ``BaseEstimator``, or give it a ``cache_key()``).
+    """
+    return SklearnReducer.adapt(reducer, REDUCERS.names())
 
 
 _PROGRESS_EVERY = 5  # iterations between progress-bar updates (openTSNE's callbacks_every_iters)

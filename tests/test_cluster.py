@@ -103,9 +103,9 @@ def test_degenerate_results_are_reported(points):
 
 def test_bad_input_is_a_clear_error(points):
     X, _ = points
-    with pytest.raises(ValueError, match=r"more samples \(8\) than min_samples \(10\)"):
+    with pytest.raises(ValueError, match=r"more samples than min_samples \(10\), got 8 sample\(s\)"):
         DBSCANClusterer(eps=1.0, min_samples=10, eps_scale="raw").fit(X[:8])
-    with pytest.raises(ValueError, match=r"more samples \(12\) than min_samples \(15\)"):
+    with pytest.raises(ValueError, match=r"more samples than min_samples \(15\), got 12 sample\(s\)"):
         HDBSCANClusterer(min_cluster_size=15).fit(X[:12])
     bad = X.copy()
     bad[3, 1] = np.nan
@@ -164,7 +164,7 @@ def test_any_sklearn_clusterer_plugs_in_with_one_line(points):
     CLUSTERERS.register("optics", summary="scikit-learn OPTICS")(SklearnClusterer.wrapping(OPTICS))
     try:
         clusterer = get_clusterer("optics", min_samples=10, cluster_method="dbscan", eps=2.0)
-        assert isinstance(clusterer, SklearnClusterer) and clusterer.estimator.min_samples == 10
+        assert isinstance(clusterer, SklearnClusterer) and clusterer.min_samples == 10  # OPTICS' parameters, its own
         assert clusterer.fit(X) is clusterer
         labels = clusterer.labels_
         assert labels[380] == -1
@@ -173,8 +173,8 @@ def test_any_sklearn_clusterer_plugs_in_with_one_line(points):
         assert list(sizes[:2]) == [200, 120]
         assert adjusted_rand_score(y, labels) > 0.99  # measured 0.9966 (the outlier and two fringe points noise)
         assert clusterer.outlier_scores_ is None and clusterer.params_["clusterer"] == "sklearn.cluster._optics.OPTICS"
-        assert clusterer.estimator.get_params()["eps"] == 2.0  # the given one is kept, not fitted
-        assert not hasattr(clusterer.estimator, "labels_")
+        assert clusterer.get_params()["eps"] == 2.0 and clusterer.estimator_.eps == 2.0  # the given one is kept
+        assert isinstance(clusterer.estimator_, OPTICS) and clusterer.reachability_.shape == (len(X),)  # read through
     finally:
         CLUSTERERS.unregister("optics")
     assert "optics" not in CLUSTERERS

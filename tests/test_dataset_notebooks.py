@@ -51,10 +51,12 @@ def test_dataset_notebook_runs_on_its_real_layout(name, tmp_path, monkeypatch):
     nb = nbformat.read(executed, as_version=4)
     text = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "30 samples" in text
+    html = "\n".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
+                     for o in c.outputs)
     if name == "02_kitti":  # Table 1 recomputed from the tree's labels, next to the paper's numbers
-        html = "\n".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
-                         for o in c.outputs)
         assert "28742" in html and "this copy" in html
+    if name == "05_bdd100k":  # time of day and weather: the likelihood per weather value (the tree has rainy images)
+        assert "<th>weather</th>" in html and "<td>rainy</td>" in html and "<th>timeofday</th>" in html
 
 
 def test_kitti_notebook_in_reference_mode_runs_the_official_stages(tmp_path, monkeypatch):

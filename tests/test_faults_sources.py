@@ -360,8 +360,8 @@ def test_every_notebook_that_exports_official_lets_the_user_choose_missing_sampl
     one undecodable image stopped there with no parameter to choose 'rarest' or 'median'.
 
     The dataset notebooks export through ``DatasetReport.write_banks``, which writes the forks'
-    pickle for the datasets a fork reads (``bank.OFFICIAL_BANK_FILENAMES``): for those, its call
-    counts as an export."""
+    pickle for the datasets a fork reads (``bank.OFFICIAL_BANK_FILENAMES``), and for any dataset with
+    ``official=True`` (notebook 00): those calls count as exports."""
     import ast
 
     from deqlib.bank import OFFICIAL_BANK_FILENAMES
@@ -377,7 +377,9 @@ def test_every_notebook_that_exports_official_lets_the_user_choose_missing_sampl
         exporters = {"export_official"} | ({"write_banks"} if defaults.get("source_kind") in OFFICIAL_BANK_FILENAMES
                                            else set())
         calls = [node for source, _ in code for node in ast.walk(ast.parse(source))
-                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) in exporters]
+                 if isinstance(node, ast.Call) and (getattr(node.func, "attr", None) in exporters or (
+                     getattr(node.func, "attr", None) == "write_banks"
+                     and any(k.arg == "official" and getattr(k.value, "value", None) is True for k in node.keywords)))]
         if not calls:
             continue
         exporting.append(path.name)

@@ -7,24 +7,55 @@ declare in its registry ``extra``:
 * ``test_params``: a tiny, fast setting (few iterations, small neighbourhoods) used here;
 * ``invalid_params``: a bad value (required) that must raise ValueError naming the parameter;
 * ``output`` (reducers, required): the family of its coordinates, read by ``build_stages``.
+
+Plain scikit-learn classes through the one-line adapters (``SklearnClusterer.wrapping(Birch)``,
+``...(OPTICS)``, ``SklearnReducer.wrapping(PCA)``) run the same contract: :data:`WRAPPED_FOR_TEST`
+registers them while this module runs (and removes them afterwards, so other modules see the
+real registries).
 """
 
 import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.cluster import OPTICS, Birch
 from sklearn.datasets import make_blobs
+from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 from threadpoolctl import threadpool_limits
 
-from deqlib.cluster import CLUSTERERS, PRESETS, ClusterResult, get_clusterer
+from deqlib.cluster import CLUSTERERS, PRESETS, ClusterResult, SklearnClusterer, get_clusterer
 from deqlib.pipeline import build_stages
-from deqlib.reduce import REDUCERS
+from deqlib.reduce import REDUCERS, SklearnReducer
 
-REDUCER_NAMES = REDUCERS.names()
-CLUSTERER_NAMES = CLUSTERERS.names()
+#: Scikit-learn classes registered through the one-line adapters while this module runs:
+#: name -> (registry, adapter class, registry entry's extra).
+WRAPPED_FOR_TEST = {
+    "sklearn-birch": (CLUSTERERS, SklearnClusterer.wrapping(Birch),
+                      {"test_params": {"n_clusters": 3}, "invalid_params": {"threshold": -1.0}}),
+    "sklearn-optics": (CLUSTERERS, SklearnClusterer.wrapping(OPTICS),
+                       {"test_params": {"min_samples": 10, "cluster_method": "dbscan", "eps": 2.0},
+                        "invalid_params": {"min_samples": -3}}),
+    "sklearn-pca": (REDUCERS, SklearnReducer.wrapping(PCA),
+                    {"output": "pca", "test_params": {"n_components": 3},
+                     "invalid_params": {"n_components": -1}}),
+}
+REDUCER_NAMES = REDUCERS.names() + tuple(n for n, (r, *_) in WRAPPED_FOR_TEST.items() if r is REDUCERS)
+CLUSTERER_NAMES = CLUSTERERS.names() + tuple(n for n, (r, *_) in WRAPPED_FOR_TEST.items() if r is CLUSTERERS)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def wrapped_sklearn_parts():
+    """Register :data:`WRAPPED_FOR_TEST` for this module's tests only."""
+    for name, (registry, adapter, extra) in WRAPPED_FOR_TEST.items():
+        registry.register(name, summary=f"scikit-learn {adapter.estimator_class.__name__} (contract test)",
+                          **extra)(adapter)
+    yield
+    for name, (registry, _, _) in WRAPPED_FOR_TEST.items():
+        registry.unregister(name)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +97,7 @@ def _round_trips(estimator):
 def test_the_registries_hold_the_documented_parts():
     assert REDUCER_NAMES[:2] == ("opentsne", "sklearn") and "umap" in REDUCER_NAMES
     assert CLUSTERER_NAMES[0] == "dbscan" and {"hdbscan", "fast-hdbscan"} <= set(CLUSTERER_NAMES)
+    assert set(WRAPPED_FOR_TEST) <= set(REDUCERS.names()) | set(CLUSTERERS.names())  # while this module runs
 
 
 # ------------------------------------------------------------------------------------ reducers
@@ -89,7 +121,7 @@ def test_reducer_contract(name, high_dim_blobs):
     np.fill_diagonal(distances, np.inf)
     assert (y[distances.argmin(axis=1)] == y).mean() >= 0.85
     _round_trips(reducer)
-    assert reducer.cache_key() != _reducer(name, random_state=reducer.random_state + 1).cache_key()
+    assert reducer.cache_key() != _reducer(name, random_state=(reducer.random_state or 0) + 1).cache_key()
 
 
 @pytest.mark.parametrize("name", REDUCER_NAMES)
@@ -182,8 +214,8 @@ def test_one_validation_module_one_message_style():
         assert str(error.value) == message
 
 
-@pytest.mark.parametrize("registry, name", [(REDUCERS, n) for n in REDUCER_NAMES if REDUCERS.entry(n).requires]
-                         + [(CLUSTERERS, n) for n in CLUSTERER_NAMES if CLUSTERERS.entry(n).requires])
+@pytest.mark.parametrize("registry, name", [(REDUCERS, n) for n in REDUCERS.names() if REDUCERS.entry(n).requires]
+                         + [(CLUSTERERS, n) for n in CLUSTERERS.names() if CLUSTERERS.entry(n).requires])
 def test_an_optional_part_without_its_package_says_what_to_install(registry, name, monkeypatch):
     import importlib.util
 
@@ -198,3 +230,24 @@ def test_an_optional_part_without_its_package_says_what_to_install(registry, nam
     # and the package is declared: pyproject.toml lists what the entry asks to install
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text().lower()
     assert f'"{entry.extra.get("pip", entry.requires[0]).lower()}>=' in pyproject
+
+
+# --------------------------------------------------------------------------------- memory order
+@pytest.mark.parametrize("name", CLUSTERER_NAMES)
+def test_clusterer_takes_points_in_any_memory_order(name, points):
+    """``bank[["x", "y", "z"]].to_numpy()`` is Fortran-ordered; fast_hdbscan's numba code raised a TypeError on it."""
+    X, _ = points
+    fortran = pd.DataFrame(X, columns=["x", "y", "z"])[["x", "y", "z"]].to_numpy()
+    assert fortran.flags.f_contiguous and not fortran.flags.c_contiguous
+    strided = np.hstack([X, X])[:, ::2]  # neither C- nor Fortran-contiguous
+    expected = _clusterer(name).fit_predict(np.ascontiguousarray(X))
+    for layout in (fortran, strided, fortran.astype(np.float32)):
+        np.testing.assert_array_equal(_clusterer(name).fit_predict(layout), expected)
+
+
+@pytest.mark.parametrize("name", REDUCER_NAMES)
+def test_reducer_takes_embeddings_in_any_memory_order(name, high_dim_blobs):
+    X, _ = high_dim_blobs
+    with threadpool_limits(1):
+        expected = _reducer(name).fit_transform(np.ascontiguousarray(X))
+        np.testing.assert_array_equal(_reducer(name).fit_transform(np.asfortranarray(X)), expected)

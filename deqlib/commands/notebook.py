@@ -43,6 +43,15 @@ def register(subparsers) -> None:
     run.add_argument("--timeout", type=float, default=None, help="seconds allowed per cell (default: no limit)")
     run.set_defaults(func=run_command)
 
+    generate = actions.add_parser(
+        "generate", help="write the dataset notebooks (02-05) from notebooks/templates/ (--check: only compare)",
+        description="Render notebooks/<name>.ipynb from notebooks/templates/dataset_notebook.cells (the shared flow) "
+                    "and notebooks/templates/<name>.cells (the dataset's narrative, parameters and own cells).")
+    generate.add_argument("names", nargs="*", help="which notebooks (default: every one with a .cells file)")
+    generate.add_argument("--check", action="store_true",
+                          help="write nothing; exit 1 when a committed notebook differs from its rendering")
+    generate.set_defaults(func=generate_command)
+
 
 def list_command(args: argparse.Namespace) -> int:
     from deqlib.notebooks import MAIN_NOTEBOOKS, list_notebooks
@@ -61,4 +70,17 @@ def run_command(args: argparse.Namespace) -> int:
     executed = execute_notebook(args.name, parameters=parameters, output_dir=args.output_dir,
                                 kernel_name=args.kernel, timeout=args.timeout)
     print(executed)
+    return 0
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    from deqlib.notebook_templates import generate
+
+    changed = generate(args.names or None, check=args.check)
+    for name, differs in changed.items():
+        state = ("differs from its template" if args.check else "written") if differs else "up to date"
+        print(f"notebooks/{name}.ipynb: {state}")
+    if args.check and any(changed.values()):
+        print("edit notebooks/templates/*.cells (not the .ipynb files), then run `deq notebook generate`")
+        return 1
     return 0
