@@ -10,11 +10,12 @@ offered to the other stages.
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "check_choice", "check_bool"]
+__all__ = ["check_int", "check_real", "check_choice", "check_bool", "resolve_n_jobs"]
 
 
 def _or_none(allow_none: bool) -> str:
@@ -64,3 +65,11 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def resolve_n_jobs(n_jobs) -> int:
+    """Threads an estimator's ``n_jobs`` asks for: None or -1 = every core this process may use
+    (its CPU affinity, not the machine's count), else the number given."""
+    if n_jobs is None or n_jobs == -1:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(n_jobs)

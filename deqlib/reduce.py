@@ -36,13 +36,12 @@ which is why :mod:`deqlib.cluster` offers a scale-aware eps.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from deqlib._validation import check_choice, check_int, check_real
+from deqlib._validation import check_choice, check_int, check_real, resolve_n_jobs
 from deqlib.registry import Registry
 
 __all__ = [
@@ -119,12 +118,6 @@ def _duplicate_hint(X: np.ndarray) -> str:
         return (f"only {n_distinct} of the {X.shape[0]} embeddings are distinct (exact duplicates): "
                 "drop the duplicate images and re-run")
     return "try a smaller learning_rate"
-
-
-def _n_jobs(n_jobs) -> int:
-    if n_jobs is None or n_jobs == -1:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return int(n_jobs)
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -303,7 +296,7 @@ class OpenTSNEReducer(BaseEstimator):
             reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
         _check_perplexity(params["perplexity"], X.shape[0])
         affinities = openTSNE.affinity.PerplexityBasedNN(
-            reduced, perplexity=params["perplexity"], method="auto", n_jobs=_n_jobs(self.n_jobs),
+            reduced, perplexity=params["perplexity"], method="auto", n_jobs=resolve_n_jobs(self.n_jobs),
             random_state=seed, verbose=self.verbose)
         return TSNEAffinities(affinities=affinities, reduced=reduced, pca_info=pca_info, n_samples=X.shape[0],
                               perplexity=params["perplexity"], random_state=seed)
@@ -367,7 +360,7 @@ class OpenTSNEReducer(BaseEstimator):
             n_components=params["n_components"], perplexity=params["perplexity"],
             learning_rate=params["learning_rate"], early_exaggeration_iter=params["early_exaggeration_iter"],
             n_iter=params["n_iter"], theta=params["theta"], initialization=self.initialization,
-            negative_gradient_method=params["negative_gradient_method"], n_jobs=_n_jobs(self.n_jobs),
+            negative_gradient_method=params["negative_gradient_method"], n_jobs=resolve_n_jobs(self.n_jobs),
             random_state=seed, verbose=self.verbose, **_progress_callbacks(progress, params, n_fit),
         )
         if fit_indices is None:
@@ -388,7 +381,7 @@ class OpenTSNEReducer(BaseEstimator):
             raise RuntimeError(f"openTSNE returned non-finite coordinates; {_duplicate_hint(X)}")
         self.fit_indices_ = fit_indices
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
-                        "n_jobs": _n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
+                        "n_jobs": resolve_n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
         return coords
 
 
@@ -580,7 +573,7 @@ class UMAPReducer(BaseEstimator):
             raise ValueError(f"UMAP with n_neighbors={params['n_neighbors']} needs more samples than that, got "
                              f"{X.shape[0]}; lower n_neighbors or add samples")
         seed = self.random_state
-        threads = 1 if seed is not None else _n_jobs(self.n_jobs)
+        threads = 1 if seed is not None else resolve_n_jobs(self.n_jobs)
         with threadpool_limits(limits=1, user_api="blas"):  # a thread-independent PCA, as for openTSNE
             reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
         model = umap.UMAP(n_components=params["n_components"], n_neighbors=params["n_neighbors"],

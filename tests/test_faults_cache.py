@@ -212,7 +212,8 @@ def test_tsne_coordinates_do_not_depend_on_thread_counts():
 
 
 def test_embedding_threads_are_recorded_in_the_bank(tmp_path):
-    result = pipeline.analyze(F.ColourSource(range(60)), F.PixelEncoder(), small_tsne(), cache_dir=tmp_path / "analysis",
+    result = pipeline.analyze(F.ColourSource(range(60)), F.PixelEncoder(), pipeline.build_stages(reducer=small_tsne()),
+                              cache=tmp_path / "analysis",
                               embed_options={**{k: v for k, v in FAST.items() if k != "progress"},
                                              "cache_dir": tmp_path / "emb"})
     assert result.bank.metadata["embedding"]["torch_threads"] == 1
@@ -279,7 +280,8 @@ def test_damaged_shard_is_reported_set_aside_and_embedded_again(tmp_path, caplog
 def test_damaged_tsne_cache_is_reported_and_recomputed(tmp_path, caplog, damage):
     rng = np.random.default_rng(1)
     X = (rng.normal(size=(4, 8))[rng.integers(0, 4, 60)] * 4 + rng.normal(size=(60, 8))).astype(np.float32)
-    first = pipeline.analyze(embeddings=X, reducer=small_tsne(), cache_dir=tmp_path)
+    stages = pipeline.build_stages(reducer=small_tsne())
+    first = pipeline.analyze(embeddings=X, stages=stages, cache=tmp_path)
     [tsne_file] = (tmp_path / "reduce").glob("*.npz")
     if damage is None:  # a readable file of the wrong length (e.g. from a bug elsewhere)
         with open(tsne_file, "wb") as handle:
@@ -287,7 +289,7 @@ def test_damaged_tsne_cache_is_reported_and_recomputed(tmp_path, caplog, damage)
     else:
         tsne_file.write_bytes(damage)
     with caplog.at_level(logging.WARNING, logger="deqlib.pipeline"):
-        again = pipeline.analyze(embeddings=X, reducer=small_tsne(), cache_dir=tmp_path)  # before: EOFError
+        again = pipeline.analyze(embeddings=X, stages=stages, cache=tmp_path)  # before: EOFError
     assert tsne_file.name in caplog.text and again.params["cached"]["reduce"] is False
     assert np.array_equal(again.samples[["x", "y", "z"]].to_numpy(), first.samples[["x", "y", "z"]].to_numpy())
     assert pipeline._load_npz(tsne_file, ("params",), coords=60) is not None  # repaired on disk
@@ -341,7 +343,7 @@ def test_analysis_cache_that_cannot_be_written_is_a_warning(tmp_path, monkeypatc
     X = rng.normal(size=(60, 6)).astype(np.float32)
     _fail_writes(monkeypatch, errno.EACCES)
     with caplog.at_level(logging.WARNING, logger="deqlib.pipeline"):
-        result = pipeline.analyze(embeddings=X, reducer=small_tsne(), cache_dir=tmp_path)
+        result = pipeline.analyze(embeddings=X, stages=pipeline.build_stages(reducer=small_tsne()), cache=tmp_path)
     assert "cannot write the analysis cache" in caplog.text and str(tmp_path / "reduce") in caplog.text
     assert len(result.samples) == 60
 
