@@ -4,7 +4,8 @@ Each check returns the value converted (``int``/``float``) or raises ``ValueErro
 parameter, what it must be and what it got, e.g. ``"min_samples must be an integer >= 1 or None,
 got True"``. Booleans are refused where numbers are expected (``True`` is an ``int`` to Python,
 never a sensible eps or sample count). Used by :mod:`deqlib.reduce`, :mod:`deqlib.cluster` and
-offered to the other stages.
+offered to the other stages. :func:`check_embeddings` is every stage's check of an embedding
+matrix; :func:`resolve_n_jobs` turns an estimator's ``n_jobs`` into a thread count.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "check_choice", "check_bool", "resolve_n_jobs"]
+__all__ = ["check_int", "check_real", "check_choice", "check_bool", "check_embeddings", "resolve_n_jobs"]
 
 
 def _or_none(allow_none: bool) -> str:
@@ -73,3 +74,26 @@ def resolve_n_jobs(n_jobs) -> int:
     if n_jobs is None or n_jobs == -1:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return int(n_jobs)
+
+
+def check_embeddings(X, name: str = "X") -> np.ndarray:
+    """Validate an embedding matrix: 2-D, non-empty, numeric, finite.
+
+    float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
+    """
+    try:
+        array = np.asarray(X)
+        if array.dtype not in (np.float32, np.float64):
+            array = array.astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a numeric array (samples x features): {exc}") from exc
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array (samples x features), got shape {array.shape}")
+    bad_rows = ~np.isfinite(array).all(axis=1)
+    if bad_rows.any():
+        rows = np.flatnonzero(bad_rows)
+        raise ValueError(
+            f"{name} has NaN or infinite values in {rows.size} of {array.shape[0]} rows "
+            f"(first rows: {rows[:5].tolist()}); drop or re-embed those samples before reducing"
+        )
+    return array

@@ -56,9 +56,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, clone
 
-from deqlib._validation import check_choice, check_int, check_real, resolve_n_jobs
+from deqlib._validation import check_choice, check_embeddings, check_int, check_real, resolve_n_jobs
 from deqlib.labels import relabel_by_size
-from deqlib.reduce import check_embeddings
 from deqlib.registry import Registry
 
 __all__ = [

@@ -14,8 +14,8 @@ import time
 import numpy as np
 from sklearn.base import clone
 
+from deqlib._validation import check_embeddings
 from deqlib.labels import noise_as_singletons
-from deqlib.reduce import check_embeddings
 
 __all__ = ["FAITHFULNESS_K", "FAITHFULNESS_SAMPLE", "trustworthiness", "knn_recall", "pca_cross_check",
            "faithfulness"]

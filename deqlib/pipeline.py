@@ -36,13 +36,13 @@ from sklearn.base import clone
 
 from deqlib import __version__, paths
 from deqlib._atomic import atomic_path
+from deqlib._validation import check_embeddings
 from deqlib.alignment import align, attribute_columns
 from deqlib.bank import LikelihoodBank, bank_from_signal, export_official_pickle, write_bank
 from deqlib.cluster import ClusterResult
 from deqlib.faithfulness import faithfulness as measure_faithfulness
 from deqlib.likelihood import ClusterSignal, RarityContext
 from deqlib.progress import stage_message
-from deqlib.reduce import check_embeddings
 from deqlib.stages import MODES, Stages, build_stages, checked_stages
 from deqlib.weights import gfl_weight
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from deqlib._validation import check_choice, check_int, check_real, resolve_n_jobs
+from deqlib._validation import check_choice, check_embeddings, check_int, check_real, resolve_n_jobs
 from deqlib.registry import Registry
 
 __all__ = [
@@ -75,29 +75,6 @@ SCHEDULES = {
 DEFAULT_SCHEDULE = "fast"
 PLACEMENTS = ("transform", "neighbors")
 INITIALIZATIONS = ("pca", "random")
-
-
-def check_embeddings(X, name: str = "X") -> np.ndarray:
-    """Validate an embedding matrix: 2-D, non-empty, numeric, finite.
-
-    float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
-    """
-    try:
-        array = np.asarray(X)
-        if array.dtype not in (np.float32, np.float64):
-            array = array.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array (samples x features): {exc}") from exc
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array (samples x features), got shape {array.shape}")
-    bad_rows = ~np.isfinite(array).all(axis=1)
-    if bad_rows.any():
-        rows = np.flatnonzero(bad_rows)
-        raise ValueError(
-            f"{name} has NaN or infinite values in {rows.size} of {array.shape[0]} rows "
-            f"(first rows: {rows[:5].tolist()}); drop or re-embed those samples before reducing"
-        )
-    return array
 
 
 def check_not_all_identical(X: np.ndarray) -> None:

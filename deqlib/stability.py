@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from deqlib._validation import check_embeddings
 from deqlib.bank import bank_from_likelihood
 from deqlib.consensus import (ABSENT, WEIGHT_MOVE, coassociation_consensus, consensus_mean, knn_graph,
                               per_sample_stability, percentile_ranks, run_agreement, summarize_stability)
@@ -43,7 +44,7 @@ from deqlib.faithfulness import faithfulness
 from deqlib.likelihood import RARITY_SIGNALS, ClusterSignal, RarityContext, scaled_likelihood
 from deqlib.pipeline import embeddings_from_source
 from deqlib.progress import stage_message
-from deqlib.reduce import OpenTSNEReducer, check_embeddings
+from deqlib.reduce import OpenTSNEReducer
 from deqlib.stages import Stages, checked_stages
 
 __all__ = [
