@@ -22,6 +22,7 @@ def test_tsne_progress_bar_counts_every_iteration_and_changes_nothing(capsys):
     assert "t-SNE (200 points)" in err and "50/50" in err and "KL " in err
 
 
+@pytest.mark.slow
 def test_stage_messages_go_to_stdout_when_logging_is_not_configured():
     # A fresh interpreter, like a notebook kernel: no logging handlers configured.
     code = ("import numpy as np, logging; from deqlib.pipeline import analyze, build_stages; "

@@ -89,6 +89,7 @@ def test_shard_written_between_two_listings_never_shifts_vectors(tmp_path, monke
             assert data["sample_ids"][row.row] == row.sample_id
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_readers_always_get_their_own_vectors(tmp_path):
     """Four processes embed random overlapping subsets of one pool into one cache at once."""
     cache = tmp_path / "cache"
@@ -414,6 +415,7 @@ def _wait_for_shard(output: Path, proc: subprocess.Popen, timeout: float = 120) 
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
     """Ctrl-C (exit 130, one line) or SIGKILL mid-run, then the same command: the same bytes."""

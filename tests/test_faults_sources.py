@@ -184,6 +184,7 @@ def test_waymo_parquet_camera_name_as_text(tmp_path):
 
 
 # --------------------------------------------------------------------- degenerate data (8, 17)
+@pytest.mark.slow
 def test_reference_tsne_refuses_identical_embeddings_in_a_subprocess():
     # scikit-learn's TSNE segfaulted (exit 139) on 200 identical vectors.
     code = textwrap.dedent("""
