@@ -134,12 +134,15 @@ def test_analyze_takes_stages_and_a_few_run_options():
 
 def test_the_default_run_is_build_stages_defaults(data, tmp_path):
     X, ids, meta = data
-    X, ids = X[:120], ids[:120]
-    implicit = analyze(embeddings=X, sample_ids=ids, cache=False)
-    explicit = analyze(embeddings=X, sample_ids=ids, cache=False, stages=build_stages())
-    pd.testing.assert_frame_equal(implicit.bank.table, explicit.bank.table)
-    assert implicit.params["seed"] == 33 and implicit.params["mode"] == "default"
+    X, ids = X[:100], ids[:100]
+    implicit = analyze(embeddings=X, sample_ids=ids, cache=tmp_path / "c")
+    defaults = build_stages()
+    assert implicit.params["reduce"]["key"] == analyze(embeddings=X, sample_ids=ids, cache=tmp_path / "c",
+                                                       stages=defaults).params["reduce"]["key"]  # from the cache
+    assert implicit.params["reduce"]["random_state"] == 33 and implicit.params["cluster"]["eps_scale"] == "official"
+    assert implicit.params["seed"] == 33 and implicit.params["mode"] == "default" and implicit.params["preset"] is None
     assert (implicit.params["eta"], implicit.params["gamma"]) == (1.0, 5.0)
+    np.testing.assert_allclose(implicit.samples["weight"], gfl_weight(implicit.samples["likelihood"].to_numpy()))
     with pytest.raises(TypeError, match="cache must be True .* False .* or a folder path, got None"):
         analyze(embeddings=X, cache=None)
 
@@ -237,6 +240,7 @@ def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
     assert main(["analyze", "--embeddings", str(tmp_path / "missing.npz")]) == 2
 
 
+@pytest.mark.slow  # embeds 150 real images with EfficientNet-Lite0
 def test_cli_from_fashion_mnist_images_records_the_embedding_precision(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
     bank_path = tmp_path / "bank.parquet"

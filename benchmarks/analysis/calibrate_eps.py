@@ -30,7 +30,8 @@ PRESET_EPS = (1.0, 1.5, 2.0)
 
 
 def coords_of(mode: str, vectors, ids) -> tuple[np.ndarray, dict]:
-    result = analyze(embeddings=vectors, sample_ids=ids, stages=build_stages(mode), cache=EMBED_DIR / "cache" / "analysis")
+    result = analyze(embeddings=vectors, sample_ids=ids, stages=build_stages(mode),
+                     cache=EMBED_DIR / "cache" / "analysis")
     return result.samples[["x", "y", "z"]].to_numpy(), result.params["reduce"]
 
 

@@ -226,7 +226,8 @@ def sources(n: int) -> None:
     variants["subsample 80%"] = (X[keep], [ids[i] for i in keep], {})
     variants["vectors rounded to bf16"] = (torch.from_numpy(X).to(torch.bfloat16).float().numpy(), ids, {})
     for mode in ("default", "reference"):
-        base = analyze(embeddings=X, sample_ids=ids, cache=False, stages=build_stages(mode)).samples.set_index("sample_id")
+        base = analyze(embeddings=X, sample_ids=ids, cache=False, stages=build_stages(mode)).samples
+        base = base.set_index("sample_id")
         rows = {}
         for name, (vectors, vid, extra) in variants.items():
             other = analyze(embeddings=vectors, sample_ids=vid, cache=False, stages=build_stages(mode, **extra)).samples

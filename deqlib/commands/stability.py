@@ -101,8 +101,8 @@ def _embeddings(args: argparse.Namespace):
 
     source = source_from_args(args)
     encoder = get_encoder(args.encoder, weights=args.weights)
-    ids, vectors, _, info = embeddings_from_source(source, encoder, {"device": args.device, "precision": args.precision},
-                                                   not args.no_progress, mode=args.mode)
+    options = {"device": args.device, "precision": args.precision}
+    ids, vectors, _, info = embeddings_from_source(source, encoder, options, not args.no_progress, mode=args.mode)
     return vectors, ids, info["dataset"], encoder.name, info
 
 
