@@ -4,24 +4,28 @@ Each check returns the value converted (``int``/``float``) or raises ``ValueErro
 parameter, what it must be and what it got, e.g. ``"min_samples must be an integer >= 1 or None,
 got True"``. Booleans are refused where numbers are expected (``True`` is an ``int`` to Python,
 never a sensible eps or sample count). Used by :mod:`deqlib.reduce`, :mod:`deqlib.cluster` and
-offered to the other stages.
+offered to the other stages. :func:`resolve_n_jobs` turns an estimator's ``n_jobs`` into a thread
+count.
 
 :func:`check_samples` is the one check of the data every reducer and clusterer fits on: dense,
 real, numeric, 2-D, enough samples and features, finite, and returned C-contiguous whatever the
 memory order it came in (a pandas ``df[["x", "y", "z"]].to_numpy()`` is Fortran-ordered, which
 numba-compiled libraries such as ``fast_hdbscan`` refuse). Its messages contain the phrases
 scikit-learn's ``check_estimator`` looks for ("Complex data not supported", "sparse",
-"0 feature(s)", "1 sample(s)", "NaN") and then name the fix.
+"0 feature(s)", "1 sample(s)", "NaN") and then name the fix. :func:`check_embeddings` is the same
+check under the name every stage uses for an embedding matrix.
 """
 
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["check_int", "check_real", "check_choice", "check_bool", "check_samples"]
+__all__ = ["check_int", "check_real", "check_choice", "check_bool", "check_samples", "check_embeddings",
+           "resolve_n_jobs"]
 
 
 def _or_none(allow_none: bool) -> str:
@@ -131,3 +135,21 @@ def check_samples(X, name: str = "X", *, min_samples: int = 1, writeable: bool =
     if writeable and not array.flags.writeable:
         array = array.copy()
     return array
+
+
+def check_embeddings(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
+    """Validate an embedding matrix: dense, real, numeric, 2-D, non-empty, finite; C-contiguous on return.
+
+    float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
+    Any memory order is accepted (:func:`check_samples`, which says what each refusal means and how
+    to fix it).
+    """
+    return check_samples(X, name, min_samples=min_samples)
+
+
+def resolve_n_jobs(n_jobs) -> int:
+    """Threads an estimator's ``n_jobs`` asks for: None or -1 = every core this process may use
+    (its CPU affinity, not the machine's count), else the number given."""
+    if n_jobs is None or n_jobs == -1:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return int(n_jobs)

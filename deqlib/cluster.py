@@ -60,9 +60,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from deqlib._validation import check_choice, check_int, check_real, check_samples
+from deqlib._validation import check_choice, check_embeddings, check_int, check_real, check_samples, resolve_n_jobs
 from deqlib.adapters import WrappingEstimator
-from deqlib.reduce import _n_jobs, check_embeddings
+from deqlib.labels import relabel_by_size
 from deqlib.registry import Registry
 
 __all__ = [
@@ -199,31 +199,12 @@ def _check_points(X, min_samples: int) -> np.ndarray:
     return X
 
 
-def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
-    """Cluster ids ordered by size (0 = largest, ties by first appearance); -1 kept.
-
-    Makes ids independent of the order DBSCAN/HDBSCAN happened to visit the points, so the same
-    partition always gives the same bank.
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    clustered = labels >= 0
-    if not clustered.any():
-        return labels.copy()
-    ids, first, counts = np.unique(labels[clustered], return_index=True, return_counts=True)
-    order = np.lexsort((first, -counts))
-    mapping = np.empty(ids.max() + 1, dtype=np.int64)
-    mapping[ids[order]] = np.arange(ids.size)
-    out = labels.copy()
-    out[clustered] = mapping[labels[clustered]]
-    return out
-
-
 class _FittedLabels(ClusterMixin):
     """``fit_predict`` (from ClusterMixin) and the fitted attributes every clusterer sets."""
 
     def _set_fitted(self, labels, outlier_scores, params: dict, n_features: int):
         self.n_features_in_ = int(n_features)
-        result = ClusterResult(labels=_relabel_by_size(labels), outlier_scores=outlier_scores)
+        result = ClusterResult(labels=relabel_by_size(labels), outlier_scores=outlier_scores)
         result.params = {**params, "n_clusters": result.n_clusters, "noise_fraction": result.noise_fraction,
                          "degenerate": result.degenerate}
         self.labels_, self.outlier_scores_, self.params_, self.result_ = (
@@ -318,7 +299,7 @@ class DBSCANClusterer(_FittedLabels, BaseEstimator):
         eps, min_samples = self._validate()
         X = _check_points(X, min_samples)
         raw_eps, scale = self.effective_eps(X)
-        labels = DBSCAN(eps=raw_eps, min_samples=min_samples, n_jobs=_n_jobs(self.n_jobs)).fit_predict(X)
+        labels = DBSCAN(eps=raw_eps, min_samples=min_samples, n_jobs=resolve_n_jobs(self.n_jobs)).fit_predict(X)
         self.effective_eps_ = raw_eps
         return self._set_fitted(labels, None, {**self.cache_key(), "effective_eps": raw_eps, "knn_scale": scale},
                                 X.shape[1])
@@ -385,7 +366,7 @@ class HDBSCANClusterer(_FittedLabels, BaseEstimator):
         model = hdbscan.HDBSCAN(
             min_cluster_size=key["min_cluster_size"], min_samples=key["min_samples"],
             cluster_selection_epsilon=key["cluster_selection_epsilon"],
-            cluster_selection_method=key["cluster_selection_method"], core_dist_n_jobs=_n_jobs(self.n_jobs),
+            cluster_selection_method=key["cluster_selection_method"], core_dist_n_jobs=resolve_n_jobs(self.n_jobs),
         )
         labels = model.fit_predict(X)
         scores = np.asarray(model.outlier_scores_, dtype=np.float64)
@@ -438,7 +419,7 @@ class FastHDBSCANClusterer(HDBSCANClusterer):
             cluster_selection_epsilon=key["cluster_selection_epsilon"],
             cluster_selection_method=key["cluster_selection_method"], reproducible=True)
         previous = numba.get_num_threads()
-        numba.set_num_threads(min(_n_jobs(self.n_jobs), numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(resolve_n_jobs(self.n_jobs), numba.config.NUMBA_NUM_THREADS))
         try:
             labels = model.fit_predict(np.ascontiguousarray(X, dtype=np.float64))
         finally:

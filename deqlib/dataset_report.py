@@ -6,7 +6,7 @@ Each dataset notebook keeps its own narrative, its cell tagged ``parameters`` an
 :class:`DatasetReport`, so a change to them is made once, here::
 
     source = open_dataset("kitti", data_root, split="train", max_images=None, seed=0)
-    stages = build_stages(mode, reducer=reducer, ..., seed=seed)
+    stages = build_stages(mode, reducer=reducer, ..., seed=seed, eta=eta, gamma=gamma)
     result = analyze(source, encoder=get_encoder(encoder), stages=stages, ...)
     report = DatasetReport(source, result, encoder=encoder, parameters=parameters, figures=output_dir)
     report.scatter_3d().show()                          # writes <dataset>_tsne_clusters.png
@@ -171,11 +171,11 @@ class DatasetReport:
                   progress: bool = True):
         """The stability report of the same analysis over ``K`` seeds (``seed, seed + 1, ...``).
 
-        Runs :func:`deqlib.stability.stability_of_source` with the analysis' stages (the
-        embeddings come from the cache; the t-SNE affinities are shared), writes the two
-        stability figures and the consensus bank (``data/processed/consensus/``, in
-        ``written['consensus_bank']``), and returns the :class:`~deqlib.stability.StabilityResult`;
-        None when ``K < 2`` (nothing to compare).
+        Runs :func:`deqlib.stability.stability_of_source` with the analysis' stages (its mode,
+        noise policy, eta and gamma; the embeddings come from the cache; the t-SNE affinities are
+        shared), writes the two stability figures and the consensus bank
+        (``data/processed/consensus/``, in ``written['consensus_bank']``), and returns the
+        :class:`~deqlib.stability.StabilityResult`; None when ``K < 2`` (nothing to compare).
         """
         if K < 2:
             return None
@@ -185,9 +185,8 @@ class DatasetReport:
         from deqlib.stability import consensus_bank, stability_of_source
 
         params = self.result.params
-        stability = stability_of_source(self.source, encoder, K=K, seeds=[self.seed + run for run in range(K)],
-                                        mode=params["mode"], reducer=stages.reducer, clusterer=stages.clusterer,
-                                        noise_policy=stages.noise_policy, eta=params["eta"], gamma=params["gamma"],
+        stability = stability_of_source(self.source, encoder, stages=stages, K=K,
+                                        seeds=[self.seed + run for run in range(K)],
                                         embed_options=dict(embed_options or {}), progress=progress)
         caption = {**self.parameters, "stability_k": K}
         self._save(mean_vs_spread(stability.per_sample), "stability_mean_vs_spread", caption)

@@ -12,21 +12,13 @@
   arguments win). Measured throughput: ``benchmarks/embedding/README.md``.
 * **never silently short**: an image that cannot be decoded is skipped, logged, listed in
   ``failures.csv`` and counted; ``len(result.sample_ids) + len(result.failures) == len(source)``.
-* **resumable cache**: vectors are written in shards (``.npz`` with ``sample_ids`` and
-  ``vectors``, each written atomically) under ``cache_dir/<source>/<encoder key>/``. The
-  folder name hashes the encoder's :meth:`~deqlib.encoders.Encoder.cache_key` (model, weights
-  identity, preprocessing), so a changed model never reuses stale vectors. An interrupted run
-  keeps every complete shard and embeds only what is missing; added images embed only the new
-  ones. The cache stores raw (un-normalised) vectors, and ``normalize=True`` applies L2
-  normalisation on the way out, so both views share one cache without any staleness.
-* **a cache that never lies**: each cached vector carries its image file's ``size:mtime_ns``
-  (:func:`sample_stamps`), so an image replaced in place is embedded again; one listing of the
-  shards serves the lookup, the index and the vectors, so runs writing the same cache at the
-  same time never hand one image's vector to another; a damaged shard is reported, set aside
-  (``*.damaged``) and re-embedded; an unchanged cache is never rewritten (a fully cached run
-  works on a read-only disk), and a cache that cannot be written (read-only, disk full)
-  keeps the vectors in memory with one warning (``stats["cache_write_errors"]``).
-  ``docs/robustness.md`` lists the cases and their tests.
+* **resumable cache that never lies** (:mod:`deqlib.embed_cache`): vectors in atomic shards under
+  ``cache_dir/<source>/<encoder key>/`` (:func:`cache_folder`), keyed by the encoder's
+  :meth:`~deqlib.encoders.Encoder.cache_key` and the precision; an interrupted run keeps every
+  complete shard, an image replaced in place is embedded again, a damaged shard is set aside and
+  re-embedded, an unwritable cache degrades to memory with one warning. The cache stores raw
+  (un-normalised) vectors, and ``normalize=True`` applies L2 normalisation on the way out, so
+  both views share one cache.
 * **torchrun**: when ``torch.distributed`` is initialised (or :func:`init_distributed` is
   called under ``torchrun``), each rank embeds a strided share of the missing samples and
   writes its own shards; rank 0 checks that every sample is embedded or failed exactly once,
@@ -37,15 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
-import io
 import json
 import logging
 import os
 import platform
-import stat
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -55,7 +43,14 @@ import pandas as pd
 import torch
 
 from deqlib import __version__
-from deqlib._atomic import atomic_path, write_bytes_atomic, write_text_atomic
+from deqlib.embed_cache import (  # re-exported: the cache's public names, as before the split
+    DamagedCacheError,
+    ShardStore,
+    cache_folder,
+    cache_key,
+    printable_id,
+    sample_stamps,
+)
 from deqlib.encoders import (  # re-exported: the architecture contract names them in deqlib.embed
     ENCODER_NAMES,
     ClipEncoder,
@@ -290,313 +285,6 @@ def _barrier(world_size: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cache: atomic shards under cache_dir/<source>/<encoder key>/
-def _short_hash(text: str, length: int = 16) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
-
-
-def _source_identity(source) -> str:
-    """Folder name for a source: its name plus a hash of its root (ids are unique within one root).
-
-    Not the source's fingerprint: adding images to a dataset must keep the cache of the others.
-    """
-    name = str(getattr(source, "name", type(source).__name__))
-    root = getattr(source, "root", None)
-    root_text = str(Path(root).expanduser().resolve()) if root is not None else "<default>"
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return f"{safe}-{_short_hash(root_text, 8)}"
-
-
-def cache_key(encoder: Encoder, precision: str) -> dict:
-    """The encoder's key plus the compute precision (bf16 vectors differ from float32 ones)."""
-    return dict(encoder.cache_key(), precision=precision)
-
-
-def cache_folder(cache_dir: str | os.PathLike, source, encoder: Encoder, precision: str = "fp32") -> Path:
-    """Where :func:`embed_source` keeps ``source``'s vectors for ``encoder`` at ``precision``
-    (a resolved precision: ``"fp32"``, ``"bf16"`` or ``"fp16"``)."""
-    key = json.dumps(cache_key(encoder, precision), sort_keys=True)
-    slug = encoder.name.replace(":", "-").replace("/", "-")
-    return Path(cache_dir) / _source_identity(source) / f"{slug}-{_short_hash(key)}"
-
-
-class DamagedCacheError(RuntimeError):
-    """A cache file that cannot be read back (truncated, corrupted, wrong shape)."""
-
-    def __init__(self, path, reason: str):
-        self.path = Path(path) if path is not None else None
-        super().__init__(f"damaged cache file {path}: {reason}")
-
-
-# What reading a damaged .npz raises: a truncated zip (BadZipFile), a short member (EOFError),
-# a bad header (ValueError), a missing member (KeyError), an unreadable file (OSError).
-_READ_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, KeyError, OSError)
-
-
-def _encode_id(sample_id: str) -> bytes:
-    # surrogatepass: ids made from non-UTF-8 file names (os.fsdecode surrogates) still hash.
-    return sample_id.encode("utf-8", "surrogatepass")
-
-
-def _printable_id(sample_id: str) -> str:
-    """The id as UTF-8-safe text: non-UTF-8 file-name bytes become ``\\xNN`` (Parquet needs UTF-8)."""
-    try:
-        sample_id.encode("utf-8")
-        return sample_id
-    except UnicodeEncodeError:
-        return sample_id.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def _file_stamp(location: str) -> str:
-    """``"size:mtime_ns"`` of the file a sample comes from, or ``""`` when it is not a file.
-
-    ``location`` is a path, or ``path#key`` for samples inside a container file (Parquet row
-    groups): then the container's stamp (rewriting it re-embeds its samples).
-    """
-    for candidate in (location, location.rpartition("#")[0]):
-        if not candidate:
-            continue
-        try:
-            info = os.stat(candidate)
-        except (OSError, ValueError):
-            continue
-        if stat.S_ISREG(info.st_mode):
-            return f"{info.st_size}:{info.st_mtime_ns}"
-    return ""
-
-
-def sample_stamps(source) -> list[str]:
-    """Per-sample ``"size:mtime_ns"`` of each sample's file (``""`` where there is none).
-
-    Stored next to each cached vector and compared on every run: an image replaced in place
-    (same name, new size or modification time) is re-embedded instead of keeping its old vector.
-    """
-    n = len(source.sample_ids)
-    files = getattr(source, "sample_files", None)  # the OS's own names (metadata escapes non-UTF-8 bytes)
-    if files is not None and len(files) == n:
-        return [_file_stamp(str(path)) for path in files]
-    try:
-        locations = source.metadata()["location"].astype(str).tolist()
-    except Exception as exc:  # a source without usable locations: vectors cannot be validated
-        logger.debug("no per-sample locations for %s (%s); cached vectors keyed by id only", source, exc)
-        return [""] * n
-    if len(locations) != n:
-        return [""] * n
-    return [_file_stamp(location) for location in locations]
-
-
-def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an ``.npy`` stream, reading only its header."""
-    version = np.lib.format.read_magic(handle)
-    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, _, dtype = read(handle)
-    return shape, dtype
-
-
-@dataclass
-class _Shard:
-    """One shard as listed: its file (or None in memory), ids, per-sample stamps, vectors if in memory."""
-
-    path: Path | None
-    ids: list[str]
-    stamps: list[str]
-    vectors: np.ndarray | None = None
-
-    def load_vectors(self, dim: int) -> np.ndarray:
-        if self.vectors is not None:
-            return self.vectors
-        try:
-            with np.load(self.path, allow_pickle=False) as data:
-                vectors = data["vectors"]
-        except FileNotFoundError as exc:
-            raise DamagedCacheError(self.path, "it was removed while this run read the cache") from exc
-        except _READ_ERRORS as exc:
-            raise DamagedCacheError(self.path, f"{type(exc).__name__}: {exc}") from exc
-        if vectors.shape != (len(self.ids), dim) or vectors.dtype != np.float32:
-            raise DamagedCacheError(self.path, f"vectors {vectors.dtype} {vectors.shape}, expected float32 "
-                                               f"{(len(self.ids), dim)}")
-        return vectors
-
-
-class _Snapshot:
-    """The shards as listed ONCE: lookups, the index and the vectors all use this one listing.
-
-    Listing the folder twice (ids, then files) let a shard written in between by another run
-    shift the numbering and hand one image's vector to another.
-    """
-
-    def __init__(self, shards: list[_Shard]):
-        self.shards = shards
-
-    def locate(self, sample_ids: Sequence[str], stamps: Sequence[str] | None = None) -> dict[str, tuple[int, int]]:
-        """``sample_id -> (shard number, row)`` for each id cached with its current stamp.
-
-        Several shards may hold one id (concurrent runs, an image replaced in place): the first
-        (in file-name order) whose stamp matches wins; ids with no matching entry are absent.
-        """
-        wanted = dict(zip(sample_ids, stamps)) if stamps is not None else {s: None for s in sample_ids}
-        where: dict[str, tuple[int, int]] = {}
-        for number, shard in enumerate(self.shards):
-            for row, (sample_id, stamp) in enumerate(zip(shard.ids, shard.stamps)):
-                if sample_id in where or sample_id not in wanted:
-                    continue
-                if wanted[sample_id] is None or wanted[sample_id] == stamp:
-                    where[sample_id] = (number, row)
-        return where
-
-    def gather(self, sample_ids: Sequence[str], where: dict[str, tuple[int, int]], dim: int) -> np.ndarray:
-        """Vectors of ``sample_ids`` (all in ``where``), in that order."""
-        out = np.empty((len(sample_ids), dim), dtype=np.float32)
-        by_shard: dict[int, list[tuple[int, int]]] = {}
-        for position, sample_id in enumerate(sample_ids):
-            number, row = where[sample_id]
-            by_shard.setdefault(number, []).append((position, row))
-        for number, pairs in by_shard.items():
-            vectors = self.shards[number].load_vectors(dim)
-            positions, rows = zip(*pairs)
-            out[list(positions)] = vectors[list(rows)]
-        return out
-
-
-class _ShardStore:
-    """Vectors in shards; ``folder=None`` keeps them in memory (no cache).
-
-    A cache that cannot be written (read-only, disk full) degrades to memory with one warning
-    naming the folder and the fix; ``write_errors`` lists what could not be written.
-    """
-
-    def __init__(self, folder: Path | None, encoder_key: dict):
-        self.folder = folder
-        self._memory: list[_Shard] = []
-        self.write_errors: list[str] = []
-        self.stamps: dict[str, str] = {}  # sample_id -> file stamp, stored with each vector
-        if folder is not None:
-            key_file = folder / "encoder.json"
-            if key_file.is_file():
-                try:
-                    stored = json.loads(key_file.read_text())
-                except (OSError, ValueError) as exc:
-                    stored = None
-                    logger.warning("unreadable %s (%s); rewriting it", key_file, exc)
-                if stored is not None and stored != encoder_key:
-                    raise RuntimeError(f"{key_file} does not match this encoder (hash collision?); "
-                                       f"delete {folder} to rebuild this cache")
-                if stored is not None:
-                    return
-            try:
-                (folder / "shards").mkdir(parents=True, exist_ok=True)
-                write_text_atomic(key_file, json.dumps(encoder_key, sort_keys=True, indent=1))
-            except OSError as exc:
-                self._cannot_write(key_file, exc)
-
-    def _cannot_write(self, path: Path, exc: OSError) -> None:
-        if not self.write_errors:
-            logger.warning(
-                "cannot write the embedding cache %s (%s): vectors are kept in memory for this run only; "
-                "free disk space or make %s writable, or pass another cache_dir (deq embed --output DIR)",
-                path, exc.strerror or exc, self.folder)
-        self.write_errors.append(f"{path}: {exc.strerror or exc}")
-
-    def _read_shard(self, path: Path) -> _Shard | None:
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                ids = data["sample_ids"].tolist()
-                stamps = data["stamps"].tolist() if "stamps" in data.files else [""] * len(ids)
-                # the vectors' header only (shape, dtype): reading 5 GB to list ids would be too slow
-                with data.zip.open("vectors.npy") as member:
-                    shape, dtype = _npy_header(member)
-        except FileNotFoundError:  # removed (quarantined by another run) since the listing
-            return None
-        except _READ_ERRORS as exc:
-            self._quarantine(path, f"{type(exc).__name__}: {exc}")
-            return None
-        if len(stamps) != len(ids) or len(shape) != 2 or shape[0] != len(ids) or dtype != np.float32:
-            self._quarantine(path, f"{len(ids)} ids, {len(stamps)} stamps, vectors {dtype} {shape}")
-            return None
-        return _Shard(path, [str(s) for s in ids], [str(s) for s in stamps])
-
-    def _quarantine(self, path: Path, reason: str) -> None:
-        """Move a damaged shard aside (``*.damaged``) so its samples are embedded again."""
-        target = path.with_name(path.name + ".damaged")
-        try:
-            os.replace(path, target)
-            where = f"moved to {target.name}"
-        except FileNotFoundError:  # another run set it aside first
-            where = "already moved aside by another run"
-        except OSError as exc:
-            where = f"left in place ({exc.strerror or exc}; delete it by hand)"
-        logger.warning("damaged embedding cache shard %s (%s): its samples are embedded again; %s",
-                       path, reason, where)
-
-    def snapshot(self) -> _Snapshot:
-        """List the shards once (damaged ones are quarantined and left out)."""
-        shards: list[_Shard] = []
-        if self.folder is not None:
-            for path in sorted((self.folder / "shards").glob("*.npz")):
-                shard = self._read_shard(path)
-                if shard is not None:
-                    shards.append(shard)
-        return _Snapshot(shards + self._memory)
-
-    def write(self, ids: list[str], vectors: np.ndarray, rank: int) -> None:
-        stamps = [self.stamps.get(s, "") for s in ids]
-        ids_array = np.asarray(ids, dtype=str)
-        stamps_array = np.asarray(stamps, dtype=str)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if self.folder is not None and not self.write_errors:
-            digest = hashlib.sha256(b"\n".join(_encode_id(s) for s in ids)).hexdigest()[:16]
-            name = f"r{rank:03d}-{digest}.npz"
-            try:
-                with atomic_path(self.folder / "shards" / name) as tmp:
-                    with open(tmp, "wb") as handle:  # a handle: np.savez would append .npz to the name
-                        np.savez(handle, sample_ids=ids_array, vectors=vectors, stamps=stamps_array)
-                return
-            except OSError as exc:
-                self._cannot_write(self.folder / "shards" / name, exc)
-        self._memory.append(_Shard(None, list(ids), list(stamps), vectors))
-
-    def write_if_changed(self, name: str, data: bytes) -> bool:
-        """Write ``folder/name`` atomically unless it already holds ``data``; a failure is a warning.
-
-        An unchanged cache is never rewritten, so a fully cached run works on a read-only or full disk.
-        """
-        if self.folder is None:
-            return False
-        path = self.folder / name
-        try:
-            if path.is_file() and path.read_bytes() == data:
-                return False
-        except OSError:
-            pass
-        try:
-            write_bytes_atomic(path, data)
-            return True
-        except OSError as exc:
-            self._cannot_write(path, exc)
-            return False
-
-    def write_index(self, snapshot: _Snapshot, where: dict[str, tuple[int, int]], sample_ids: Sequence[str]) -> bool:
-        """``index.parquet``: sample_id -> shard file and row, for readers other than this module.
-
-        Built from the same snapshot as the vectors; ids that are not valid UTF-8 (file names
-        in another encoding) are written with ``\\xNN`` escapes. Returns whether it was written.
-        """
-        if self.folder is None:
-            return False
-        names = [shard.path.name if shard.path is not None else "" for shard in snapshot.shards]
-        frame = pd.DataFrame({
-            "sample_id": [_printable_id(s) for s in sample_ids],
-            "shard": [names[where[s][0]] for s in sample_ids],
-            "row": np.asarray([where[s][1] for s in sample_ids], dtype=np.int64),
-        })
-        if (frame["shard"] == "").any():  # some vectors live in memory only: an index would lie
-            return False
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return self.write_if_changed("index.parquet", buffer.getvalue())
-
-
-# ---------------------------------------------------------------------------------------------
 # Loading: a Dataset that never raises for a bad image, and a collate that keeps the good ones
 class _EncodedImages(torch.utils.data.Dataset):
     """``index -> (index, uint8 tensor or None, error or None)``; picklable for worker processes."""
@@ -730,9 +418,9 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
     encoder_key = cache_key(encoder, precision)
     folder = cache_folder(cache_dir, source, encoder, precision) if cache_dir is not None else None
     if folder is not None and rank == 0:
-        _ShardStore(folder, encoder_key)  # create folder and encoder.json once
+        ShardStore(folder, encoder_key)  # create folder and encoder.json once
     _barrier(world_size)
-    store = _ShardStore(folder, encoder_key)
+    store = ShardStore(folder, encoder_key)
     stamps = sample_stamps(source)
     store.stamps = dict(zip(ids, stamps))
     _warn_non_utf8(ids)
@@ -773,7 +461,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
         n_now += sum(len(r[0]) for r in per_rank)
         slowest += max((r[2] for r in per_rank), default=0.0)
         _barrier(world_size)
-        # ONE listing for the lookup, the index and the vectors (see _Snapshot).
+        # ONE listing for the lookup, the index and the vectors (see Snapshot).
         snapshot = store.snapshot()
         where = snapshot.locate(ids, stamps)
         missing = [ids[i] for i in range(len(ids)) if ids[i] not in where and i not in all_failed]
@@ -788,7 +476,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
             if world_size > 1 or attempt == _GATHER_ATTEMPTS - 1:
                 raise RuntimeError(f"{exc}; delete that file and run again (its samples are embedded again)") from exc
             if exc.path is not None and exc.path.exists():
-                store._quarantine(exc.path, str(exc))
+                store.quarantine(exc.path, str(exc))
             else:
                 logger.warning("%s; embedding its samples again", exc)
 
@@ -821,7 +509,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
     if rank == 0 and folder is not None:
         # Rewrite only what changed: a fully cached run must work on a read-only or full disk.
         changed = store.write_index(snapshot, where, ok_ids)
-        csv_text = failures.assign(sample_id=failures["sample_id"].map(_printable_id)).to_csv(index=False)
+        csv_text = failures.assign(sample_id=failures["sample_id"].map(printable_id)).to_csv(index=False)
         changed = store.write_if_changed("failures.csv", csv_text.encode("utf-8")) or changed
         if changed or n_now or not (folder / "manifest.json").is_file():
             manifest = dict(stats, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -836,16 +524,16 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
 
 
 def _warn_non_utf8(ids: Sequence[str]) -> None:
-    bad = [s for s in ids if _printable_id(s) != s]
+    bad = [s for s in ids if printable_id(s) != s]
     if bad:
         logger.warning(
             "%d sample ids are not valid UTF-8 (file names in another encoding, e.g. %r): they are embedded, "
             "and written with \\xNN escapes in index.parquet and failures.csv; rename the files to UTF-8 "
             "(e.g. `convmv -f latin1 -t utf-8 -r --notest DIR`) so banks and pickles can hold their ids",
-            len(bad), _printable_id(bad[0]))
+            len(bad), printable_id(bad[0]))
 
 
-def _embed_indices(source, encoder: Encoder, ids: list[str], indices: list[int], store: _ShardStore,
+def _embed_indices(source, encoder: Encoder, ids: list[str], indices: list[int], store: ShardStore,
                    device: torch.device, settings: RunSettings, shard_size: int, rank: int,
                    autocast_dtype: torch.dtype | None, progress: bool):
     """Embed ``indices`` and write them to ``store`` in shards; returns ids, failures, timings."""

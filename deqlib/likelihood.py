@@ -41,7 +41,7 @@ name in :data:`RARITY_SIGNALS`:
     :func:`knn_density_likelihood`: no clusters, no noise policy.
 ``consensus-mean``, ``consensus-coassoc``
     The mean over K runs, and eq. 3 on the co-association consensus partition of K runs
-    (:mod:`deqlib.stability`, imported only when such a signal is fitted).
+    (their maths in :mod:`deqlib.consensus`; the K runs come from :mod:`deqlib.stability`).
 
 A *cluster-based* signal (``cluster``, ``consensus-coassoc``) also sets ``cluster_id_``,
 ``cluster_size_`` and ``largest_cluster_size_``: only its banks can be written to the forks'
@@ -59,6 +59,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from deqlib._validation import check_int, check_real
+from deqlib.consensus import coassociation_consensus, consensus_mean, knn_graph
 from deqlib.registry import Registry
 
 __all__ = [
@@ -467,7 +468,7 @@ def _runs(signal: RaritySignal, context, attribute: str) -> np.ndarray:
 
 @_register("the mean likelihood over K runs of the analysis (deqlib.stability)", needs_runs=True)
 class ConsensusMeanSignal(RaritySignal):
-    """The mean of each sample's likelihood over the K runs that saw it (:func:`deqlib.stability.consensus_mean`).
+    """The mean of each sample's likelihood over the K runs that saw it (:func:`deqlib.consensus.consensus_mean`).
 
     Not a cluster size ratio, so its banks are Parquet only; its maximum may be below 1.
     """
@@ -477,8 +478,6 @@ class ConsensusMeanSignal(RaritySignal):
     needs = ("runs",)
 
     def fit(self, context) -> "ConsensusMeanSignal":
-        from deqlib.stability import consensus_mean  # stability imports this module: import at use
-
         likelihoods = _runs(self, context, "likelihoods")
         return self._finish(consensus_mean(likelihoods), K=int(likelihoods.shape[0]))
 
@@ -486,7 +485,7 @@ class ConsensusMeanSignal(RaritySignal):
 @_register("eq. 3 on the co-association consensus partition of K runs (deqlib.stability)", needs_runs=True)
 class CoassociationSignal(RaritySignal):
     """Eq. 3 (noise as singletons) on the partition the K runs agree on
-    (:func:`deqlib.stability.coassociation_consensus` on the embeddings' k-NN graph).
+    (:func:`deqlib.consensus.coassociation_consensus` on the embeddings' k-NN graph).
 
     Parameters
     ----------
@@ -509,8 +508,6 @@ class CoassociationSignal(RaritySignal):
         self.random_state = random_state
 
     def fit(self, context) -> "CoassociationSignal":
-        from deqlib.stability import _knn_graph, coassociation_consensus
-
         n_neighbors = check_int("n_neighbors", self.n_neighbors, 1)
         check_real("threshold", self.threshold, 0.0)
         labels = _runs(self, context, "labels")
@@ -520,7 +517,7 @@ class CoassociationSignal(RaritySignal):
         if seed is None:
             seeds = (getattr(context.runs, "params", None) or {}).get("seeds") or [0]
             seed = int(seeds[0])
-        neighbors = _knn_graph(X, k=n_neighbors, random_state=seed)
+        neighbors = knn_graph(X, k=n_neighbors, random_state=seed)
         consensus = coassociation_consensus(labels, neighbors, threshold=self.threshold)
         effective = assign_noise(consensus, "singleton")
         return _cluster_fields(self, consensus, effective, consensus, 1.0)

@@ -9,22 +9,12 @@
 So changing eps reuses the t-SNE, and a different encoder (different vectors) recomputes
 everything after it. Likelihoods and weights take milliseconds and are always recomputed.
 
-The stages one analysis runs are a :class:`Stages` (reducer, clusterer, noise policy, rarity
-signal), made by :func:`build_stages` from registered names (:data:`deqlib.reduce.REDUCERS`,
-:data:`deqlib.cluster.CLUSTERERS`), parameter dicts, estimator instances and the mode's
-defaults. :func:`analyze`, the CLI (``deq analyze``, ``deq stability``), the notebooks and
-:mod:`deqlib.stability` all build them there, so the defaults are written once.
-
-Two modes:
-
-``mode="default"``
-    openTSNE 3-D with the ``"fast"`` schedule and PCA-50, DBSCAN with a scale-aware eps
-    (``eps_scale="official"``), noise policy ``"singleton"``.
-``mode="reference"``
-    The official analysis step for step: embeddings computed in float32 whatever the device
-    (bf16 would move a quarter of the likelihoods), scikit-learn TSNE (``n_components=3, perplexity=30,
-    max_iter=500, learning_rate='auto', init='pca'``, seed 33), DBSCAN with the raw eps, all
-    noise counted as one cluster (``noise_policy="as_cluster"``).
+What runs is a :class:`deqlib.stages.Stages` (reducer, clusterer, noise policy, rarity signal,
+mode, seed, eta and gamma) made by :func:`deqlib.stages.build_stages`, the one place that knows
+the parts and the modes' defaults; :func:`analyze` takes it as ``stages=`` beside the data and a
+few run options (cache, progress, faithfulness). ``Stages``, ``build_stages`` and ``MODES`` are
+re-exported here for convenience. In ``mode="reference"`` the embeddings are computed in float32
+whatever the device (bf16 would move a quarter of the likelihoods).
 """
 
 from __future__ import annotations
@@ -33,7 +23,7 @@ import hashlib
 import inspect
 import json
 import logging
-import sys
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -46,23 +36,20 @@ from sklearn.base import clone
 
 from deqlib import __version__, paths
 from deqlib._atomic import atomic_path
+from deqlib._validation import check_embeddings
 from deqlib.alignment import align, attribute_columns
 from deqlib.bank import LikelihoodBank, bank_from_signal, export_official_pickle, write_bank
-from deqlib.cluster import (CLUSTERERS, OFFICIAL_EPS_OUTPUTS, ClusterResult, DBSCANClusterer, as_clusterer,
-                            preset_params, preset_setting)
-from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES, ClusterSignal, RarityContext
-from deqlib.reduce import REDUCERS, SklearnTSNEReducer, as_reducer, check_embeddings, reducer_output
-from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight
+from deqlib.cluster import ClusterResult
+from deqlib.faithfulness import faithfulness as measure_faithfulness
+from deqlib.likelihood import ClusterSignal, RarityContext
+from deqlib.progress import stage_message
+from deqlib.stages import MODES, Stages, build_stages, checked_stages
+from deqlib.weights import gfl_weight
 
 __all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "Stages", "analyze", "build_stages",
-           "default_bank_path"]
+           "default_bank_path", "embeddings_from_source"]
 
 logger = logging.getLogger(__name__)
-MODES = ("default", "reference")
-#: The registered parts each mode uses when none is named. Without a preset DBSCAN keeps its own
-#: defaults, eps 1.0 / min_samples 10 (nuScenes and Waymo's setting).
-MODE_DEFAULTS = {"default": {"reducer": "opentsne", "clusterer": "dbscan"},
-                 "reference": {"reducer": "sklearn", "clusterer": "dbscan"}}
 
 
 class DegenerateClusteringWarning(UserWarning):
@@ -170,6 +157,18 @@ def _hash(*parts: Any) -> str:
     return digest.hexdigest()
 
 
+def _cache_root(cache) -> Path | None:
+    """The stage cache folder ``cache`` names (True: the workbook's, False: none, else the path)."""
+    if cache is True:
+        return paths.interim_dir() / "analysis"
+    if cache is False:
+        return None
+    if isinstance(cache, (str, os.PathLike)):
+        return Path(cache)
+    raise TypeError(f"cache must be True (the workbook's cache folder), False (no cache) or a folder path, "
+                    f"got {cache!r}")
+
+
 def _load_npz(path: Path | None, keys: tuple[str, ...] = (), **expected_rows: int) -> dict | None:
     """A stage cache file's arrays, or None when absent or damaged (then the stage is recomputed).
 
@@ -206,233 +205,33 @@ def _save_npz(path: Path | None, **arrays) -> None:
                 np.savez(handle, **arrays)
     except OSError as exc:
         logger.warning("cannot write the analysis cache %s (%s); the result is not cached: free disk space "
-                       "or make the folder writable, or pass another cache_dir", path, exc.strerror or exc)
+                       "or make the folder writable, or pass another cache= folder", path, exc.strerror or exc)
 
 
-# ------------------------------------------------------------------------------------- stages
-@dataclass
-class Stages:
-    """What one analysis runs (made by :func:`build_stages`).
-
-    Attributes
-    ----------
-    reducer : estimator
-        A reducer (:data:`deqlib.reduce.REDUCERS` entry instance, or any estimator with
-        ``fit_transform`` and ``cache_key``), not yet fitted.
-    clusterer : estimator
-        A clusterer (:data:`deqlib.cluster.CLUSTERERS` entry instance, or any estimator whose
-        ``fit(X)`` returns itself with ``result_``, and ``cache_key``).
-    noise_policy : {'singleton', 'as_cluster', 'nearest'}
-        What eq. 3 makes of noise.
-    rarity : object or None, default=None
-        A rarity signal (``deqlib.likelihood.RARITY_SIGNALS`` entry instance, not yet fitted); None
-        is eq. 3 on the clusters (``'cluster'``) with ``noise_policy``.
-    preset : str or None, default=None
-        The paper's dataset setting the clusterer was made from, recorded in the bank's metadata.
-    """
-
-    reducer: Any
-    clusterer: Any
-    noise_policy: str
-    rarity: Any = None
-    preset: str | None = None
-
-
-def _parameter_names(factory) -> set[str] | None:
-    """Keyword parameters ``factory`` accepts (None when it takes ``**kwargs``: anything goes)."""
-    try:
-        signature = inspect.signature(factory)
-    except (TypeError, ValueError):
-        return None
-    names = set()
-    for parameter in signature.parameters.values():
-        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
-            return None
-        if parameter.kind is not inspect.Parameter.VAR_POSITIONAL and parameter.name != "self":
-            names.add(parameter.name)
-    return names
-
-
-def _construct(registry, name: str, params: dict | None, seed: int | None):
-    """``registry``'s part ``name`` made with ``params`` (checked by name) and ``random_state=seed``
-    when it takes one and ``params`` do not set it."""
-    entry = registry.entry(name)
-    if params is not None and not isinstance(params, dict):
-        raise TypeError(f"{registry.kind}_params must be a dict of parameter names to values, got "
-                        f"{type(params).__name__}")
-    params = dict(params or {})
-    valid = _parameter_names(entry.factory)
-    if valid is not None:
-        unknown = sorted(set(params) - valid)
-        if unknown:
-            raise ValueError(f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))} "
-                             f"for the {registry.kind} {entry.name!r}; valid: {', '.join(sorted(valid))}")
-        if seed is not None and "random_state" in valid:
-            params.setdefault("random_state", int(seed))
-    try:
-        return registry.create(entry.name, **params)
-    except TypeError as exc:  # a factory taking **kwargs refused one of them
-        raise ValueError(f"the {registry.kind} {entry.name!r} refused its parameters {sorted(params)}: {exc}") from None
-
-
-def _instance(part, kind: str, params: dict | None, methods: tuple[str, ...]):
-    """A passed-in estimator: checked and cloned (its own parameters, random_state included, kept); a plain
-    scikit-learn estimator is adapted first (``as_reducer`` / ``as_clusterer``: its cache key from ``get_params()``)."""
-    part = as_reducer(part) if kind == "reducer" else as_clusterer(part)
-    if params:
-        raise ValueError(f"{kind}_params apply to a {kind} given by name; set them on the {kind} instance "
-                         f"({kind}.set_params(...)) or pass its registered name ({kind}=<name>)")
-    missing = [m for m in methods if not hasattr(part, m)]
-    if missing:
-        raise TypeError(f"{kind} must be a registered name or a deqlib {kind} ({', '.join(methods)}); "
-                        f"{type(part).__name__} lacks {', '.join(missing)}")
-    return clone(part)
-
-
-def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | None = None, clusterer=None,
-                 clusterer_params: dict | None = None, noise_policy: str | None = None, preset: str | None = None,
-                 rarity=None, rarity_params: dict | None = None, seed: int | None = None) -> Stages:
-    """The stages of one analysis, from names, parameters, instances and the mode's defaults.
+# ------------------------------------------------------------------------------------- inputs
+def embeddings_from_source(source, encoder, embed_options: dict | None = None, progress: bool = False,
+                           mode: str = "default"):
+    """A source's embeddings as an analysis uses them (:func:`deqlib.embed.embed_source`, cached).
 
     Parameters
     ----------
+    source : ImageSource or str
+        The images (or a source kind for :func:`deqlib.sources.open_source`).
+    encoder : str or Encoder
+    embed_options : dict, optional
+        Passed to :func:`deqlib.embed.embed_source`; ``cache_dir`` defaults to
+        ``deqlib.paths.interim_dir() / 'embeddings'``.
+    progress : bool, default=False
     mode : {'default', 'reference'}, default='default'
-        ``'default'``: openTSNE (``'fast'`` schedule, PCA-50), DBSCAN with eps in official units
-        (nuScenes/Waymo's eps 1.0, min_samples 10 unless ``preset``), noise ``'singleton'``.
-        ``'reference'``: the official analysis (scikit-learn TSNE, DBSCAN on the raw eps, noise
-        ``'as_cluster'``); anything else is refused.
-    reducer : str or estimator, optional
-        A :data:`deqlib.reduce.REDUCERS` name (or alias), or an instance (cloned, its parameters
-        kept). None: the mode's (``'opentsne'``, ``'sklearn'`` in reference mode).
-    reducer_params : dict, optional
-        Constructor parameters of a named reducer (an unknown one raises ValueError naming the valid ones).
-    clusterer : str or estimator, optional
-        A :data:`deqlib.cluster.CLUSTERERS` name, or an instance. None: ``'dbscan'``.
-    clusterer_params : dict, optional
-        Constructor parameters of a named clusterer; they override the preset's.
-    noise_policy : {'singleton', 'as_cluster', 'nearest'}, optional
-        None: ``'singleton'`` (``'as_cluster'`` in reference mode).
-    preset : {'kitti', 'nuscenes', 'waymo', 'bdd100k'}, optional
-        The paper's DBSCAN setting of a dataset, read by a named clusterer whose registry entry
-        says how (``preset_params``: HDBSCAN takes ``min_cluster_size = min_samples``). A
-        clusterer passed as an instance already has its setting: the preset is then only
-        recorded by :func:`analyze` (``params['preset']``).
-    rarity : str or object, optional
-        A single-run ``deqlib.likelihood.RARITY_SIGNALS`` name (``'knn-density'``) or a signal
-        instance (cloned). None or ``'cluster'``: eq. 3 on the clusters with ``noise_policy``
-        (the only signal in reference mode). The consensus signals need K runs: refused here
-        (``deqlib.stability``).
-    rarity_params : dict, optional
-        Constructor parameters of a named rarity signal (``{'k': 15}``); the cluster signal's noise
-        policy is ``noise_policy``, not one of these.
-    seed : int, optional
-        The ``random_state`` of the parts this function constructs by name (unless their params
-        set one). A passed-in instance keeps its own ``random_state``: set it there.
+        ``'reference'`` embeds in float32, as the official code does (another precision is refused).
 
     Returns
     -------
-    Stages
-
-    Notes
-    -----
-    DBSCAN's ``eps_scale`` defaults to ``'official'`` after a t-SNE (a reducer whose registry
-    entry says ``output='tsne'``), to ``'knn'`` after any other reducer (UMAP), and to ``'raw'``
-    in reference mode; ``'official'`` after a non-t-SNE reducer is refused (its calibration is
-    t-SNE's, :data:`deqlib.cluster.EPS_CALIBRATED_ON`).
+    tuple
+        ``(sample_ids, vectors, metadata, info)``: the embedded samples' ids, their vectors, the
+        source's metadata table and what the embedding recorded (``dataset``, ``encoder``,
+        ``precision``, ``n_failed``, ``failed_sample_ids``, ``source_fingerprint``, ...).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if preset is not None:
-        preset_setting(preset)  # a clear error for an unknown name
-    reference = mode == "reference"
-    defaults = MODE_DEFAULTS[mode]
-
-    # reducer
-    reducer = defaults["reducer"] if reducer is None else reducer
-    if isinstance(reducer, str):
-        reducer = _construct(REDUCERS, reducer, reducer_params, seed)
-    else:
-        reducer = _instance(reducer, "reducer", reducer_params, ("fit_transform", "cache_key"))
-    if reference and not isinstance(reducer, SklearnTSNEReducer):
-        raise ValueError("mode='reference' runs scikit-learn's TSNE as the official code does; leave reducer=None, "
-                         "name 'sklearn' or pass a SklearnTSNEReducer (or use mode='default')")
-    output = reducer_output(reducer)
-    is_tsne = output in OFFICIAL_EPS_OUTPUTS
-
-    # clusterer
-    clusterer = defaults["clusterer"] if clusterer is None else clusterer
-    if isinstance(clusterer, str):
-        name = CLUSTERERS.resolve(clusterer)
-        params = preset_params(name, preset) if preset is not None else {}
-        if "eps_scale" in (_parameter_names(CLUSTERERS.entry(name).factory) or ()):
-            params["eps_scale"] = "raw" if reference else ("official" if is_tsne else "knn")
-        params.update(clusterer_params or {})
-        clusterer = _construct(CLUSTERERS, name, params, seed)
-    else:
-        clusterer = _instance(clusterer, "clusterer", clusterer_params, ("fit", "cache_key"))
-    if reference and not (isinstance(clusterer, DBSCANClusterer) and clusterer.eps_scale == "raw"):
-        raise ValueError("mode='reference' clusters with DBSCAN on the raw eps; leave clusterer=None (or 'dbscan') "
-                         "or pass DBSCANClusterer(..., eps_scale='raw')")
-    if getattr(clusterer, "eps_scale", None) == "official" and not is_tsne:
-        raise ValueError(
-            f"eps_scale='official' is calibrated on scikit-learn t-SNE output, but the reducer "
-            f"{type(reducer).__name__} gives {output or 'unknown'} coordinates; use eps_scale='knn' (eps in "
-            "multiples of the k-NN distance) or 'raw' (the coordinates' own units)")
-
-    # noise policy
-    if reference:
-        if noise_policy not in (None, "as_cluster"):
-            raise ValueError(f"mode='reference' counts noise as one cluster as the official code does; "
-                             f"noise_policy={noise_policy!r} contradicts it (use mode='default')")
-        noise_policy = "as_cluster"
-    noise_policy = DEFAULT_NOISE_POLICY if noise_policy is None else noise_policy
-    if noise_policy not in NOISE_POLICIES:
-        raise ValueError(f"noise_policy must be one of {NOISE_POLICIES}, got {noise_policy!r}")
-
-    # rarity signal
-    rarity = _rarity(rarity, rarity_params, seed, reference, noise_policy)
-
-    # Parameter values are checked now (cache_key validates), not after a long reduction.
-    reducer.cache_key()
-    clusterer.cache_key()
-    return Stages(reducer=reducer, clusterer=clusterer, noise_policy=noise_policy, rarity=rarity, preset=preset)
-
-
-def _rarity(rarity, rarity_params, seed, reference, noise_policy):
-    """The rarity signal (None: eq. 3 on the clusters with ``noise_policy``, made in :func:`analyze`)."""
-    from deqlib.likelihood import RARITY_SIGNALS
-
-    if isinstance(rarity, str):
-        name = RARITY_SIGNALS.resolve(rarity)
-        if name == "cluster":  # the stage's noise_policy is the one place to set it
-            if "noise_policy" in (rarity_params or {}):
-                raise ValueError("set the cluster signal's noise policy with noise_policy= (--noise-policy), "
-                                 "not in rarity_params")
-            if not rarity_params:
-                return None  # the default: eq. 3 with noise_policy
-            rarity_params = {**rarity_params, "noise_policy": noise_policy}
-        if RARITY_SIGNALS.entry(name).extra.get("needs_runs"):
-            raise ValueError(f"the rarity signal {name!r} needs K runs of the analysis, which one analysis does "
-                             "not make: use `deq stability --signal ...` or deqlib.stability.stability_runs + "
-                             "consensus_bank")
-    elif rarity_params:
-        raise ValueError("rarity_params apply to a rarity signal given by name; set them on the instance")
-    if rarity is None:
-        if rarity_params:
-            raise ValueError("rarity_params apply to a rarity signal given by name (rarity=<name>)")
-        return None
-    if reference:
-        raise ValueError("mode='reference' computes eq. 3 on the clusters as the official code does; "
-                         "leave rarity=None or 'cluster' (or use mode='default')")
-    if isinstance(rarity, str):
-        return _construct(RARITY_SIGNALS, rarity, rarity_params, seed)
-    if not callable(getattr(rarity, "fit", None)):
-        raise TypeError(f"rarity must be a registered name ({', '.join(RARITY_SIGNALS.names())}) or a rarity "
-                        f"signal with fit(context), got {type(rarity).__name__}")
-    return clone(rarity)
-
-
-def _embeddings_from_source(source, encoder, embed_options, progress, mode="default"):
     from deqlib.embed import embed_source, get_encoder
 
     if isinstance(source, str):
@@ -479,25 +278,20 @@ def _check_ids(sample_ids, n: int) -> list[str]:
 
 
 def _say(progress: bool, message: str) -> None:
-    # Stage messages go through logging; when nothing configured logging (a notebook, a script) they are
-    # printed to stdout, so JupyterLab shows them as output, not as red stderr boxes.
-    if not progress:
-        logger.debug(message)
-    elif logger.hasHandlers():
-        logger.info(message)
-    else:
-        print(f"[deq analyze] {message}", file=sys.stdout, flush=True)
+    stage_message(logger, "deq analyze", progress, message)
 
 
 # ------------------------------------------------------------------------------------- analyze
-def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=None, noise_policy=None,
-            eta: float = DEFAULT_ETA, gamma: float = DEFAULT_GAMMA, seed: int | None = 33, cache_dir=None,
-            *, embeddings=None, sample_ids=None, metadata: pd.DataFrame | None = None, mode: str = "default",
-            preset: str | None = None, dataset: str | None = None, attributes: list[str] | None = None,
-            cache: bool = True, embed_options: dict | None = None, progress: bool = False,
-            faithfulness: bool = False, stages: Stages | None = None, reducer_params: dict | None = None,
-            clusterer_params: dict | None = None, rarity=None, rarity_params: dict | None = None) -> AnalysisResult:
+def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = None, *, embeddings=None,
+            sample_ids=None, metadata: pd.DataFrame | None = None, dataset: str | None = None,
+            attributes: list[str] | None = None, cache: bool | str | os.PathLike = True,
+            embed_options: dict | None = None, progress: bool = False, faithfulness: bool = False) -> AnalysisResult:
     """Run the analysis (steps 1-4 of the method) and return samples, clusters, params and bank.
+
+    What runs is ``stages`` (:func:`deqlib.stages.build_stages`: reducer, clusterer, noise
+    policy, rarity signal, mode, seed, eta and gamma); everything else here is the data and how
+    to run it. ``analyze(embeddings=X)`` runs ``build_stages()``, the default analysis;
+    ``analyze(source, stages=build_stages("reference", preset="kitti"))`` the official one.
 
     Parameters
     ----------
@@ -506,22 +300,11 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         and pass ``embeddings`` + ``sample_ids`` to start from vectors.
     encoder : str or Encoder, default='efficientnet-lite0'
         Used with ``source`` only.
-    reducer : str or estimator, optional
-        A registered reducer name or an instance (:func:`build_stages`); default by ``mode``.
-    clusterer : str or estimator, optional
-        A registered clusterer name or an instance; default by ``mode`` and ``preset``: DBSCAN
-        eps 1.0 / min_samples 10 when no preset.
-    noise_policy : {'singleton', 'as_cluster', 'nearest'}, optional
-        Default ``'singleton'``; ``'as_cluster'`` (and only that) in reference mode.
-    eta, gamma : float
-        Weight parameters of eq. 4 for the ``weight`` column (default: KITTI's 1.0 / 5.0).
-    seed : int or None, default=33
-        The ``random_state`` of the parts built from names or defaults (:func:`build_stages`).
-        A reducer passed as an instance keeps its own ``random_state``
-        (``analyze(reducer=OpenTSNEReducer(random_state=7), seed=33)`` uses 7). Recorded in
-        ``params['seed']``.
-    cache_dir : path, optional
-        Stage cache root; default ``deqlib.paths.interim_dir() / 'analysis'``.
+    stages : Stages, optional
+        From :func:`deqlib.stages.build_stages`; None: ``build_stages()`` (openTSNE, DBSCAN eps
+        1.0 / min_samples 10 in official units, noise ``'singleton'``, seed 33, eta 1, gamma 5).
+        They are checked against their mode and cloned, not changed. A reducer passed to
+        ``build_stages`` as an instance keeps its own ``random_state``.
     embeddings : array (N, D), optional
         Precomputed embeddings (rows must be finite).
     sample_ids : sequence of str, optional
@@ -529,53 +312,34 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     metadata : DataFrame, optional
         Per-sample attributes with a ``sample_id`` column (merged by id). With a ``source`` its
         own ``metadata()`` is used unless this is given.
-    mode : {'default', 'reference'}, default='default'
-    preset : {'kitti', 'nuscenes', 'waymo', 'bdd100k'}, optional
-        The paper's DBSCAN setting (raw eps in reference mode, scale-aware otherwise).
     dataset : str, optional
         Name recorded in the bank (default: the source's name, or ``'embeddings'``).
     attributes : list of str, optional
         Metadata columns to align the clusters with (default: every attribute-like column).
-    cache : bool, default=True
-        Read and write the reduce/cluster caches.
+    cache : bool or path, default=True
+        The reduce/cluster stage caches: True reads and writes them under
+        ``deqlib.paths.interim_dir() / 'analysis'``, a path under that folder instead, False recomputes
+        every stage and writes nothing.
     embed_options : dict, optional
         Passed to :func:`deqlib.embed.embed_source` (``batch_size``, ``device``, ``cache_dir``, ...).
     progress : bool, default=False
-        Print one line per stage to stderr.
+        One line per stage on stdout (:func:`deqlib.progress.stage_message`) and the t-SNE's
+        progress bar.
     faithfulness : bool, default=False
         Also measure how faithful the 3-D map is to the embeddings (trustworthiness, 10-NN
-        recall, the same clustering in PCA-50 space; :func:`deqlib.stability.faithfulness`, on
+        recall, the same clustering in PCA-50 space; :func:`deqlib.faithfulness.faithfulness`, on
         a sample of 5,000): ``params['faithfulness']``, shown by :meth:`AnalysisResult.summary`.
-    stages : Stages, optional
-        The stages from :func:`build_stages`, instead of ``reducer``, ``clusterer``,
-        ``noise_policy``, ``preset`` and the ``*_params`` (passing both is an error). They are
-        checked against ``mode`` and cloned, not changed.
-    reducer_params, clusterer_params, rarity, rarity_params
-        As for :func:`build_stages`.
 
     Returns
     -------
     AnalysisResult
     """
-    if stages is not None:
-        given = [name for name, value in (("reducer", reducer), ("clusterer", clusterer), ("noise_policy", noise_policy),
-                                          ("preset", preset), ("reducer_params", reducer_params),
-                                          ("clusterer_params", clusterer_params), ("rarity", rarity),
-                                          ("rarity_params", rarity_params)) if value is not None]
-        if given:
-            raise ValueError(f"pass stages= or the stage keywords, not both; got stages and {', '.join(given)} "
-                             "(give them to build_stages)")
-        preset = stages.preset  # recorded in the bank, as when the keywords are given
-        stages = build_stages(mode, reducer=stages.reducer, clusterer=stages.clusterer,
-                              noise_policy=stages.noise_policy, rarity=stages.rarity, preset=preset)
-    else:
-        stages = build_stages(mode, reducer=reducer, reducer_params=reducer_params, clusterer=clusterer,
-                              clusterer_params=clusterer_params, noise_policy=noise_policy, preset=preset,
-                              rarity=rarity, rarity_params=rarity_params, seed=seed)
+    stages = checked_stages(stages)
     reducer, clusterer, noise_policy = stages.reducer, stages.clusterer, stages.noise_policy
+    mode, preset, seed, eta, gamma = stages.mode, stages.preset, stages.seed, stages.eta, stages.gamma
+    cache_root = _cache_root(cache)
     timings: dict[str, float] = {}
     cached: dict[str, bool] = {}
-    cache_root = Path(cache_dir) if cache_dir is not None else paths.interim_dir() / "analysis"
 
     # 1. embeddings
     started = time.perf_counter()
@@ -583,8 +347,8 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
         raise ValueError("pass either source (images to embed) or embeddings (precomputed vectors), not both")
     if source is not None:
         _say(progress, "embedding images")
-        ids, vectors, source_meta, embed_info = _embeddings_from_source(source, encoder, embed_options, progress,
-                                                                        mode)
+        ids, vectors, source_meta, embed_info = embeddings_from_source(source, encoder, embed_options, progress,
+                                                                       mode)
         metadata = source_meta if metadata is None else metadata
     else:
         vectors = embeddings
@@ -600,7 +364,7 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     # 2. reduction
     started = time.perf_counter()
     reduce_key = _hash(embedding_key, reducer.cache_key())
-    reduce_path = cache_root / "reduce" / f"{reduce_key}.npz" if cache else None
+    reduce_path = cache_root / "reduce" / f"{reduce_key}.npz" if cache_root is not None else None
     stored = _load_npz(reduce_path, ("params",), coords=len(ids))
     if stored is not None:
         coords, reduce_params = stored["coords"], json.loads(str(stored["params"]))
@@ -621,7 +385,7 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
     # 3. clustering
     started = time.perf_counter()
     cluster_key = _hash(reduce_key, clusterer.cache_key())
-    cluster_path = cache_root / "cluster" / f"{cluster_key}.npz" if cache else None
+    cluster_path = cache_root / "cluster" / f"{cluster_key}.npz" if cache_root is not None else None
     stored = _load_npz(cluster_path, ("params", "outlier_scores"), labels=len(ids))
     if stored is not None:
         scores = stored["outlier_scores"] if stored["outlier_scores"].size else None
@@ -681,8 +445,6 @@ def analyze(source=None, encoder="efficientnet-lite0", reducer=None, clusterer=N
             alignment, by_value = align(samples, attributes)
     timings["likelihood"] = time.perf_counter() - started
     if faithfulness:
-        from deqlib.stability import faithfulness as measure_faithfulness
-
         started = time.perf_counter()
         params["faithfulness"] = measure_faithfulness(vectors, coords, clustering.labels, clusterer,
                                                       random_state=seed if seed is not None else 0)

@@ -41,13 +41,12 @@ which is why :mod:`deqlib.cluster` offers a scale-aware eps.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from deqlib._validation import check_choice, check_int, check_real, check_samples
+from deqlib._validation import check_choice, check_embeddings, check_int, check_real, resolve_n_jobs
 from deqlib.adapters import WrappingEstimator
 from deqlib.registry import Registry
 
@@ -87,16 +86,6 @@ PLACEMENTS = ("transform", "neighbors")
 INITIALIZATIONS = ("pca", "random")
 
 
-def check_embeddings(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
-    """Validate an embedding matrix: dense, real, numeric, 2-D, non-empty, finite; C-contiguous on return.
-
-    float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
-    Any memory order is accepted (:func:`deqlib._validation.check_samples`, which says what each
-    refusal means and how to fix it).
-    """
-    return check_samples(X, name, min_samples=min_samples)
-
-
 def check_not_all_identical(X: np.ndarray) -> None:
     """Refuse embeddings whose rows are all the same vector (scikit-learn's t-SNE segfaults on
     them: its PCA initialisation divides by a zero spread; openTSNE returns NaN)."""
@@ -115,12 +104,6 @@ def _duplicate_hint(X: np.ndarray) -> str:
         return (f"only {n_distinct} of the {X.shape[0]} embeddings are distinct (exact duplicates): "
                 "drop the duplicate images and re-run")
     return "try a smaller learning_rate"
-
-
-def _n_jobs(n_jobs) -> int:
-    if n_jobs is None or n_jobs == -1:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return int(n_jobs)
 
 
 def _check_positive_int(name: str, value, minimum: int = 1) -> int:
@@ -316,7 +299,7 @@ class OpenTSNEReducer(BaseEstimator):
             reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
         _check_perplexity(params["perplexity"], X.shape[0])
         affinities = openTSNE.affinity.PerplexityBasedNN(
-            reduced, perplexity=params["perplexity"], method="auto", n_jobs=_n_jobs(self.n_jobs),
+            reduced, perplexity=params["perplexity"], method="auto", n_jobs=resolve_n_jobs(self.n_jobs),
             random_state=seed, verbose=self.verbose)
         return TSNEAffinities(affinities=affinities, reduced=reduced, pca_info=pca_info, n_samples=X.shape[0],
                               perplexity=params["perplexity"], random_state=seed)
@@ -384,7 +367,7 @@ class OpenTSNEReducer(BaseEstimator):
             n_components=params["n_components"], perplexity=params["perplexity"],
             learning_rate=params["learning_rate"], early_exaggeration_iter=params["early_exaggeration_iter"],
             n_iter=params["n_iter"], theta=params["theta"], initialization=start,
-            negative_gradient_method=params["negative_gradient_method"], n_jobs=_n_jobs(self.n_jobs),
+            negative_gradient_method=params["negative_gradient_method"], n_jobs=resolve_n_jobs(self.n_jobs),
             random_state=seed, verbose=self.verbose, **_progress_callbacks(progress, params, n_fit),
         )
         if fit_indices is None:
@@ -406,7 +389,7 @@ class OpenTSNEReducer(BaseEstimator):
         self.fit_indices_ = fit_indices
         self.n_features_in_ = n_features
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
-                        "n_jobs": _n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
+                        "n_jobs": resolve_n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
         return coords
 
 
@@ -626,7 +609,7 @@ class UMAPReducer(BaseEstimator):
             raise ValueError(f"UMAP with n_neighbors={params['n_neighbors']} needs more samples than that, got "
                              f"{X.shape[0]}; lower n_neighbors or add samples")
         seed = self.random_state
-        threads = 1 if seed is not None else _n_jobs(self.n_jobs)
+        threads = 1 if seed is not None else resolve_n_jobs(self.n_jobs)
         with threadpool_limits(limits=1, user_api="blas"):  # a thread-independent PCA, as for openTSNE
             reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
         model = umap.UMAP(n_components=params["n_components"], n_neighbors=params["n_neighbors"],

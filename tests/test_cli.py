@@ -4,12 +4,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from deqlib import __version__
 from deqlib.cli import build_parser, main
 
 DEQ = Path(sys.executable).with_name("deq")
 
 
+@pytest.mark.slow  # two subprocesses of the installed `deq` script
 def test_version_and_help_from_the_installed_script():
     out = subprocess.run([str(DEQ), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == f"deq (deqlib) {__version__}"

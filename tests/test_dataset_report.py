@@ -28,7 +28,7 @@ def analysed(tmp_path_factory):
         source = open_dataset("kitti", split="trainval")
         stages = build_stages(reducer_params={"perplexity": 5.0}, clusterer="hdbscan",
                               clusterer_params={"min_cluster_size": 3, "min_samples": 2}, seed=0)
-        result = analyze(source, encoder="efficientnet-lite0", stages=stages, seed=0)
+        result = analyze(source, encoder="efficientnet-lite0", stages=stages)
     return data, source, stages, result
 
 

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from deqlib import embed as E
+
+pytestmark = pytest.mark.slow  # torchrun: two processes embedding
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 TESTS = Path(__file__).parent

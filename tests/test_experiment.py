@@ -172,6 +172,7 @@ def embedded(tmp_path_factory):
     return cache
 
 
+@pytest.mark.slow
 def test_quick_experiment_finishes_on_one_core_beside_a_busy_process(embedded, tmp_path):
     if not Path("/usr/bin/taskset").exists():
         pytest.fail("taskset (util-linux) is needed for this test: apt-get install util-linux")

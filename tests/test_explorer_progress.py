@@ -22,14 +22,15 @@ def test_tsne_progress_bar_counts_every_iteration_and_changes_nothing(capsys):
     assert "t-SNE (200 points)" in err and "50/50" in err and "KL " in err
 
 
+@pytest.mark.slow
 def test_stage_messages_go_to_stdout_when_logging_is_not_configured():
     # A fresh interpreter, like a notebook kernel: no logging handlers configured.
-    code = ("import numpy as np, logging; from deqlib.pipeline import analyze; "
+    code = ("import numpy as np, logging; from deqlib.pipeline import analyze, build_stages; "
             "from deqlib.reduce import OpenTSNEReducer; from deqlib.cluster import DBSCANClusterer; "
             "X = np.random.default_rng(0).normal(size=(120, 8)).astype('float32'); "
             "analyze(embeddings=X, sample_ids=[f's{i}' for i in range(120)], cache=False, progress=True, "
-            "reducer=OpenTSNEReducer(perplexity=5, early_exaggeration_iter=10, n_iter=10, pca_components=None, "
-            "n_jobs=1), clusterer=DBSCANClusterer(eps=1.0, min_samples=3))")
+            "stages=build_stages(reducer=OpenTSNEReducer(perplexity=5, early_exaggeration_iter=10, n_iter=10, "
+            "pca_components=None, n_jobs=1), clusterer=DBSCANClusterer(eps=1.0, min_samples=3)))")
     import os
     import sys
 
@@ -38,6 +39,22 @@ def test_stage_messages_go_to_stdout_when_logging_is_not_configured():
     assert run.returncode == 0, run.stderr[-2000:]
     assert "[deq analyze] reduce: done in" in run.stdout and "[deq analyze] cluster:" in run.stdout
     assert "[deq analyze]" not in run.stderr
+
+
+def test_one_progress_helper_prints_to_stdout_or_logs_when_logging_is_configured(capsys, caplog):
+    import logging
+
+    from deqlib.progress import stage_message
+
+    bare = logging.getLogger("deqlib.test-progress-bare")
+    bare.propagate = False  # no handlers anywhere above it: a fresh notebook kernel
+    stage_message(bare, "deq test", True, "half way")
+    stage_message(bare, "deq test", False, "quiet")
+    captured = capsys.readouterr()
+    assert captured.out == "[deq test] half way\n" and captured.err == ""
+    with caplog.at_level(logging.INFO, logger="deqlib.test-progress-logged"):
+        stage_message(logging.getLogger("deqlib.test-progress-logged"), "deq test", True, "logged")
+    assert [r.getMessage() for r in caplog.records] == ["logged"] and capsys.readouterr().out == ""
 
 
 def test_checkpoints_are_ignored():

@@ -89,6 +89,7 @@ def test_shard_written_between_two_listings_never_shifts_vectors(tmp_path, monke
             assert data["sample_ids"][row.row] == row.sample_id
 
 
+@pytest.mark.slow
 def test_concurrent_writers_and_readers_always_get_their_own_vectors(tmp_path):
     """Four processes embed random overlapping subsets of one pool into one cache at once."""
     cache = tmp_path / "cache"
@@ -212,7 +213,8 @@ def test_tsne_coordinates_do_not_depend_on_thread_counts():
 
 
 def test_embedding_threads_are_recorded_in_the_bank(tmp_path):
-    result = pipeline.analyze(F.ColourSource(range(60)), F.PixelEncoder(), small_tsne(), cache_dir=tmp_path / "analysis",
+    result = pipeline.analyze(F.ColourSource(range(60)), F.PixelEncoder(), pipeline.build_stages(reducer=small_tsne()),
+                              cache=tmp_path / "analysis",
                               embed_options={**{k: v for k, v in FAST.items() if k != "progress"},
                                              "cache_dir": tmp_path / "emb"})
     assert result.bank.metadata["embedding"]["torch_threads"] == 1
@@ -279,7 +281,8 @@ def test_damaged_shard_is_reported_set_aside_and_embedded_again(tmp_path, caplog
 def test_damaged_tsne_cache_is_reported_and_recomputed(tmp_path, caplog, damage):
     rng = np.random.default_rng(1)
     X = (rng.normal(size=(4, 8))[rng.integers(0, 4, 60)] * 4 + rng.normal(size=(60, 8))).astype(np.float32)
-    first = pipeline.analyze(embeddings=X, reducer=small_tsne(), cache_dir=tmp_path)
+    stages = pipeline.build_stages(reducer=small_tsne())
+    first = pipeline.analyze(embeddings=X, stages=stages, cache=tmp_path)
     [tsne_file] = (tmp_path / "reduce").glob("*.npz")
     if damage is None:  # a readable file of the wrong length (e.g. from a bug elsewhere)
         with open(tsne_file, "wb") as handle:
@@ -287,7 +290,7 @@ def test_damaged_tsne_cache_is_reported_and_recomputed(tmp_path, caplog, damage)
     else:
         tsne_file.write_bytes(damage)
     with caplog.at_level(logging.WARNING, logger="deqlib.pipeline"):
-        again = pipeline.analyze(embeddings=X, reducer=small_tsne(), cache_dir=tmp_path)  # before: EOFError
+        again = pipeline.analyze(embeddings=X, stages=stages, cache=tmp_path)  # before: EOFError
     assert tsne_file.name in caplog.text and again.params["cached"]["reduce"] is False
     assert np.array_equal(again.samples[["x", "y", "z"]].to_numpy(), first.samples[["x", "y", "z"]].to_numpy())
     assert pipeline._load_npz(tsne_file, ("params",), coords=60) is not None  # repaired on disk
@@ -341,7 +344,7 @@ def test_analysis_cache_that_cannot_be_written_is_a_warning(tmp_path, monkeypatc
     X = rng.normal(size=(60, 6)).astype(np.float32)
     _fail_writes(monkeypatch, errno.EACCES)
     with caplog.at_level(logging.WARNING, logger="deqlib.pipeline"):
-        result = pipeline.analyze(embeddings=X, reducer=small_tsne(), cache_dir=tmp_path)
+        result = pipeline.analyze(embeddings=X, stages=pipeline.build_stages(reducer=small_tsne()), cache=tmp_path)
     assert "cannot write the analysis cache" in caplog.text and str(tmp_path / "reduce") in caplog.text
     assert len(result.samples) == 60
 
@@ -412,6 +415,7 @@ def _wait_for_shard(output: Path, proc: subprocess.Popen, timeout: float = 120) 
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
     """Ctrl-C (exit 130, one line) or SIGKILL mid-run, then the same command: the same bytes."""

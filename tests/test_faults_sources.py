@@ -184,6 +184,7 @@ def test_waymo_parquet_camera_name_as_text(tmp_path):
 
 
 # --------------------------------------------------------------------- degenerate data (8, 17)
+@pytest.mark.slow
 def test_reference_tsne_refuses_identical_embeddings_in_a_subprocess():
     # scikit-learn's TSNE segfaulted (exit 139) on 200 identical vectors.
     code = textwrap.dedent("""
@@ -261,13 +262,13 @@ def test_reference_mode_embeds_in_float32_and_failed_images_reach_the_export(tmp
     from test_pipeline import DigitImages, tiny_encoder
 
     from deqlib.bank import BankFormatError
-    from deqlib.pipeline import analyze
+    from deqlib.pipeline import analyze, build_stages
 
     options = {"cache_dir": tmp_path / "emb", "num_workers": 0, "device": "cpu", "precision": "auto"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the failed image's warning and a degenerate clustering of 59 digits
-        result = analyze(source=DigitImages(n=60), encoder=tiny_encoder(), mode="reference",
-                         cache_dir=tmp_path / "cache", embed_options=options)
+        result = analyze(source=DigitImages(n=60), encoder=tiny_encoder(), stages=build_stages("reference"),
+                         cache=tmp_path / "cache", embed_options=options)
     assert result.params["embedding"]["precision"] == "fp32"  # 'auto' would be bf16 on a bf16 CPU
     assert result.bank.metadata["missing_sample_ids"] == ["digit017"]
     path = tmp_path / "official.pkl"
@@ -278,8 +279,8 @@ def test_reference_mode_embeds_in_float32_and_failed_images_reach_the_export(tmp
     assert len(raw) == 60 and raw["digit017"]["cluster_size"] == 1 and raw["digit017"]["cluster_id"] == -1
     assert result.bank.metadata["official_export"]["n_missing"] == 1
     with pytest.raises(ValueError, match="float32"):
-        analyze(source=DigitImages(n=60), encoder=tiny_encoder(), mode="reference", cache_dir=tmp_path / "cache",
-                embed_options={**options, "precision": "bf16"})
+        analyze(source=DigitImages(n=60), encoder=tiny_encoder(), stages=build_stages("reference"),
+                cache=tmp_path / "cache", embed_options={**options, "precision": "bf16"})
 
 
 def test_cli_analyze_and_export_with_a_non_utf8_file_name(tmp_path, monkeypatch, capsys):

@@ -61,6 +61,7 @@ def main_job(tmp_path_factory):
     return root, runs
 
 
+@pytest.mark.notebook
 def test_main_job_writes_the_expected_figures(main_job):
     root, runs = main_job
     assert [r.name for r in runs] == ["01_generalized_focal_loss", "90_paper_results"]
@@ -73,6 +74,7 @@ def test_main_job_writes_the_expected_figures(main_job):
     assert record["parameters"]["etas"] == [0.0, 0.3, 1.0, 3.0]  # the notebook's defaults: the paper's Figure 3
 
 
+@pytest.mark.notebook
 def test_executed_notebooks_record_parameters_and_versions(main_job):
     root, runs = main_job
     for run in runs:
@@ -87,6 +89,7 @@ def test_executed_notebooks_record_parameters_and_versions(main_job):
         assert errors == []
 
 
+@pytest.mark.notebook
 def test_paper_notebook_shows_the_disagreements(main_job):
     root, _ = main_job
     nb = nbformat.read(root / "build" / "90_paper_results.ipynb", as_version=4)
@@ -97,6 +100,7 @@ def test_paper_notebook_shows_the_disagreements(main_job):
     assert "(-2.56%)" in html and "BEVFusion-C-NC-DE" in html
 
 
+@pytest.mark.notebook
 def test_focal_loss_notebook_shows_the_interactive_view(main_job):
     root, _ = main_job
     nb = nbformat.read(root / "build" / "01_generalized_focal_loss.ipynb", as_version=4)
@@ -105,6 +109,7 @@ def test_focal_loss_notebook_shows_the_interactive_view(main_job):
     assert len(plotly) == 1 and len(plotly[0]["layout"]["sliders"]) == 2
 
 
+@pytest.mark.notebook
 def test_parameters_reach_the_notebook(tmp_path):
     executed = notebooks.execute_notebook("01", parameters={"output_dir": tmp_path / "f", "etas": [0.5],
                                                             "gammas": [1.0, 3.0], "n_points": 11},
@@ -124,6 +129,7 @@ def _write_notebook(path, *sources):
     return path
 
 
+@pytest.mark.notebook
 def test_a_failing_cell_raises_with_the_cell_and_the_copy(tmp_path):
     broken = _write_notebook(tmp_path / "broken.ipynb", "x = 1", "y = x / 0", "z = 2")
     with pytest.raises(notebooks.NotebookExecutionError, match="ZeroDivisionError") as caught:
@@ -136,6 +142,7 @@ def test_a_failing_cell_raises_with_the_cell_and_the_copy(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["broken.ipynb"]  # no scratch files left
 
 
+@pytest.mark.notebook
 def test_a_notebook_that_runs_a_notebook_shows_only_cell_output(tmp_path, monkeypatch):
     """06 drives other notebooks: their kernels' start-up log must not leak into its outputs."""
     # ipykernel stops forwarding its process's stderr into cell outputs under pytest; undo
@@ -154,6 +161,7 @@ def test_a_notebook_that_runs_a_notebook_shows_only_cell_output(tmp_path, monkey
     assert inner_nb.cells[-1].outputs[0]["text"] == "inner ran 1\n"
 
 
+@pytest.mark.notebook
 def test_a_kernel_log_at_shutdown_never_reaches_the_callers_cells(tmp_path, monkeypatch, caplog):
     """Why the test above was flaky: jupyter_client interrupts a kernel before shutting it down,
     and a kernel still busy logs "KeyboardInterrupt caught in kernel" to its process stderr,
@@ -184,6 +192,7 @@ def test_a_kernel_log_at_shutdown_never_reaches_the_callers_cells(tmp_path, monk
     assert sorted(p.name for p in (tmp_path / "direct").iterdir()) == ["inner.ipynb"]
 
 
+@pytest.mark.notebook
 def test_missing_or_stale_figures_fail_the_main_job(tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "notebooks").mkdir(parents=True)
@@ -231,6 +240,7 @@ def test_environment_versions_name_the_stack():
     json.dumps(versions)  # recorded in notebook metadata: must be JSON
 
 
+@pytest.mark.notebook
 def test_cli_figures_and_notebook_commands(tmp_path, capsys):
     assert main(["figures", "--list"]) == 0
     assert "90_paper_results: figure5_dd3d_bev_ap.png" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """deqlib.pipeline.analyze and `deq analyze`: stages chained, cached, reproducible; reference mode."""
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -30,10 +31,17 @@ def data():
     return X.astype(np.float32), ids, meta
 
 
+STAGE_KEYWORDS = {"mode", "reducer", "reducer_params", "clusterer", "clusterer_params", "noise_policy", "preset",
+                  "rarity", "rarity_params", "seed", "eta", "gamma"}
+
+
 def run(data, tmp_path, **kw):
+    """analyze() on the blobs: stage keywords go to build_stages (SHORT and KNN_DBSCAN unless named), the
+    rest to analyze."""
     X, ids, meta = data
-    options = dict(embeddings=X, sample_ids=ids, metadata=meta, reducer=SHORT, clusterer=KNN_DBSCAN,
-                   cache_dir=tmp_path / "cache")
+    stage_options = {"reducer": SHORT, "clusterer": KNN_DBSCAN, **{k: kw.pop(k) for k in list(kw) if k in STAGE_KEYWORDS}}
+    options = dict(embeddings=X, sample_ids=ids, metadata=meta, cache=tmp_path / "cache",
+                   stages=build_stages(**stage_options))
     options.update(kw)
     return analyze(**options)
 
@@ -102,14 +110,41 @@ def test_stages_can_be_built_once_and_passed(data, tmp_path):
     stages = build_stages(reducer="opentsne", reducer_params=SHORT_PARAMS, clusterer="dbscan",
                           clusterer_params={"eps": 1.5, "min_samples": 10, "eps_scale": "knn"}, seed=33)
     X, ids, meta = data
-    with_stages = analyze(embeddings=X, sample_ids=ids, stages=stages, cache_dir=tmp_path / "c")
-    with_keywords = run(data, tmp_path)  # SHORT and KNN_DBSCAN: the same parts, random_state 33
-    pd.testing.assert_frame_equal(with_stages.bank.table, with_keywords.bank.table)
+    with_stages = analyze(embeddings=X, sample_ids=ids, stages=stages, cache=tmp_path / "c")
+    with_instances = run(data, tmp_path)  # SHORT and KNN_DBSCAN: the same parts, random_state 33
+    pd.testing.assert_frame_equal(with_stages.bank.table, with_instances.bank.table)
     assert not hasattr(stages.reducer, "embedding_")  # stages are cloned, not fitted in place
-    with pytest.raises(ValueError, match="not both; got stages and clusterer"):
-        analyze(embeddings=X, stages=stages, clusterer="hdbscan")
-    with pytest.raises(ValueError, match="scikit-learn's TSNE"):
-        analyze(embeddings=X, stages=stages, mode="reference")  # stages are checked against the mode
+    with pytest.raises(TypeError, match="unexpected keyword argument 'clusterer'"):
+        analyze(embeddings=X, stages=stages, clusterer="hdbscan")  # one way to name the parts: build_stages
+    with pytest.raises(TypeError, match=r"stages must be a Stages from deqlib.stages.build_stages\(...\), got dict"):
+        analyze(embeddings=X, stages={"reducer": "umap"})
+    with pytest.raises(ValueError, match="scikit-learn's TSNE"):  # a Stages made by hand is checked against its mode
+        analyze(embeddings=X, stages=replace(stages, mode="reference"))
+
+
+def test_analyze_takes_stages_and_a_few_run_options():
+    """One way to configure a run: the parts, mode, seed and weight are the stages', not analyze's."""
+    import inspect
+
+    parameters = inspect.signature(analyze).parameters
+    assert len(parameters) <= 12 and "stages" in parameters
+    assert not {"reducer", "clusterer", "noise_policy", "mode", "preset", "seed", "eta", "gamma"} & set(parameters)
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def test_the_default_run_is_build_stages_defaults(data, tmp_path):
+    X, ids, meta = data
+    X, ids = X[:100], ids[:100]
+    implicit = analyze(embeddings=X, sample_ids=ids, cache=tmp_path / "c")
+    defaults = build_stages()
+    assert implicit.params["reduce"]["key"] == analyze(embeddings=X, sample_ids=ids, cache=tmp_path / "c",
+                                                       stages=defaults).params["reduce"]["key"]  # from the cache
+    assert implicit.params["reduce"]["random_state"] == 33 and implicit.params["cluster"]["eps_scale"] == "official"
+    assert implicit.params["seed"] == 33 and implicit.params["mode"] == "default" and implicit.params["preset"] is None
+    assert (implicit.params["eta"], implicit.params["gamma"]) == (1.0, 5.0)
+    np.testing.assert_allclose(implicit.samples["weight"], gfl_weight(implicit.samples["likelihood"].to_numpy()))
+    with pytest.raises(TypeError, match="cache must be True .* False .* or a folder path, got None"):
+        analyze(embeddings=X, cache=None)
 
 
 def test_a_preset_given_to_build_stages_reaches_the_bank(data, tmp_path):
@@ -117,7 +152,7 @@ def test_a_preset_given_to_build_stages_reaches_the_bank(data, tmp_path):
     stages = build_stages(reducer="opentsne", reducer_params=SHORT_PARAMS, preset="kitti",
                           clusterer_params={"eps_scale": "knn"}, seed=33)
     assert stages.preset == "kitti" and stages.clusterer.eps == 2.0  # KITTI's eps from Section 4
-    result = analyze(embeddings=X, sample_ids=ids, stages=stages, cache_dir=tmp_path / "c")
+    result = analyze(embeddings=X, sample_ids=ids, stages=stages, cache=tmp_path / "c")
     assert result.params["preset"] == "kitti" and result.bank.metadata["preset"] == "kitti"
     assert result.params["cluster"]["eps"] == 2.0
 
@@ -180,7 +215,7 @@ def test_degenerate_and_bad_input(data, tmp_path):
     with pytest.raises(ValueError, match="duplicated"):
         run(data, tmp_path, sample_ids=["same"] * 300)
     with pytest.raises(ValueError, match="either source"):
-        analyze(cache_dir=tmp_path)
+        analyze(cache=tmp_path)
 
 
 def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
@@ -205,6 +240,7 @@ def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
     assert main(["analyze", "--embeddings", str(tmp_path / "missing.npz")]) == 2
 
 
+@pytest.mark.slow  # embeds 150 real images with EfficientNet-Lite0
 def test_cli_from_fashion_mnist_images_records_the_embedding_precision(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
     bank_path = tmp_path / "bank.parquet"
@@ -281,10 +317,10 @@ def tiny_encoder():
 def test_from_images_through_the_encoder(tmp_path):
     source = DigitImages()
     with pytest.warns(UserWarning, match="1 images could not be embedded"):
-        result = analyze(source=source, encoder=tiny_encoder(), reducer=OpenTSNEReducer(
-            early_exaggeration_iter=50, n_iter=50, perplexity=10, n_jobs=1), clusterer=KNN_DBSCAN,
-            cache_dir=tmp_path / "cache", embed_options={"cache_dir": tmp_path / "emb", "num_workers": 0,
-                                                         "device": "cpu"})
+        result = analyze(source=source, encoder=tiny_encoder(), stages=build_stages(reducer=OpenTSNEReducer(
+            early_exaggeration_iter=50, n_iter=50, perplexity=10, n_jobs=1), clusterer=KNN_DBSCAN),
+            cache=tmp_path / "cache", embed_options={"cache_dir": tmp_path / "emb", "num_workers": 0,
+                                                     "device": "cpu"})
     assert len(result.samples) == 99 and "digit017" not in set(result.samples["sample_id"])
     assert result.params["embedding"]["n_failed"] == 1 and result.params["dataset"] == "digits-test"
     assert result.params["embedding"]["encoder"] == "tiny-pool" and result.params["embedding"]["dim"] == 48

@@ -6,6 +6,7 @@ labels, and three runs (the truth twice and once with ten big-blob samples as no
 consensus signals.
 """
 
+from collections import Counter
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,11 +21,39 @@ from deqlib.likelihood import (
     RaritySignal,
     get_rarity_signal,
     is_cluster_based,
-    knn_density_likelihood,
     scaled_likelihood,
 )
 
 N_BIG, N_RARE = 160, 16
+
+
+def _eq3_by_hand(labels, policy="singleton", coords=None) -> np.ndarray:
+    """Eq. 3, |C_i| / max_j |C_j|, counted in plain Python, independently of deqlib.likelihood."""
+    labels = [int(label) for label in labels]
+    clusters = sorted({label for label in labels if label != -1})
+    groups = []
+    for i, label in enumerate(labels):
+        if label != -1:
+            groups.append(label)
+        elif policy == "singleton":
+            groups.append(("noise", i))  # a group of its own
+        elif policy == "as_cluster":
+            groups.append("noise")  # one group of all noise
+        else:  # 'nearest': the cluster whose centroid in coords is closest
+            centroid = {c: np.mean([coords[j] for j, other in enumerate(labels) if other == c], axis=0)
+                        for c in clusters}
+            groups.append(min(clusters, key=lambda c: float(np.sum((coords[i] - centroid[c]) ** 2))))
+    counts = Counter(groups)
+    largest = max(counts.values())
+    return np.array([counts[group] / largest for group in groups])
+
+
+def _knn_density_by_hand(X, k: int, reference_quantile: float = 0.01) -> np.ndarray:
+    """min(1, r_ref / r_i) with r_i the distance to the k-th neighbour, by brute force (no scikit-learn)."""
+    X = np.asarray(X, dtype=np.float64)
+    distances = np.sqrt(((X[:, None, :] - X[None, :, :]) ** 2).sum(axis=-1))
+    radius = np.sort(distances, axis=1)[:, k]  # column 0 is the sample itself
+    return np.minimum(1.0, np.quantile(radius, reference_quantile) / radius)
 RARE = np.r_[np.zeros(N_BIG, bool), np.ones(N_RARE, bool)]
 NAMES = RARITY_SIGNALS.names()
 
@@ -126,9 +155,10 @@ def test_cluster_signal_is_eq3_with_its_noise_policy():
 def test_knn_density_signal_is_the_documented_function_with_k_10():
     signal = RARITY_SIGNALS.create("knn-density")
     assert signal.get_params() == {"k": 10, "reference_quantile": 0.01, "space": "embeddings"}
-    np.testing.assert_array_equal(signal.fit(CONTEXT).likelihood_, knn_density_likelihood(CONTEXT.embeddings, k=10))
+    np.testing.assert_allclose(signal.fit(CONTEXT).likelihood_, _knn_density_by_hand(CONTEXT.embeddings, k=10),
+                               rtol=1e-9)
     on_map = RARITY_SIGNALS.create("knn-density", k=5, space="coords").fit(CONTEXT).likelihood_
-    np.testing.assert_array_equal(on_map, knn_density_likelihood(CONTEXT.coords, k=5))
+    np.testing.assert_allclose(on_map, _knn_density_by_hand(CONTEXT.coords, k=5), rtol=1e-9)
     with pytest.raises(ValueError, match="space must be"):
         RARITY_SIGNALS.create("knn-density", space="pixels").fit(CONTEXT)
 
@@ -141,18 +171,19 @@ def test_consensus_signals_on_the_runs():
     coassoc = RARITY_SIGNALS.create("consensus-coassoc").fit(CONTEXT)
     # two of three runs put the ten samples in the big cluster: more than half, so the partition is the truth
     np.testing.assert_array_equal(coassoc.cluster_id_, RARE.astype(int))
-    np.testing.assert_array_equal(coassoc.likelihood_, scaled_likelihood(RARE.astype(int)))
+    np.testing.assert_allclose(coassoc.likelihood_, np.where(RARE, N_RARE / N_BIG, 1.0), rtol=1e-12)
 
 
 def test_consensus_coassoc_signal_equals_stability_runs_consensus():
     from deqlib.cluster import DBSCANClusterer
     from deqlib.reduce import OpenTSNEReducer
     from deqlib.stability import stability_runs
+    from deqlib.stages import build_stages
 
     X = CONTEXT.embeddings
     reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
-    result = stability_runs(X, K=2, seeds=[3, 4], reducer=reducer,
-                            clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    stages = build_stages(reducer=reducer, clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    result = stability_runs(X, K=2, seeds=[3, 4], stages=stages)
     signal = RARITY_SIGNALS.create("consensus-coassoc").fit(RarityContext(embeddings=X, runs=result))
     np.testing.assert_array_equal(signal.likelihood_, result.per_sample["consensus_coassoc"].to_numpy())
     mean = RARITY_SIGNALS.create("consensus-mean").fit(RarityContext(runs=result)).likelihood_
@@ -175,11 +206,17 @@ def test_experiment_signals_come_from_the_registry_with_the_same_numbers():
     labels = np.array([0, 0, 0, 1, 1, -1, 2, -1] * 2)
     coords = np.random.default_rng(1).normal(size=(16, 3))
     context = RarityContext(embeddings=np.random.default_rng(2).normal(size=(16, 4)), coords=coords, labels=labels)
+    # clusters of 6, 4 and 2 samples and 4 noise samples: singletons (1/6) or one group of 4 (4/6)
+    np.testing.assert_allclose(ex.signal_likelihood("cluster_singleton", context),
+                               np.array([6, 6, 6, 4, 4, 1, 2, 1] * 2) / 6, rtol=1e-12)
+    np.testing.assert_allclose(ex.signal_likelihood("cluster_as_cluster", context),
+                               np.array([6, 6, 6, 4, 4, 4, 2, 4] * 2) / 6, rtol=1e-12)
     for name, policy in (("cluster_singleton", "singleton"), ("cluster_as_cluster", "as_cluster"),
                          ("cluster_nearest", "nearest")):
-        np.testing.assert_array_equal(ex.signal_likelihood(name, context), scaled_likelihood(labels, policy, coords))
-    np.testing.assert_array_equal(ex.signal_likelihood("knn_density", context),
-                                  knn_density_likelihood(context.embeddings, k=10))
+        np.testing.assert_allclose(ex.signal_likelihood(name, context), _eq3_by_hand(labels, policy, coords),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(ex.signal_likelihood("knn_density", context),
+                               _knn_density_by_hand(context.embeddings, k=10), rtol=1e-9)
     assert all(registered in RARITY_SIGNALS for registered, _ in ex.SIGNALS.values())
 
 
@@ -188,7 +225,7 @@ def test_experiment_context_computes_no_tsne_for_a_density_signal():
 
     X = np.random.default_rng(3).normal(size=(30, 4))
     context = ex.SignalContext(X, ex.ExperimentConfig(), seed=0)
-    np.testing.assert_array_equal(ex.signal_likelihood("knn_density", context), knn_density_likelihood(X, k=10))
+    np.testing.assert_allclose(ex.signal_likelihood("knn_density", context), _knn_density_by_hand(X, k=10), rtol=1e-9)
     assert "coords" not in context.__dict__ and "clustering" not in context.__dict__
 
 
@@ -198,25 +235,29 @@ def _blobs():
     return np.vstack([rng.normal(0.0, 1.0, (100, 6)), rng.normal(0.0, 1.0, (12, 6)) + 15.0]).astype(np.float32)
 
 
-def _analyze(**options):
+def _analyze(**stage_options):
     from deqlib.pipeline import analyze
     from deqlib.reduce import OpenTSNEReducer
+    from deqlib.stages import build_stages
 
     reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
-    return analyze(embeddings=_blobs(), reducer=reducer, cache=False,
-                   clusterer_params={"eps": 3.0, "min_samples": 5, "eps_scale": "knn"}, **options)
+    stages = build_stages(reducer=reducer, clusterer_params={"eps": 3.0, "min_samples": 5, "eps_scale": "knn"},
+                          **stage_options)
+    return analyze(embeddings=_blobs(), stages=stages, cache=False)
 
 
 def test_analyze_default_is_eq3_and_a_named_signal_replaces_only_the_likelihood():
     default = _analyze()
     labels = default.samples["raw_cluster_id"].to_numpy()
-    np.testing.assert_array_equal(default.bank.table["likelihood"], scaled_likelihood(labels, "singleton"))
+    assert sorted(np.bincount(labels).tolist()) == [12, 100]  # the two blobs, no noise
+    np.testing.assert_allclose(default.bank.table["likelihood"], np.where(labels == np.argmax(np.bincount(labels)),
+                                                                          1.0, 12 / 100), rtol=1e-12)
     assert default.bank.metadata["signal"] == "cluster" and default.bank.has_clusters
     named = _analyze(rarity="cluster", noise_policy="singleton")
     np.testing.assert_array_equal(named.bank.table["likelihood"], default.bank.table["likelihood"])
 
     density = _analyze(rarity="knn-density", rarity_params={"k": 5})
-    np.testing.assert_array_equal(density.bank.table["likelihood"], knn_density_likelihood(_blobs(), k=5))
+    np.testing.assert_allclose(density.bank.table["likelihood"], _knn_density_by_hand(_blobs(), k=5), rtol=1e-9)
     assert density.bank.metadata["signal"] == "knn-density" and density.bank.metadata["signal_params"]["k"] == 5
     assert not density.bank.has_clusters
     # the per-sample table keeps the analysis' clusters; its likelihood and weight are the signal's
@@ -258,7 +299,7 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(t
     bank = read_bank(bank_path)
     assert bank.metadata["signal"] == "knn-density" and bank.metadata["signal_params"]["k"] == 5
     assert not bank.has_clusters
-    np.testing.assert_array_equal(bank.table["likelihood"], knn_density_likelihood(_blobs(), k=5))
+    np.testing.assert_allclose(bank.table["likelihood"], _knn_density_by_hand(_blobs(), k=5), rtol=1e-9)
     assert main(base + ["--output", str(tmp_path / "eq3.parquet"), "--export-official", str(tmp_path / "eq3.pkl")]) == 0
     np.testing.assert_array_equal(import_official_pickle(tmp_path / "eq3.pkl").likelihood_of(bank.sample_ids),
                                   read_bank(tmp_path / "eq3.parquet").likelihood_of(bank.sample_ids))

@@ -162,6 +162,7 @@ def test_bad_parameters_are_refused_with_one_message_style(make, message):
         make().cache_key()
 
 
+@pytest.mark.slow  # five UMAP fits; the first compiles umap-learn's numba kernels
 def test_umap_reducer_keeps_blobs_together_and_is_seeded(blobs):
     X, y = blobs
     reducer = UMAPReducer(n_epochs=50)

@@ -1,7 +1,7 @@
 """Plain scikit-learn estimators as stages: adapters, cache keys from get_params(), and end-to-end runs.
 
-A ``KMeans`` or ``PCA`` instance goes to ``build_stages`` / ``analyze`` / ``stability_runs`` as it
-is (BERTopic-style duck typing); :func:`deqlib.reduce.as_reducer` and
+A ``KMeans`` or ``PCA`` instance goes to ``build_stages`` as it is, and its stages to ``analyze`` /
+``stability_runs`` (BERTopic-style duck typing); :func:`deqlib.reduce.as_reducer` and
 :func:`deqlib.cluster.as_clusterer` adapt it, keeping its parameters, and its cache key is made
 from its class and ``get_params()``.
 """
@@ -55,7 +55,7 @@ def test_plain_instances_become_stages_with_their_own_parameters():
 def test_plain_kmeans_and_pca_run_analyze_end_to_end_with_a_cache(blobs, tmp_path):
     X, y = blobs
     pca, kmeans = PCA(n_components=3, random_state=0), KMeans(n_clusters=3, n_init=1, random_state=0)
-    result = analyze(embeddings=X, reducer=pca, clusterer=kmeans, cache_dir=tmp_path)
+    result = analyze(embeddings=X, stages=build_stages(reducer=pca, clusterer=kmeans), cache=tmp_path)
     labels = result.samples["cluster_id"].to_numpy()
     assert adjusted_rand_score(y, labels) == 1.0
     # relabelled by size as every clusterer: 0 = the 60-point blob; eq. 3 = size / largest
@@ -68,11 +68,12 @@ def test_plain_kmeans_and_pca_run_analyze_end_to_end_with_a_cache(blobs, tmp_pat
 
     again = analyze(embeddings=X, stages=build_stages(reducer=PCA(n_components=3, random_state=0),
                                                       clusterer=KMeans(n_clusters=3, n_init=1, random_state=0)),
-                    cache_dir=tmp_path)
+                    cache=tmp_path)
     assert again.params["cached"] == {"reduce": True, "cluster": True}  # equal parameters, equal keys
     np.testing.assert_array_equal(again.samples["cluster_id"], labels)
-    other = analyze(embeddings=X, reducer=PCA(n_components=3, random_state=0),
-                    clusterer=KMeans(n_clusters=2, n_init=1, random_state=0), cache_dir=tmp_path)
+    other = analyze(embeddings=X, stages=build_stages(reducer=PCA(n_components=3, random_state=0),
+                                                      clusterer=KMeans(n_clusters=2, n_init=1, random_state=0)),
+                    cache=tmp_path)
     assert other.params["cached"] == {"reduce": True, "cluster": False} and other.params["cluster"]["n_clusters"] == 2
 
 
@@ -80,8 +81,9 @@ def test_plain_kmeans_and_pca_run_analyze_end_to_end_with_a_cache(blobs, tmp_pat
 def test_plain_instances_run_the_stability_runs(blobs):
     X, y = blobs
     # Isomap has no random_state: the adapter adds one (the runs set it), which changes nothing
-    result = stability_runs(X, K=2, reducer=Isomap(n_neighbors=10, n_components=3),
-                            clusterer=KMeans(n_clusters=3, n_init=1, random_state=0))
+    stages = build_stages(reducer=Isomap(n_neighbors=10, n_components=3),
+                          clusterer=KMeans(n_clusters=3, n_init=1, random_state=0))
+    result = stability_runs(X, stages=stages, K=2)
     assert result.likelihoods.shape == (2, 120)
     np.testing.assert_array_equal(result.labels[0], result.labels[1])  # a deterministic map: no spread
     assert adjusted_rand_score(y, result.labels[0]) == 1.0 and result.params["reducer"]["reducer"].endswith("Isomap")

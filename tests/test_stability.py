@@ -7,22 +7,19 @@ import pandas as pd
 import pytest
 
 from deqlib.cluster import DBSCANClusterer
-from deqlib.likelihood import scaled_likelihood
-from deqlib.stability import (
+from deqlib.consensus import (
     ABSENT,
     coassociation_consensus,
-    consensus_bank,
     consensus_mean,
-    faithfulness,
-    knn_recall,
-    pca_cross_check,
     per_sample_stability,
     percentile_ranks,
     run_agreement,
-    stability_runs,
     summarize_stability,
-    trustworthiness,
 )
+from deqlib.faithfulness import faithfulness, knn_recall, pca_cross_check, trustworthiness
+from deqlib.likelihood import scaled_likelihood
+from deqlib.stability import consensus_bank, stability_runs
+from deqlib.stages import build_stages
 from deqlib.weights import gfl_weight
 
 
@@ -153,7 +150,7 @@ def _fast_runs(X, **kw):
 
     reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, schedule="fast", early_exaggeration_iter=50, n_iter=50)
     clusterer = DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1)
-    return stability_runs(X, reducer=reducer, clusterer=clusterer, **kw)
+    return stability_runs(X, stages=build_stages(reducer=reducer, clusterer=clusterer), **kw)
 
 
 def test_stability_runs_on_separated_blobs_agree_and_give_a_consensus_bank(tmp_path):
@@ -215,7 +212,8 @@ def test_run_schedule_sets_the_runs_iterations_and_keeps_explicit_numbers():
                                  initialization="random").fit_affinities(X)
     by_schedule = {}
     for schedule, (early, n_iter, theta) in (("consensus", (100, 50, 1.0)), ("analysis", (125, 100, 0.8))):
-        result = stability_runs(X, K=2, seeds=[5, 6], reducer=reducer, clusterer=clusterer, run_schedule=schedule)
+        result = stability_runs(X, stages=build_stages(reducer=reducer, clusterer=clusterer), K=2, seeds=[5, 6],
+                                run_schedule=schedule)
         key = result.params["reducer"]
         assert (key["early_exaggeration_iter"], key["n_iter"], key["theta"]) == (early, n_iter, theta)
         assert result.params["run_schedule"] == schedule
@@ -328,9 +326,9 @@ def test_analyze_reports_faithfulness_in_summary_and_run_summary(tmp_path):
     from deqlib.sweep import summarize_run
 
     X, truth = _blobs(sizes=(90, 45, 25))
-    result = analyze(embeddings=X, cache=False, faithfulness=True,
-                     reducer=OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
-                     clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    stages = build_stages(reducer=OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
+                          clusterer=DBSCANClusterer(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
+    result = analyze(embeddings=X, stages=stages, cache=False, faithfulness=True)
     faithful = result.params["faithfulness"]
     assert faithful["sample_size"] == 160 and faithful["pca_components"] == 8  # 8-d input: PCA keeps 8
     assert faithful["trustworthiness"] > 0.9 and faithful["pca_ari"] == pytest.approx(1.0)
@@ -346,16 +344,42 @@ def test_analyze_reports_faithfulness_in_summary_and_run_summary(tmp_path):
 
 
 def test_stages_from_the_builder_give_the_same_runs_and_the_seeds_set_the_reducer():
-    from deqlib.pipeline import build_stages
-
     X, _ = _blobs(sizes=(90, 45, 25))
     stages = build_stages(reducer="opentsne", clusterer="dbscan", seed=99,
                           reducer_params=dict(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
                           clusterer_params=dict(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1))
     with_stages = stability_runs(X, K=2, seeds=[5, 6], stages=stages)
-    with_keywords = _fast_runs(X, K=2, seeds=[5, 6])
-    np.testing.assert_array_equal(with_stages.likelihoods, with_keywords.likelihoods)
+    with_instances = _fast_runs(X, K=2, seeds=[5, 6])
+    np.testing.assert_array_equal(with_stages.likelihoods, with_instances.likelihoods)
     assert with_stages.params["reducer"]["random_state"] == 5  # the first seed, not the stages' 99
     assert stages.reducer.random_state == 99  # the given stages are not changed
-    with pytest.raises(ValueError, match="pass stages= or clusterer, not both"):
-        stability_runs(X, K=2, stages=stages, clusterer="hdbscan")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'clusterer'"):
+        stability_runs(X, K=2, stages=stages, clusterer="hdbscan")  # one way to name the parts: build_stages
+
+
+def test_stability_runs_takes_stages_and_run_options_and_its_weights_from_the_stages():
+    import inspect
+
+    parameters = inspect.signature(stability_runs).parameters
+    assert len(parameters) <= 12 and "stages" in parameters
+    assert not {"reducer", "clusterer", "noise_policy", "mode", "preset", "eta", "gamma"} & set(parameters)
+    X, _ = _blobs(sizes=(90, 45, 25))
+    stages = build_stages(reducer_params=dict(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50),
+                          clusterer_params=dict(eps=3.0, min_samples=5, eps_scale="knn", n_jobs=1), eta=0.3, gamma=2.0)
+    result = stability_runs(X, stages=stages, K=2, seeds=[5, 6])
+    assert (result.params["eta"], result.params["gamma"]) == (0.3, 2.0)
+    np.testing.assert_allclose(result.per_sample["weight_mean"],
+                               np.nanmean(gfl_weight(result.likelihoods, eta=0.3, gamma=2.0), axis=0))
+
+
+def test_stability_progress_goes_to_stdout_not_stderr(capsys, monkeypatch):
+    """JupyterLab shows stderr in a pink error box; progress is not an error (one helper: deqlib.progress)."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("deqlib.stability"), "propagate", False)  # no handlers: a fresh kernel
+    X, _ = _blobs(sizes=(90, 45, 25))
+    _fast_runs(X, K=2, seeds=[1, 2], progress=True)
+    captured = capsys.readouterr()
+    assert "[deq stability] run 1/2 (seed 1):" in captured.out and "[deq stability] run 2/2" in captured.out
+    assert "[deq stability]" not in captured.err
+

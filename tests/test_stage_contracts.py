@@ -101,7 +101,8 @@ def test_the_registries_hold_the_documented_parts():
 
 
 # ------------------------------------------------------------------------------------ reducers
-@pytest.mark.parametrize("name", REDUCER_NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "umap" else n  # numba JIT: ~25 s
+                                  for n in REDUCER_NAMES])
 def test_reducer_contract(name, high_dim_blobs):
     X, y = high_dim_blobs
     entry = REDUCERS.entry(name)

@@ -10,6 +10,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from deqlib import notebooks
 from deqlib.cli import main
+from deqlib.plots.png import read_png_metadata
 from deqlib.sweep import (column_names, notebook_parameters, parameter_grid, read_run_summary, run_name, run_sweep,
                           summarize_run, weight_sweep, write_run_summary)
 from deqlib.weights import gfl_weight
@@ -89,6 +90,7 @@ def test_a_dotted_axis_sets_one_key_of_a_dict_parameter():
         notebook_parameters({"clusterer_params": 3}, {"clusterer_params.eps": 1.0})
 
 
+@pytest.mark.notebook
 def test_run_sweep_gathers_fails_loudly_and_resumes(tmp_path):
     notebook = _tiny_notebook(tmp_path / "tiny.ipynb")
     grid = parameter_grid(**{"clusterer_params.eps": [0.5, 9.0]})
@@ -109,6 +111,7 @@ def test_run_sweep_gathers_fails_loudly_and_resumes(tmp_path):
         "eps": 0.5, "min_samples": 7}
 
 
+@pytest.mark.notebook
 def test_cli_sweep(tmp_path, capsys):
     notebook = _tiny_notebook(tmp_path / "tiny.ipynb")
     code = main(["sweep", str(notebook), "--grid", "clusterer_params.eps=0.5,1", "-p", "clusterer_params",
@@ -118,11 +121,25 @@ def test_cli_sweep(tmp_path, capsys):
     assert "eps-0.5" in out and "eps-1" in out
 
 
+@pytest.mark.notebook
 def test_sweep_notebook_executes(tmp_path):
     notebook = _tiny_notebook(tmp_path / "tiny.ipynb")
     executed = notebooks.execute_notebook("06_parameter_sweeps", output_dir=tmp_path / "build", parameters={
         "notebook": str(notebook), "base_parameters": {}, "eps_values": [0.5, 1.0], "min_samples_values": [5],
         "noise_policies": ["singleton"], "output_root": str(tmp_path / "runs"), "output_dir": str(tmp_path / "figures")})
-    assert (tmp_path / "figures" / "sweep_clusters_vs_eps.png").is_file()
-    assert (tmp_path / "figures" / "sweep_weight_spread.png").is_file()
     assert executed.is_file()
+    # the tiny notebook's labels: eps 0.5 gives clusters of 8, 6 and 6 of its 20 samples, eps 1.0 of 8, 8 and 4,
+    # and the noise-policy runs' eps 2.0 (policy_parameters) 8, 8 and 4; the labels are the clusters (NMI 1)
+    grid = pd.read_csv(tmp_path / "runs" / "eps_min_samples" / "sweep_results.csv")
+    assert grid[["eps", "min_samples", "status", "n_samples", "n_clusters"]].values.tolist() == [
+        [0.5, 5, "ok", 20, 3], [1.0, 5, "ok", 20, 3]]
+    assert grid["likelihood_min"].tolist() == [0.75, 0.5] and grid["noise_fraction"].tolist() == [0.0, 0.0]
+    assert grid["largest_cluster_share"].tolist() == [0.4, 0.4] and grid["nmi"].tolist() == pytest.approx([1.0, 1.0])
+    policies = pd.read_csv(tmp_path / "runs" / "noise_policy" / "sweep_results.csv")
+    assert policies[["noise_policy", "status", "likelihood_min"]].values.tolist() == [["singleton", "ok", 0.5]]
+    # each figure records what it shows: the swept notebook, and the run whose weights it spreads over eta x gamma
+    clusters = read_png_metadata(tmp_path / "figures" / "sweep_clusters_vs_eps.png")["parameters"]
+    assert clusters == {"notebook": str(notebook)}
+    weights = read_png_metadata(tmp_path / "figures" / "sweep_weight_spread.png")["parameters"]
+    assert weights["etas"] == [0.0, 0.3, 1.0, 3.0] and weights["gammas"] == [2.0, 5.0]
+    assert weights["run"] in grid["run"].tolist()

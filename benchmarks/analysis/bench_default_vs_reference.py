@@ -30,6 +30,7 @@ from deqlib.alignment import alignment_scores
 from deqlib.bank import write_bank
 from deqlib.cluster import DBSCANClusterer, HDBSCANClusterer, knn_distance_scale
 from deqlib.pipeline import analyze
+from deqlib.stages import build_stages
 
 KNN_GRID = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
 HDBSCAN_GRID = (10, 25, 50, 100, 200)
@@ -54,7 +55,7 @@ def grid(coords: np.ndarray, classes: np.ndarray) -> dict:
 
 
 def one_side(mode: str, vectors, ids, classes) -> dict:
-    result = analyze(embeddings=vectors, sample_ids=ids, mode=mode, cache=False)
+    result = analyze(embeddings=vectors, sample_ids=ids, stages=build_stages(mode), cache=False)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         write_bank(Path(tmp) / "bank.parquet", result.bank)

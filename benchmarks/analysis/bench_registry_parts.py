@@ -143,7 +143,7 @@ def _scores(labels: np.ndarray, classes: np.ndarray, coords: np.ndarray) -> dict
 
 def _pair(labels_a, coords_a, labels_b, coords_b) -> dict:
     from deqlib.likelihood import scaled_likelihood
-    from deqlib.stability import run_agreement
+    from deqlib.consensus import run_agreement
 
     L = np.vstack([scaled_likelihood(labels_a, "singleton", coords_a),
                    scaled_likelihood(labels_b, "singleton", coords_b)])

@@ -24,12 +24,14 @@ from common import EMBED_DIR, load_embeddings, machine, sample_ids, write_result
 from deqlib.alignment import alignment_scores
 from deqlib.cluster import OFFICIAL_KNN_SCALE, DBSCANClusterer, knn_distance_scale
 from deqlib.pipeline import analyze
+from deqlib.stages import build_stages
 
 PRESET_EPS = (1.0, 1.5, 2.0)
 
 
 def coords_of(mode: str, vectors, ids) -> tuple[np.ndarray, dict]:
-    result = analyze(embeddings=vectors, sample_ids=ids, mode=mode, cache_dir=EMBED_DIR / "cache" / "analysis")
+    result = analyze(embeddings=vectors, sample_ids=ids, stages=build_stages(mode),
+                     cache=EMBED_DIR / "cache" / "analysis")
     return result.samples[["x", "y", "z"]].to_numpy(), result.params["reduce"]
 
 

@@ -46,8 +46,17 @@ runs = {
                        clusterer=get_clusterer("dbscan", preset="kitti", eps=None, min_samples=None,
                                                min_cluster_size=None)),
 }
+import inspect
+STAGE_KEYWORDS = ("mode", "reducer", "clusterer", "noise_policy", "preset", "seed", "eta", "gamma")
+def run_analysis(**kw):
+    # since issue 18 the parts, mode and seed are build_stages' (analyze takes stages=); before, analyze's keywords
+    if "stages" in inspect.signature(analyze).parameters and "mode" not in inspect.signature(analyze).parameters:
+        from deqlib.stages import build_stages
+        stages = build_stages(**{k: kw.pop(k) for k in STAGE_KEYWORDS if k in kw})
+        return analyze(embeddings=X, sample_ids=ids, cache=False, stages=stages, **kw)
+    return analyze(embeddings=X, sample_ids=ids, cache=False, **kw)
 for name, kw in runs.items():
-    s = analyze(embeddings=X, sample_ids=ids, cache=False, **kw).samples
+    s = run_analysis(**kw).samples
     np.savez(out / f"{name}.npz", coords=s[["x", "y", "z"]].to_numpy(), labels=s["raw_cluster_id"].to_numpy(),
              likelihood=s["likelihood"].to_numpy(), weight=s["weight"].to_numpy())
 np.savez(out / "emb.npz", vectors=X, sample_ids=np.array(ids))

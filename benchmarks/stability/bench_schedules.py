@@ -43,7 +43,7 @@ from deqlib.cluster import DBSCANClusterer, HDBSCANClusterer  # noqa: E402
 from deqlib.likelihood import scaled_likelihood  # noqa: E402
 from deqlib.pipeline import analyze  # noqa: E402
 from deqlib.reduce import OpenTSNEReducer  # noqa: E402
-from deqlib.stability import _knn_graph, _spearman, coassociation_consensus  # noqa: E402
+from deqlib.consensus import coassociation_consensus, knn_graph, spearman  # noqa: E402
 
 CLUSTERERS = {
     "dbscan_default": lambda: DBSCANClusterer(eps=1.0, min_samples=10),  # mode='default' without preset
@@ -86,7 +86,7 @@ def main() -> None:
         affinities[side] = OpenTSNEReducer(random_state=seeds[0], initialization="random").fit_affinities(X)
         out[f"affinity_seconds_{side}"] = time.perf_counter() - started
     started = time.perf_counter()
-    neighbors = _knn_graph(X, random_state=SIDES["a"][0])
+    neighbors = knn_graph(X, random_state=SIDES["a"][0])
     out["knn_graph_seconds"] = time.perf_counter() - started
     print("shared parts", {k: v for k, v in out.items() if k.endswith("seconds") or "seconds_" in k}, flush=True)
 
@@ -126,7 +126,7 @@ def main() -> None:
                       "consensus_spearman": {}}
             La, Lb = np.stack(L[c]["a"]), np.stack(L[c]["b"])
             for k in (1, 3, 5):
-                row[c]["consensus_spearman"][k] = _spearman(La[:k].mean(axis=0), Lb[:k].mean(axis=0))
+                row[c]["consensus_spearman"][k] = spearman(La[:k].mean(axis=0), Lb[:k].mean(axis=0))
             # cost of one co-association consensus of K = 5 (part of every report)
             started = time.perf_counter()
             coassociation_consensus(np.stack(labels[c]["a"]), neighbors)

@@ -33,9 +33,11 @@ common.RESULTS = HERE / "results"
 from deqlib.cluster import DBSCANClusterer, HDBSCANClusterer  # noqa: E402
 from deqlib.likelihood import scaled_likelihood  # noqa: E402
 from deqlib.pipeline import analyze  # noqa: E402
+from deqlib.stages import build_stages  # noqa: E402
 from deqlib.reduce import OpenTSNEReducer  # noqa: E402
 from deqlib.weights import gfl_weight  # noqa: E402
-from deqlib.stability import (DEFAULT_RUN_SCHEDULE, _spearman, coassociation_consensus, _knn_graph, faithfulness,  # noqa: E402
+from deqlib.consensus import coassociation_consensus, knn_graph, spearman  # noqa: E402
+from deqlib.stability import (DEFAULT_RUN_SCHEDULE, faithfulness,  # noqa: E402
                               per_sample_stability, run_agreement, stability_runs, summarize_stability)
 
 CLUSTERERS = {
@@ -76,8 +78,8 @@ def consensus(n: int, kmax: int) -> None:
     reports = {}
     for side, seeds in (("a", [101 + i for i in range(kmax)]), ("b", [201 + i for i in range(kmax)])):
         started = time.perf_counter()
-        reports[side] = stability_runs(X, K=kmax, seeds=seeds, clusterer=CLUSTERERS["dbscan_default"](),
-                                       progress=True)
+        reports[side] = stability_runs(X, stages=build_stages(clusterer=CLUSTERERS["dbscan_default"]()), K=kmax,
+                                       seeds=seeds, progress=True)
         out[f"stability_seconds_{side}"] = time.perf_counter() - started
         out[f"stability_summary_{side}"] = reports[side].summary
         out[f"stability_runs_{side}"] = reports[side].runs.to_dict("records")
@@ -89,7 +91,7 @@ def consensus(n: int, kmax: int) -> None:
     out["full_fit_seconds_seed34"] = time.perf_counter() - started
     full = _clustered(np.stack([one.samples[["x", "y", "z"]].to_numpy(), full34]))
     shared = {side: _clustered(reports[side].coords) for side in reports}
-    neighbors = _knn_graph(X)
+    neighbors = knn_graph(X)
     ks = [k for k in (1, 3, 5, 10) if k <= kmax]
     for name in CLUSTERERS:
         la, La, ca = shared["a"][name]
@@ -110,7 +112,7 @@ def consensus(n: int, kmax: int) -> None:
             ma, mb = La[:k].mean(axis=0), Lb[:k].mean(axis=0)
             ca_, cb_ = coassociation_consensus(la[:k], neighbors), coassociation_consensus(lb[:k], neighbors)
             lca, lcb = scaled_likelihood(ca_, "singleton"), scaled_likelihood(cb_, "singleton")
-            entry = {"mean_spearman": _spearman(ma, mb), "coassoc_spearman": _spearman(lca, lcb),
+            entry = {"mean_spearman": spearman(ma, mb), "coassoc_spearman": spearman(lca, lcb),
                      "mean_weight_moved_share": float((np.abs(gfl_weight(ma) - gfl_weight(mb)) > 0.1).mean()),
                      "coassoc_weight_moved_share": float((np.abs(gfl_weight(lca) - gfl_weight(lcb)) > 0.1).mean()),
                      "coassoc_n_clusters": [int(ca_.max() + 1), int(cb_.max() + 1)],
@@ -127,8 +129,6 @@ def umap_consensus(n: int, kmax: int) -> None:
     (eps_scale 'knn'), two K = kmax reports with disjoint seeds (101.., 201..), one analysis as the
     cost yardstick, all in this process. Both clusterers run on the same K maps of each side."""
     from deqlib.alignment import alignment_scores
-    from deqlib.pipeline import build_stages
-
     X, classes = common.load_embeddings("effnet", n)
     out = {"machine": common.machine(), "n": n, "K": kmax,
            "data": "fashion-mnist effnet-lite0 (bench cache, precision auto=bf16)",
@@ -136,12 +136,12 @@ def umap_consensus(n: int, kmax: int) -> None:
     clusterers = {"umap_hdbscan_mcs100": ("hdbscan", {"min_cluster_size": 100}),
                   "umap_dbscan_default": ("dbscan", {"eps": 1.0, "min_samples": 10})}
     started = time.perf_counter()
-    one = analyze(embeddings=X, cache=False, reducer="umap", clusterer="hdbscan",
-                  clusterer_params={"min_cluster_size": 100})
+    one = analyze(embeddings=X, cache=False, stages=build_stages(reducer="umap", clusterer="hdbscan",
+                                                                 clusterer_params={"min_cluster_size": 100}))
     out["one_analysis_seconds"] = time.perf_counter() - started  # includes numba compilation (first call)
     started = time.perf_counter()
-    analyze(embeddings=X, cache=False, reducer="umap", clusterer="hdbscan", clusterer_params={"min_cluster_size": 100},
-            seed=34)
+    analyze(embeddings=X, cache=False, stages=build_stages(reducer="umap", clusterer="hdbscan",
+                                                           clusterer_params={"min_cluster_size": 100}, seed=34))
     out["one_analysis_seconds_warm"] = time.perf_counter() - started
     print("one analysis", out["one_analysis_seconds"], out["one_analysis_seconds_warm"], flush=True)
     reports = {}
@@ -175,7 +175,7 @@ def umap_consensus(n: int, kmax: int) -> None:
                "per_k": {}}
         for k in ks:
             ma, mb = La[:k].mean(axis=0), Lb[:k].mean(axis=0)
-            row["per_k"][k] = {"mean_spearman": _spearman(ma, mb),
+            row["per_k"][k] = {"mean_spearman": spearman(ma, mb),
                                "mean_weight_moved_share": float((np.abs(gfl_weight(ma) - gfl_weight(mb)) > 0.1).mean())}
             print(name, k, row["per_k"][k], flush=True)
         out[name] = row
@@ -188,7 +188,7 @@ def faithfulness_bench(n: int) -> None:
     out = {"machine": common.machine(), "n": n}
     for mode in ("default", "reference"):
         started = time.perf_counter()
-        result = analyze(embeddings=X, cache=False, mode=mode)
+        result = analyze(embeddings=X, cache=False, stages=build_stages(mode))
         seconds = time.perf_counter() - started
         coords = result.samples[["x", "y", "z"]].to_numpy()
         labels = result.samples["raw_cluster_id"].to_numpy()
@@ -226,10 +226,11 @@ def sources(n: int) -> None:
     variants["subsample 80%"] = (X[keep], [ids[i] for i in keep], {})
     variants["vectors rounded to bf16"] = (torch.from_numpy(X).to(torch.bfloat16).float().numpy(), ids, {})
     for mode in ("default", "reference"):
-        base = analyze(embeddings=X, sample_ids=ids, cache=False, mode=mode).samples.set_index("sample_id")
+        base = analyze(embeddings=X, sample_ids=ids, cache=False, stages=build_stages(mode)).samples
+        base = base.set_index("sample_id")
         rows = {}
         for name, (vectors, vid, extra) in variants.items():
-            other = analyze(embeddings=vectors, sample_ids=vid, cache=False, mode=mode, **extra).samples
+            other = analyze(embeddings=vectors, sample_ids=vid, cache=False, stages=build_stages(mode, **extra)).samples
             other = other.set_index("sample_id").loc[[i for i in ids if i in set(vid)]]
             b = base.loc[other.index]
             la = np.vstack([b["raw_cluster_id"].to_numpy(), other["raw_cluster_id"].to_numpy()])
@@ -262,7 +263,8 @@ def report(n: int, run_schedule: str | None = None) -> None:
     out = {"machine": common.machine(), "n": n, "run_schedule": run_schedule}
     for name in ("dbscan_default",):
         started = time.perf_counter()
-        result = stability_runs(X, K=5, clusterer=CLUSTERERS[name](), run_schedule=run_schedule, progress=True)
+        result = stability_runs(X, stages=build_stages(clusterer=CLUSTERERS[name]()), K=5, run_schedule=run_schedule,
+                                progress=True)
         out[name] = {"seconds": time.perf_counter() - started, "summary": result.summary,
                      "runs": result.runs.to_dict("records")}
         print(result.report(), flush=True)
@@ -283,8 +285,8 @@ def cost(n: int, run_schedule: str) -> None:
             analyze(embeddings=X, cache=False)
             extra = {}
         else:
-            result = stability_runs(X, K=5, clusterer=CLUSTERERS["dbscan_default"](), run_schedule=run_schedule,
-                                    progress=True)
+            result = stability_runs(X, stages=build_stages(clusterer=CLUSTERERS["dbscan_default"]()), K=5,
+                                    run_schedule=run_schedule, progress=True)
             extra = {"summary": result.summary, "runs": result.runs.to_dict("records")}
         out["steps"].append({"step": step, "seconds": time.perf_counter() - started, "load_before": load_before,
                              "load_after": [round(x, 2) for x in os.getloadavg()], **extra})
@@ -311,8 +313,8 @@ def cross(n: int) -> None:
         if step == "analysis":
             analyze(embeddings=X, cache=False)
         else:
-            reports[schedule] = stability_runs(X, K=5, seeds=seeds, clusterer=CLUSTERERS["dbscan_default"](),
-                                               run_schedule=schedule, progress=True)
+            reports[schedule] = stability_runs(X, stages=build_stages(clusterer=CLUSTERERS["dbscan_default"]()), K=5,
+                                               seeds=seeds, run_schedule=schedule, progress=True)
             extra = {"run_schedule": schedule, "seeds": seeds, "summary": reports[schedule].summary,
                      "runs": reports[schedule].runs.to_dict("records")}
         out["steps"].append({"step": step, "seconds": time.perf_counter() - started, "load_before": load_before,
@@ -323,10 +325,10 @@ def cross(n: int) -> None:
         if s["step"] == "report":
             out[f"k5_cost_over_mean_analysis_{s['run_schedule']}"] = s["seconds"] / analysis_seconds
     a, b = reports["analysis"], reports["consensus"]
-    out["consensus_mean_spearman_analysis_vs_consensus_schedule"] = _spearman(a.consensus("consensus-mean"),
+    out["consensus_mean_spearman_analysis_vs_consensus_schedule"] = spearman(a.consensus("consensus-mean"),
                                                                              b.consensus("consensus-mean"))
     out["single_run_spearman_analysis_vs_consensus_schedule"] = [
-        _spearman(a.likelihoods[i], b.likelihoods[i]) for i in range(5)]
+        spearman(a.likelihoods[i], b.likelihoods[i]) for i in range(5)]
     out["machine_after"] = common.machine()
     print({k: v for k, v in out.items() if k.startswith(("k5", "consensus", "single"))}, flush=True)
     common.write_result(f"cross-effnet-{n}", out)

@@ -70,7 +70,7 @@ def add_stage_arguments(stages, reducer: bool = True, rarity: bool = False) -> N
     """
     from deqlib.cluster import CLUSTERERS, EPS_SCALES, PRESETS
     from deqlib.likelihood import NOISE_POLICIES
-    from deqlib.pipeline import MODES
+    from deqlib.stages import MODES
     from deqlib.reduce import REDUCERS, SCHEDULES
 
     stages.add_argument("--mode", choices=MODES, default="default",
@@ -140,12 +140,12 @@ def _params(args: argparse.Namespace, pairs_attr: str, flags: dict, flag: str) -
 
 
 def stages_from_args(args: argparse.Namespace, seed: int | None = None):
-    """:func:`deqlib.pipeline.build_stages` from the options of :func:`add_stage_arguments`.
+    """:func:`deqlib.stages.build_stages` from the options of :func:`add_stage_arguments`.
 
     A convenience flag a part does not take (``--schedule`` with ``--reducer umap``) is refused
     by the builder with the part's valid parameters, never dropped.
     """
-    from deqlib.pipeline import build_stages
+    from deqlib.stages import build_stages
 
     return build_stages(
         args.mode, reducer=getattr(args, "reducer", None),
@@ -153,7 +153,7 @@ def stages_from_args(args: argparse.Namespace, seed: int | None = None):
         clusterer=args.clusterer,
         clusterer_params=_params(args, "clusterer_param", _CLUSTERER_FLAGS, "--clusterer-param"),
         noise_policy=args.noise_policy, preset=args.preset, seed=seed, rarity=getattr(args, "rarity", None),
-        rarity_params=_params(args, "rarity_param", {}, "--rarity-param"))
+        rarity_params=_params(args, "rarity_param", {}, "--rarity-param"), eta=args.eta, gamma=args.gamma)
 
 
 def _load_embeddings(path: str):
@@ -188,8 +188,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"{flag} {value} is a folder, but a file path is needed; "
                              f"pass a file name, e.g. {flag} {Path(value) / 'bank.parquet'}")
     stages = stages_from_args(args, seed=args.seed)
-    common = dict(stages=stages, eta=args.eta, gamma=args.gamma, seed=args.seed, cache_dir=args.cache_dir,
-                  mode=args.mode, cache=not args.no_cache, progress=not args.no_progress)
+    common = dict(stages=stages, cache=False if args.no_cache else (args.cache_dir or True),
+                  progress=not args.no_progress)
     if args.embeddings:
         vectors, ids, metadata = _load_embeddings(args.embeddings)
         result = analyze(embeddings=vectors, sample_ids=ids, metadata=metadata, dataset=Path(args.embeddings).stem,

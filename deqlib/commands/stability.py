@@ -97,12 +97,12 @@ def _embeddings(args: argparse.Namespace):
         vectors, ids, _ = _load_embeddings(args.embeddings)
         return vectors, ids, Path(args.embeddings).stem, "precomputed", {}
     from deqlib.embed import get_encoder
-    from deqlib.pipeline import _embeddings_from_source
+    from deqlib.pipeline import embeddings_from_source
+
     source = source_from_args(args)
     encoder = get_encoder(args.encoder, weights=args.weights)
-    ids, vectors, _, info = _embeddings_from_source(source, encoder, {"device": args.device,
-                                                                      "precision": args.precision},
-                                                    not args.no_progress)
+    options = {"device": args.device, "precision": args.precision}
+    ids, vectors, _, info = embeddings_from_source(source, encoder, options, not args.no_progress, mode=args.mode)
     return vectors, ids, info["dataset"], encoder.name, info
 
 
@@ -127,18 +127,14 @@ def run(args: argparse.Namespace) -> int:
         if len(seeds) != args.K:
             raise ValueError(f"--seeds lists {len(seeds)} seeds for -K {args.K} runs; give one per run")
     stages = _stages(args, seed=seeds[0] if seeds else 33)
-    reducer, clusterer = stages.reducer, stages.clusterer
     vectors, ids, dataset, encoder_name, embed_info = _embeddings(args)
-    result = stability_runs(vectors, ids, K=args.K, seeds=seeds, vary=args.vary, mode=args.mode, reducer=reducer,
-                            clusterer=clusterer, noise_policy=stages.noise_policy, preset=None,
-                            subsample=args.subsample, band=tuple(args.band),
-                            share_affinities=not args.no_shared_affinities, run_schedule=args.run_schedule,
-                            eta=args.eta, gamma=args.gamma,
-                            progress=not args.no_progress)
+    result = stability_runs(vectors, ids, stages, K=args.K, seeds=seeds, vary=args.vary, subsample=args.subsample,
+                            band=tuple(args.band), share_affinities=not args.no_shared_affinities,
+                            run_schedule=args.run_schedule, progress=not args.no_progress)
     print(f"deq stability: {result.report()}")
     faithful = None
     if not args.no_faithfulness:
-        faithful = result.faithfulness(vectors, clusterer=clusterer)
+        faithful = result.faithfulness(vectors, clusterer=stages.clusterer)
     if faithful and not faithful.get("skipped"):
         print(f"deq stability: 3-D map (seed {result.params['seeds'][0]}): trustworthiness "
               f"{faithful['trustworthiness']:.3f}, 10-NN recall {faithful['knn_recall']:.3f}, PCA-{faithful['pca_components']}"
