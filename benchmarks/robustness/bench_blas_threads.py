@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "analysis"))
 from common import load_fashion_mnist, machine  # noqa: E402
 
 from deqlib._atomic import write_text_atomic  # noqa: E402
-from deqlib.reduce import OpenTSNEReducer, _pca  # noqa: E402
+from deqlib.reduce import OpenTSNEReducer  # noqa: E402
+from deqlib.reduce.base import _pca  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

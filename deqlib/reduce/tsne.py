@@ -1,78 +1,21 @@
-"""Step two of the method: embeddings -> 3-D t-SNE coordinates.
-
-Reducers are scikit-learn estimators registered in :data:`REDUCERS` (``get_reducer(name)`` or
-``REDUCERS.create(name, **params)``); each has ``fit(X) -> self`` setting ``embedding_``
-(N x n_components, float64), ``fit_transform(X)``, ``get_params``/``set_params`` and
-``cache_key()`` (what the output depends on). Registered:
-
-:class:`OpenTSNEReducer` (default)
-    openTSNE, multi-threaded. 3-D needs Barnes-Hut (openTSNE's FFT method refuses more than
-    two dimensions); ``n_components=2`` may use FFT, a documented deviation from the paper's
-    3-D plots. The iteration schedule is explicit and named (:data:`SCHEDULES`):
-
-    * ``"official"``: 250 early-exaggeration + 250 normal iterations, theta 0.5: the same
-      schedule as the official scikit-learn run (its ``n_iter=500`` *includes* the 250
-      exaggerated iterations);
-    * ``"fast"`` (default): 125 + 100 iterations, theta 0.8: measured on Fashion-MNIST to give
-      clusters as close to the classes (NMI) as ``"official"`` about 3x faster
-      (``docs/analysis.md``, ``benchmarks/analysis``).
-
-    Optional PCA pre-reduction (default 50 dims, when the input has more) before the
-    affinities; past ``sample_threshold`` samples it fits on a random ``sample_size`` subset
-    and places the rest with openTSNE's ``transform`` (or, with ``placement="neighbors"``, at
-    the median of their nearest fitted neighbours, without optimisation).
-:class:`SklearnTSNEReducer`
-    scikit-learn's TSNE exactly as the official analysis configures it (``n_components=3,
-    perplexity=30, max_iter=500, learning_rate='auto', init='pca'``, seed 33). Used by the
-    ``reference`` mode of :func:`deqlib.pipeline.analyze`.
-:class:`UMAPReducer` (``'umap'``, needs ``umap-learn``)
-    UMAP 3-D with umap-learn's defaults and the same optional PCA-50 pre-reduction. Not a
-    t-SNE: its registry entry says ``output='umap'``, so eps in official t-SNE units is refused.
-
-Any scikit-learn-style reducer (``fit_transform``, or ``fit`` then ``embedding_``: PCA,
-TruncatedSVD, Isomap, scikit-learn's TSNE, ...) is a stage too: :func:`as_reducer` adapts an
-instance (:func:`deqlib.pipeline.build_stages` does it for any object passed as ``reducer``), and
-``REDUCERS.register("pca", output="pca", ...)(SklearnReducer.wrapping(PCA))`` registers a class.
-
-The two t-SNEs give coordinates of different spread (openTSNE's is about 3x wider on 20,000 points),
-which is why :mod:`deqlib.cluster` offers a scale-aware eps.
+"""The two t-SNEs of :mod:`deqlib.reduce`: openTSNE with named schedules (the default) and scikit-learn's
+TSNE as the official analysis configures it (reference mode), with the shared-affinity fit the
+stability runs use and a progress bar over openTSNE's iterations.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from deqlib._validation import check_choice, check_embeddings, check_int, check_real, resolve_n_jobs
-from deqlib.adapters import WrappingEstimator
-from deqlib.registry import Registry
+from deqlib.reduce.base import (REDUCERS, _check_learning_rate, _check_positive_int, _check_random_state,
+                                _duplicate_hint, _pca, check_not_all_identical)
 
-__all__ = [
-    "REDUCERS",
-    "SCHEDULES",
-    "DEFAULT_SCHEDULE",
-    "OpenTSNEReducer",
-    "SklearnTSNEReducer",
-    "UMAPReducer",
-    "SklearnReducer",
-    "TSNEAffinities",
-    "as_reducer",
-    "reducer_output",
-    "get_reducer",
-    "check_embeddings",
-    "min_fit_samples",
-]
-
-logger = logging.getLogger(__name__)
-
-#: Every reducer by name. An entry's ``extra`` says ``output`` (the family of its coordinates:
-#: ``'tsne'`` or another; :mod:`deqlib.cluster`'s ``eps_scale='official'`` is calibrated on t-SNE
-#: output only) and may give ``test_params`` (a tiny, fast setting for the contract tests) and
-#: ``invalid_params`` (a bad value the contract tests expect a ValueError naming the parameter for).
-REDUCERS = Registry("reducer")
+__all__ = ["SCHEDULES", "DEFAULT_SCHEDULE", "PLACEMENTS", "INITIALIZATIONS", "OpenTSNEReducer", "SklearnTSNEReducer",
+           "TSNEAffinities", "min_fit_samples"]
 
 #: Named iteration schedules of :class:`OpenTSNEReducer`.
 SCHEDULES = {
@@ -84,63 +27,6 @@ SCHEDULES = {
 DEFAULT_SCHEDULE = "fast"
 PLACEMENTS = ("transform", "neighbors")
 INITIALIZATIONS = ("pca", "random")
-
-
-def check_not_all_identical(X: np.ndarray) -> None:
-    """Refuse embeddings whose rows are all the same vector (scikit-learn's t-SNE segfaults on
-    them: its PCA initialisation divides by a zero spread; openTSNE returns NaN)."""
-    spread = float(np.ptp(X, axis=0).max()) if X.shape[0] > 1 else 0.0
-    if spread <= 1e-12 * max(1.0, float(np.abs(X[0]).max())):
-        raise ValueError(
-            f"all {X.shape[0]} embeddings are the same vector: t-SNE cannot spread identical points. "
-            "Check the images (a folder of copies, or a source that returns the same image each time) "
-            "and drop the duplicates before reducing")
-
-
-def _duplicate_hint(X: np.ndarray) -> str:
-    """Why a t-SNE may have failed, in words (computed only after a failure)."""
-    n_distinct = np.unique(X, axis=0).shape[0]
-    if n_distinct < X.shape[0] / 2:
-        return (f"only {n_distinct} of the {X.shape[0]} embeddings are distinct (exact duplicates): "
-                "drop the duplicate images and re-run")
-    return "try a smaller learning_rate"
-
-
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    return check_int(name, value, minimum)
-
-
-def _check_random_state(value) -> None:
-    check_int("random_state", value, 0, allow_none=True)
-
-
-def _check_learning_rate(value) -> None:
-    if value != "auto":
-        check_real("learning_rate", value, 0, exclusive=True)
-
-
-def reducer_output(reducer) -> str | None:
-    """The family of a reducer's coordinates (``'tsne'``, ``'umap'``, ...) from its registry entry.
-
-    A reducer class not registered may say it with a class attribute ``output``; None when unknown.
-    """
-    for name in REDUCERS:
-        entry = REDUCERS.entry(name)
-        if isinstance(entry.factory, type) and type(reducer) is entry.factory:
-            return entry.extra.get("output")
-    return getattr(reducer, "output", None)
-
-
-def _pca(X: np.ndarray, n_components: int | None, random_state: int) -> tuple[np.ndarray, dict]:
-    """PCA pre-reduction when asked and useful; returns the data and what was done."""
-    if n_components is None or n_components >= min(X.shape):
-        return X, {"pca_components": None}
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=n_components, svd_solver="randomized", random_state=random_state)
-    reduced = pca.fit_transform(X)
-    return reduced, {"pca_components": int(n_components),
-                     "pca_explained_variance": float(pca.explained_variance_ratio_.sum())}
 
 
 @REDUCERS.register("opentsne", summary="openTSNE 3-D (Barnes-Hut), named schedules (default)",
@@ -527,176 +413,6 @@ class SklearnTSNEReducer(BaseEstimator):
         return self
 
 
-@REDUCERS.register("umap", summary="UMAP 3-D (umap-learn), optional PCA pre-reduction", requires=("umap",),
-                   pip="umap-learn", output="umap", test_params={"n_neighbors": 10, "n_epochs": 30},
-                   invalid_params={"min_dist": -0.5})
-class UMAPReducer(BaseEstimator):
-    """UMAP (``umap-learn``) in 3-D, an alternative to t-SNE with the same interface.
-
-    Its coordinates are not t-SNE's: DBSCAN's ``eps_scale='official'`` (calibrated on
-    scikit-learn t-SNE output) is refused on them and :func:`deqlib.pipeline.build_stages`
-    defaults to ``eps_scale='knn'`` (registry entry ``output='umap'``).
-
-    Parameters
-    ----------
-    n_components : int, default=3
-    n_neighbors : int, default=15
-        Size of the local neighbourhood (umap-learn's default).
-    min_dist : float, default=0.1
-        How tightly points may pack in the output (umap-learn's default).
-    metric : str, default='euclidean'
-    n_epochs : int or None, default=None
-        Optimisation epochs (None: umap-learn's choice, 500 below 10,000 samples, else 200).
-    pca_components : int or None, default=50
-        PCA pre-reduction before the neighbour graph, as :class:`OpenTSNEReducer` does
-        (skipped when the input has fewer dims; None: none). One BLAS thread, for the same reason.
-    random_state : int or None, default=33
-        With a seed umap-learn runs single-threaded (its parallel SGD is not reproducible).
-    n_jobs : int, default=-1
-        Threads when ``random_state`` is None (-1: every core this process may use); with a seed
-        always 1. umap-learn sets numba's thread count to it during the fit and restores it
-        afterwards, so numba never oversubscribes the cores.
-
-    Attributes
-    ----------
-    embedding_ : ndarray of float64, shape (N, n_components)
-    params_ : dict
-        Parameters as resolved for the last :meth:`fit` (PCA, threads, versions).
-    """
-
-    output = "umap"
-
-    def __init__(self, n_components=3, n_neighbors=15, min_dist=0.1, metric="euclidean", n_epochs=None,
-                 pca_components=50, random_state=33, n_jobs=-1):
-        self.n_components = n_components
-        self.n_neighbors = n_neighbors
-        self.min_dist = min_dist
-        self.metric = metric
-        self.n_epochs = n_epochs
-        self.pca_components = pca_components
-        self.random_state = random_state
-        self.n_jobs = n_jobs
-
-    def resolved_params(self) -> dict:
-        if not isinstance(self.metric, str):
-            raise ValueError(f"metric must be a metric name such as 'euclidean', got {self.metric!r}")
-        _check_random_state(self.random_state)
-        return {"reducer": "umap", "n_components": check_int("n_components", self.n_components, 1),
-                "n_neighbors": check_int("n_neighbors", self.n_neighbors, 2),
-                "min_dist": check_real("min_dist", self.min_dist, 0), "metric": self.metric,
-                "n_epochs": check_int("n_epochs", self.n_epochs, 1, allow_none=True),
-                "pca_components": check_int("pca_components", self.pca_components, 1, allow_none=True),
-                "random_state": self.random_state}
-
-    def cache_key(self) -> dict:
-        from importlib.metadata import version
-
-        return {**self.resolved_params(), "umap": version("umap-learn")}
-
-    def fit_transform(self, X, y=None) -> np.ndarray:
-        """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
-        return self.fit(X).embedding_
-
-    def fit(self, X, y=None) -> "UMAPReducer":
-        """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates in :attr:`embedding_`."""
-        import umap
-        from threadpoolctl import threadpool_limits
-
-        params = self.resolved_params()
-        X = check_embeddings(X, min_samples=2)
-        check_not_all_identical(X)
-        if X.shape[0] <= params["n_neighbors"]:
-            raise ValueError(f"UMAP with n_neighbors={params['n_neighbors']} needs more samples than that, got "
-                             f"{X.shape[0]}; lower n_neighbors or add samples")
-        seed = self.random_state
-        threads = 1 if seed is not None else resolve_n_jobs(self.n_jobs)
-        with threadpool_limits(limits=1, user_api="blas"):  # a thread-independent PCA, as for openTSNE
-            reduced, pca_info = _pca(X, params["pca_components"], seed if seed is not None else 0)
-        model = umap.UMAP(n_components=params["n_components"], n_neighbors=params["n_neighbors"],
-                          min_dist=params["min_dist"], metric=params["metric"], n_epochs=params["n_epochs"],
-                          random_state=seed, n_jobs=threads)
-        coords = np.asarray(model.fit_transform(reduced), dtype=np.float64)
-        if not np.isfinite(coords).all():
-            raise RuntimeError(f"UMAP returned non-finite coordinates; {_duplicate_hint(X)}")
-        self.n_features_in_ = int(X.shape[1])
-        self.params_ = {**params, **pca_info, "n_samples": int(X.shape[0]), "n_jobs": threads,
-                        "umap": self.cache_key()["umap"]}
-        self.embedding_ = coords
-        return self
-
-
-class SklearnReducer(WrappingEstimator):
-    """Any scikit-learn-style reducer (``fit_transform``, or ``fit`` then ``embedding_``) as a deqlib reducer.
-
-    ``SklearnReducer.wrapping(PCA)`` is a class whose parameters are PCA's own (plus
-    ``random_state=None`` when the wrapped class has none: every reducer has one, since the
-    stage builder and the stability runs set it; it then changes nothing); :func:`as_reducer`
-    adapts an instance, keeping its parameters. Each :meth:`fit` fits a new instance of the
-    wrapped class, so the caller's object is never fitted or changed::
-
-        from sklearn.decomposition import PCA
-        REDUCERS.register("pca", output="pca", invalid_params={"n_components": -1})(SklearnReducer.wrapping(PCA))
-        build_stages(reducer=PCA(n_components=3))          # or an instance, adapted by as_reducer
-
-    The adapter's ``output`` (the family of its coordinates, :func:`reducer_output`) is the wrapped
-    class's name in lower case (``'pca'``; ``'tsne'`` for a t-SNE, so DBSCAN's official eps applies).
-    Its cache key is the wrapped class, its package's version and its parameters
-    (:func:`deqlib.adapters.estimator_key`).
-
-    Attributes
-    ----------
-    estimator_ : estimator
-        The fitted instance of the wrapped class.
-    embedding_ : ndarray of float64, shape (N, n_components)
-    n_features_in_ : int
-    params_ : dict
-        The cache key, the number of samples and of output dimensions.
-    """
-
-    adapter_params = {"random_state": None}
-    _stage = "reducer"
-    _output = ("fit_transform", "embedding_")
-
-    @classmethod
-    def _adapter_attributes(cls, estimator_class: type) -> dict:
-        return {"output": estimator_class.__name__.lower()}
-
-    def fit_transform(self, X, y=None) -> np.ndarray:
-        """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
-        return self.fit(X).embedding_
-
-    def fit(self, X, y=None) -> "SklearnReducer":
-        """Reduce ``X`` (N x D) with a new instance of the wrapped class; sets :attr:`embedding_`."""
-        key = self.cache_key()
-        X = check_embeddings(X, min_samples=2)
-        model, coords = self._fit_wrapped(X)
-        if hasattr(coords, "toarray"):  # a transformer that returns a sparse matrix
-            coords = coords.toarray()
-        coords = np.asarray(coords, dtype=np.float64)
-        if coords.ndim != 2 or coords.shape[0] != X.shape[0] or coords.shape[1] == 0:
-            raise ValueError(f"{type(model).__name__} gave coordinates of shape {coords.shape}; a reducer must give "
-                             f"one row per sample ({X.shape[0]}) and at least one column")
-        if not np.isfinite(coords).all():
-            raise RuntimeError(f"{type(model).__name__} returned non-finite coordinates; {_duplicate_hint(X)}")
-        self.estimator_, self.embedding_, self.n_features_in_ = model, coords, int(X.shape[1])
-        self.params_ = {**key, "n_samples": int(X.shape[0]), "n_components_out": int(coords.shape[1])}
-        return self
-
-
-def as_reducer(reducer):
-    """A deqlib reducer for ``reducer``: itself when it is one (it has ``cache_key``), else a
-    :class:`SklearnReducer` with its class and parameters (``get_params()``).
-
-    Raises
-    ------
-    TypeError
-        ``reducer`` has no ``fit_transform`` or ``fit``, is a class rather than an instance, or
-        has no ``get_params`` (its parameters make the cache key: derive it from scikit-learn's
-        ``BaseEstimator``, or give it a ``cache_key()``).
-    """
-    return SklearnReducer.adapt(reducer, REDUCERS.names())
-
-
 _PROGRESS_EVERY = 5  # iterations between progress-bar updates (openTSNE's callbacks_every_iters)
 
 
@@ -723,8 +439,3 @@ def _close_progress(tsne) -> None:
     if bar is not None:
         bar.update(bar.total - bar.n)
         bar.close()
-
-
-def get_reducer(name: str = "opentsne", **params):
-    """A reducer by registered name (:data:`REDUCERS`: ``'opentsne'``, ``'sklearn'``, ...) made with ``params``."""
-    return REDUCERS.create(name, **params)
