@@ -289,6 +289,7 @@ def test_a_title_or_id_holding_a_placeholder_is_not_substituted(tmp_path):
     assert "<title>/*__DECKGL__*/ __TITLE__</title>" in text
 
 
+@pytest.mark.slow
 def test_deq_explore_projector_takes_the_vectors_from_the_embedding_cache(tmp_path, monkeypatch, capsys,
                                                                          one_torch_thread):
     import warnings
@@ -407,6 +408,7 @@ def test_deq_explore_fiftyone_failures_are_one_line(tmp_path, monkeypatch, capsy
     assert not page.exists()  # refused before the long work
 
 
+@pytest.mark.slow
 def test_deq_explore_fiftyone_with_the_real_package_fails_in_one_line(tmp_path, capsys):
     """Where fiftyone is installed it cannot start here (no MongoDB); where it is not, the install is named."""
     import importlib.util

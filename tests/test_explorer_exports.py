@@ -119,6 +119,7 @@ def test_projector_carries_the_real_vectors_beside_the_map(tmp_path):
     assert np.allclose(np.loadtxt(folder / "tsne3d.tsv", delimiter="\t"), samples[["x", "y", "z"]], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_projector_exports_a_pca_50_of_wide_vectors_with_the_same_neighbours(tmp_path):
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors

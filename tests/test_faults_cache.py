@@ -194,6 +194,7 @@ def test_image_replaced_in_place_is_embedded_again(tmp_path):
 
 
 # -- 4. thread counts -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_tsne_coordinates_do_not_depend_on_thread_counts():
     """``OMP_NUM_THREADS=1`` against the default moved almost every likelihood (PCA via BLAS)."""
     from threadpoolctl import threadpool_limits
@@ -359,6 +360,7 @@ def embeddings_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_cli_output_folder_disk_full_and_read_only_are_one_line(tmp_path, embeddings_file, monkeypatch, capsys):
     base = ["analyze", "--embeddings", str(embeddings_file), "--cache-dir", str(tmp_path / "c"), "--no-progress",
             "--perplexity", "5"]

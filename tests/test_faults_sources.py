@@ -320,6 +320,7 @@ def test_cli_analyze_and_export_with_a_non_utf8_file_name(tmp_path, monkeypatch,
     assert sample_stamps(replaced)[position] != stamps[position]
 
 
+@pytest.mark.slow
 def test_cli_export_with_an_undecodable_image_asks_what_to_do(tmp_path, monkeypatch, capsys):
     from deqlib.bank import read_bank
     from deqlib.cli import main

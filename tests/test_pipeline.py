@@ -132,6 +132,7 @@ def test_analyze_takes_stages_and_a_few_run_options():
     assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
+@pytest.mark.slow
 def test_the_default_run_is_build_stages_defaults(data, tmp_path):
     X, ids, meta = data
     X, ids = X[:100], ids[:100]
@@ -218,6 +219,7 @@ def test_degenerate_and_bad_input(data, tmp_path):
         analyze(cache=tmp_path)
 
 
+@pytest.mark.slow
 def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
     X, ids, meta = data
     np.savez(tmp_path / "emb.npz", vectors=X, sample_ids=np.array(ids), label=meta["label"].to_numpy())

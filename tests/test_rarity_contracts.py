@@ -282,6 +282,7 @@ def test_build_stages_rarity_rules():
     assert build_stages("reference", rarity="cluster").rarity is None
 
 
+@pytest.mark.slow
 def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(tmp_path, capsys):
     from deqlib.bank import read_bank
     from deqlib.cli import main

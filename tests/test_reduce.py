@@ -63,6 +63,7 @@ def test_opentsne_keeps_blobs_together_in_3d(blobs):
     assert reducer.params_["n_fit"] == 300 and reducer.params_["pca_components"] is None  # 20 dims < 50
 
 
+@pytest.mark.slow
 def test_same_seed_same_coordinates_other_seed_differs(blobs):
     X, _ = blobs
     first = OpenTSNEReducer(**SHORT, random_state=1, n_jobs=1).fit_transform(X)

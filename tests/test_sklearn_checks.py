@@ -49,8 +49,9 @@ EXPECTED_FAILURES = {
     },
 }
 
-#: Parts whose checks take long on 2 cores (numba compiles umap-learn's kernels: ~40 s for its 41 checks).
-SLOW_PARTS = {"umap"}
+#: Parts whose checks take long on 2 cores (numba compiles umap-learn's kernels: ~40 s for its 41 checks;
+#: scikit-learn's TSNE runs a full t-SNE per check: ~150 s for its checks on a loaded 2-core machine, 2026-12-02).
+SLOW_PARTS = {"umap", "sklearn"}
 
 
 def _registered():

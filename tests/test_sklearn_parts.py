@@ -108,6 +108,7 @@ def test_adapter_fits_a_fresh_copy_reads_fitted_attributes_through_and_pickles(b
     assert as_reducer(PCA(n_components=2)).fit(X).explained_variance_ratio_.shape == (2,)
 
 
+@pytest.mark.slow
 def test_cache_keys_come_from_parameters_not_identity(blobs):
     X, _ = blobs
     pipeline = make_pipeline(StandardScaler(), PCA(n_components=3, random_state=0))  # nested estimators
@@ -189,7 +190,7 @@ def test_one_check_of_the_data_with_messages_that_name_the_fix():
         check_samples(X[:1], min_samples=2)
 
 
-@pytest.mark.parametrize("name", ["opentsne", "sklearn"])
+@pytest.mark.parametrize("name", ["opentsne", pytest.param("sklearn", marks=pytest.mark.slow)])
 def test_a_3d_t_sne_map_of_2d_data_starts_from_the_padded_pca(name):
     """Both t-SNEs' PCA start asked for 3 components of 2 features and failed; now the third column is noise."""
     from deqlib.reduce import REDUCERS

@@ -160,7 +160,12 @@ def offline_machine(monkeypatch, tmp_path):
         pass
 
 
-@pytest.mark.parametrize("name", ENCODERS.names())
+#: Encoders whose contract run takes over 5 s on 2 cores (ResNet101 and CLIP forward passes).
+SLOW_ENCODERS = {"resnet101", "clip"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in SLOW_ENCODERS else [])
+                                  for n in ENCODERS.names()])
 def test_encoder_contract(name, offline_machine, one_torch_thread):
     """What runs offline, for every encoder: cache key, transform, and the architecture with random
     weights. Pretrained weights: loaded and checked for entries registered ``offline=True``

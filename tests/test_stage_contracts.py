@@ -246,7 +246,7 @@ def test_clusterer_takes_points_in_any_memory_order(name, points):
         np.testing.assert_array_equal(_clusterer(name).fit_predict(layout), expected)
 
 
-@pytest.mark.parametrize("name", REDUCER_NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n == "umap" else []) for n in REDUCER_NAMES])
 def test_reducer_takes_embeddings_in_any_memory_order(name, high_dim_blobs):
     X, _ = high_dim_blobs
     with threadpool_limits(1):
