@@ -1,0 +1,66 @@
+"""Silent wrong results of issue 19, each now fixed or refused with a message naming the fix.
+
+One test (or a few) per case of ``docs/robustness.md``'s issue-19 rows: ``--samples-csv`` with
+hostile file names, a NaN in a cached t-SNE, a Waymo key listing in another order, notebook
+parameters that do not exist, and large groups of identical vectors. (The core count has its own
+module, ``tests/test_core_count.py``; identical vectors across every rarity signal are in
+``tests/test_rarity_contracts.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from deqlib.cli import main as deq
+
+#: File names a real folder can hold that break naive CSV: CR, LF, CRLF, quotes, commas, a
+#: separator-only name, unicode (combining, right-to-left, emoji), leading zeros and NA words.
+HOSTILE_IDS = ["cr\rname.png", "lf\nname.png", "crlf\r\nname.png", 'quote"d.png', "comma,name.png", ",",
+               '"', "e\u0301t\u00e9 \u05e9\u05dc\u05d5\u05dd \U0001f600.png", "000123", "NA", "nan", " lead",
+               "tab\tname.png", "semi;colon.png"]
+
+
+def _embeddings_file(tmp_path: Path, ids: list[str]) -> Path:
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(3, 16)) * 6
+    vectors = (centers[np.arange(len(ids)) % 3] + rng.normal(size=(len(ids), 16))).astype(np.float32)
+    path = tmp_path / "vectors.npz"
+    np.savez(path, vectors=vectors, sample_ids=np.array(ids))
+    return path
+
+
+def _small_analysis_args() -> list[str]:
+    return ["--perplexity", "5", "--reducer-param", "early_exaggeration_iter=25", "--reducer-param", "n_iter=25",
+            "--eps-scale", "raw", "--eps", "3", "--min-samples", "3", "--no-progress"]
+
+
+# ------------------------------------------------------------------------------------ --samples-csv
+def test_samples_csv_round_trips_hostile_file_names(tmp_path, capsys):
+    ids = HOSTILE_IDS + [f"plain-{i:03d}.png" for i in range(60 - len(HOSTILE_IDS))]
+    npz = _embeddings_file(tmp_path, ids)
+    csv_path = tmp_path / "samples.csv"
+    code = deq(["analyze", "--embeddings", str(npz), "--output", str(tmp_path / "bank.parquet"),
+                "--samples-csv", str(csv_path), "--cache-dir", str(tmp_path / "cache"), *_small_analysis_args()])
+    assert code == 0, capsys.readouterr()
+    from deqlib.bank import read_bank
+    from deqlib.pipeline import read_samples_csv
+
+    table = read_samples_csv(csv_path)
+    assert len(table) == 60  # before: a CR in a name split its row (62 rows for 60 samples)
+    assert table["sample_id"].tolist() == read_bank(tmp_path / "bank.parquet").table["sample_id"].tolist()
+    assert set(table["sample_id"]) == set(ids)
+    bank = read_bank(tmp_path / "bank.parquet").table.set_index("sample_id")
+    np.testing.assert_array_equal(table.set_index("sample_id").loc[ids, "likelihood"].to_numpy(),
+                                  bank.loc[ids, "likelihood"].to_numpy())
+    # any CSV reader sees 60 rows: Python's csv module too, and plain pandas (ids aside)
+    import csv
+
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 61 and {len(r) for r in rows} == {len(table.columns)}
+    assert len(pd.read_csv(csv_path)) == 60
