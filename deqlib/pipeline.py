@@ -198,12 +198,15 @@ def _cache_root(cache) -> Path | None:
                     f"got {cache!r}")
 
 
-def _load_npz(path: Path | None, keys: tuple[str, ...] = (), **expected_rows: int) -> dict | None:
+def _load_npz(path: Path | None, keys: tuple[str, ...] = (), finite: tuple[str, ...] = (),
+              **expected_rows: int) -> dict | None:
     """A stage cache file's arrays, or None when absent or damaged (then the stage is recomputed).
 
-    ``keys`` must all be present; ``expected_rows`` names arrays and their required length: a file that does not match (or
-    cannot be read: truncated zip, short member, missing key, bad JSON) is reported with its
-    path and ignored; the recomputed result replaces it atomically.
+    ``keys`` must all be present; ``expected_rows`` names arrays and their required length;
+    ``finite`` names arrays whose every value must be a finite number (coordinates: a NaN would
+    reach the bank as a NaN likelihood or a wrong cluster). A file that does not match (or
+    cannot be read: truncated zip, short member, missing key, bad JSON, a non-finite value) is
+    reported with its path and ignored; the recomputed result replaces it atomically.
     """
     if path is None or not path.is_file():
         return None
@@ -216,6 +219,14 @@ def _load_npz(path: Path | None, keys: tuple[str, ...] = (), **expected_rows: in
         for name, rows in expected_rows.items():
             if arrays[name].shape[:1] != (rows,):
                 raise ValueError(f"{name!r} has shape {arrays[name].shape}, expected {rows} rows")
+        for name in finite:
+            values = np.asarray(arrays[name])
+            if values.dtype.kind not in "fiu":
+                raise ValueError(f"{name!r} holds {values.dtype}, not numbers")
+            bad_rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            if bad_rows.size:
+                raise ValueError(f"{name!r} has non-finite values (NaN or inf) in {bad_rows.size} rows, "
+                                 f"first {bad_rows[:5].tolist()}")
         if "params" in arrays:
             json.loads(str(arrays["params"]))
     except Exception as exc:  # noqa: BLE001 - any unreadable cache file is recomputed, never trusted
@@ -394,7 +405,7 @@ def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = N
     started = time.perf_counter()
     reduce_key = _hash(embedding_key, reducer.cache_key())
     reduce_path = cache_root / "reduce" / f"{reduce_key}.npz" if cache_root is not None else None
-    stored = _load_npz(reduce_path, ("params",), coords=len(ids))
+    stored = _load_npz(reduce_path, ("params",), finite=("coords",), coords=len(ids))
     if stored is not None:
         coords, reduce_params = stored["coords"], json.loads(str(stored["params"]))
         cached["reduce"] = True

@@ -64,3 +64,32 @@ def test_samples_csv_round_trips_hostile_file_names(tmp_path, capsys):
         rows = list(csv.reader(handle))
     assert len(rows) == 61 and {len(r) for r in rows} == {len(table.columns)}
     assert len(pd.read_csv(csv_path)) == 60
+
+
+# ------------------------------------------------------------------------------------ cached coordinates
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_a_non_finite_coordinate_in_the_tsne_cache_is_reported_and_recomputed(tmp_path, capsys, caplog, bad_value):
+    import logging
+
+    from deqlib.bank import read_bank
+
+    npz = _embeddings_file(tmp_path, [f"s{i:03d}" for i in range(60)])
+    command = ["analyze", "--embeddings", str(npz), "--cache-dir", str(tmp_path / "cache"), *_small_analysis_args()]
+    assert deq([*command, "--output", str(tmp_path / "clean.parquet")]) == 0
+    [tsne_file] = (tmp_path / "cache" / "reduce").glob("*.npz")
+    with np.load(tsne_file, allow_pickle=False) as data:
+        coords, params = data["coords"].copy(), data["params"]
+    coords[17, 1] = bad_value  # a hand-damaged cache: readable, right shape, one bad number
+    with open(tsne_file, "wb") as handle:
+        np.savez(handle, coords=coords, params=params)
+    with caplog.at_level(logging.WARNING, logger="deqlib.pipeline"):
+        code = deq([*command, "--output", str(tmp_path / "again.parquet")])
+    assert code == 0
+    # before: the NaN reached the bank (exit 0, no word); now a warning naming the file and the row
+    assert tsne_file.name in caplog.text and "non-finite" in caplog.text and "[17]" in caplog.text
+    clean, again = read_bank(tmp_path / "clean.parquet").table, read_bank(tmp_path / "again.parquet").table
+    assert np.isfinite(again[["x", "y", "z", "likelihood"]].to_numpy()).all()
+    pd.testing.assert_frame_equal(again, clean)
+    with np.load(tsne_file, allow_pickle=False) as data:  # repaired on disk
+        assert np.isfinite(data["coords"]).all()
+
