@@ -93,3 +93,35 @@ def test_a_non_finite_coordinate_in_the_tsne_cache_is_reported_and_recomputed(tm
     with np.load(tsne_file, allow_pickle=False) as data:  # repaired on disk
         assert np.isfinite(data["coords"]).all()
 
+
+
+# ------------------------------------------------------------------------------------ notebook parameters
+def test_deq_notebook_run_refuses_a_parameter_the_notebook_lacks(capsys):
+    # before: papermill only warned, and 00 ran with perplexity 30 (it takes reducer_params now)
+    assert deq(["notebook", "run", "00_quickstart", "-p", "perplexity", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "has no parameter 'perplexity'" in err and "reducer_params" in err and "max_images" in err
+    assert "-p reducer_params '{\"perplexity\": 3}'" in err  # the fix, written out
+
+
+def test_deq_sweep_refuses_unknown_parameters_before_any_run(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert deq(["sweep", "00_quickstart", "--grid", "perplexity=3,5", "--output-root", str(runs)]) == 2
+    assert "has no parameter 'perplexity'" in capsys.readouterr().err
+    # a misspelt fixed parameter and a misspelt dict parameter of a dotted axis: the closest name is offered
+    assert deq(["sweep", "00_quickstart", "--grid", "clusterr_params.eps=1,2", "-p", "max_image", "50",
+                "--output-root", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "'clusterr_params' (did you mean 'clusterer_params'?)" in err
+    assert "'max_image' (did you mean 'max_images'?)" in err
+    assert not runs.exists()  # refused before the first run, not a table of failed rows
+
+
+def test_declared_parameters_still_pass_the_check():
+    from deqlib.notebooks import check_notebook_parameters
+    from deqlib.sweep import notebook_parameters
+
+    declared = check_notebook_parameters("00_quickstart", notebook_parameters(
+        {"max_images": 50}, {"clusterer_params.eps": 1.0, "reducer_params.perplexity": 5}))
+    assert {"max_images", "clusterer_params", "reducer_params", "output_dir"} <= declared
