@@ -10,6 +10,7 @@ module, ``tests/test_core_count.py``; identical vectors across every rarity sign
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +126,62 @@ def test_declared_parameters_still_pass_the_check():
     declared = check_notebook_parameters("00_quickstart", notebook_parameters(
         {"max_images": 50}, {"clusterer_params.eps": 1.0, "reducer_params.perplexity": 5}))
     assert {"max_images", "clusterer_params", "reducer_params", "output_dir"} <= declared
+
+
+# ------------------------------------------------------------------------------------ Waymo key listing
+def _official_waymo(tmp_path: Path, n: int = 30):
+    """An image folder of ``n`` distinct files and the official pickle keyed by os.listdir position."""
+    import pickle
+
+    folder = tmp_path / "original" / "training" / "image_0"
+    folder.mkdir(parents=True)
+    for i in range(n):
+        (folder / f"seg_{(i * 7) % n:03d}_{i}.jpg").write_bytes(f"jpeg bytes of frame {i}".encode() * (i + 1))
+    names = os.listdir(folder)
+    sizes = {name: 1 + i for i, name in enumerate(sorted(names))}  # a distinct cluster size per file
+    payload = {np.int64(k): {"cluster_id": np.int64(k), "cluster_size": np.int64(sizes[name]),
+                             "largest_cluster_size": np.int64(n)} for k, name in enumerate(names)}
+    path = tmp_path / "waymo_training_cluster_info.pkl"
+    path.write_bytes(pickle.dumps(payload))
+    truth = {Path(name).stem: sizes[name] for name in names}
+    return path, folder, names, truth
+
+
+def test_waymo_keys_by_position_alone_are_refused(tmp_path):
+    """Before: a folder listed again elsewhere, or a sorted list, mapped 24-26 of 30 keys to other files."""
+    from deqlib.bank import BankFormatError, import_official_pickle
+
+    path, folder, names, _ = _official_waymo(tmp_path)
+    copy = tmp_path / "copy" / "image_0"
+    copy.mkdir(parents=True)
+    for name in sorted(names, reverse=True):  # another order, as another file system would give
+        (copy / name).write_bytes((folder / name).read_bytes())
+    plain = tmp_path / "sorted.txt"
+    plain.write_text("\n".join(sorted(names)) + "\n")
+    for listing in (copy, folder, plain, sorted(names)):
+        with pytest.raises(BankFormatError, match="record_key_listing") as caught:
+            import_official_pickle(path, key_listing=listing)
+        assert "position" in str(caught.value)
+
+
+def test_waymo_keys_map_through_a_recorded_listing_verified_against_the_files(tmp_path):
+    import shutil
+
+    from deqlib.bank import BankFormatError, import_official_pickle, record_key_listing
+
+    path, folder, names, truth = _official_waymo(tmp_path)
+    listing = record_key_listing(folder, tmp_path / "listing.tsv")  # where the original run listed them
+    moved = tmp_path / "elsewhere" / "image_0"
+    shutil.copytree(folder, moved)  # the images moved: the recorded order still holds, each file is checked
+    for images in (None, moved):
+        bank = import_official_pickle(path, key_listing=listing, images=images)
+        assert dict(zip(bank.table["sample_id"], bank.table["cluster_size"])) == truth  # 30 of 30 right
+    assert bank.metadata["key_images"] == str(moved)
+    # a file whose content changed (or that is missing, or unlisted) is refused, naming it
+    (moved / names[4]).write_bytes(b"another image")
+    with pytest.raises(BankFormatError, match=f"changed content 1 \\(e.g. \\['{names[4]}'\\]\\)"):
+        import_official_pickle(path, key_listing=listing, images=moved)
+    (moved / names[4]).unlink()
+    (moved / "extra.jpg").write_bytes(b"x")
+    with pytest.raises(BankFormatError, match="missing 1 .*not listed 1"):
+        import_official_pickle(path, key_listing=listing, images=moved)
