@@ -25,7 +25,7 @@ from collections.abc import Iterable
 import numpy as np
 
 __all__ = ["check_int", "check_real", "check_choice", "check_bool", "check_samples", "check_embeddings",
-           "resolve_n_jobs"]
+           "resolve_n_jobs", "duplicate_groups"]
 
 
 def _or_none(allow_none: bool) -> str:
@@ -153,3 +153,24 @@ def resolve_n_jobs(n_jobs) -> int:
     if n_jobs is None or n_jobs == -1:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return int(n_jobs)
+
+
+def duplicate_groups(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows of ``vectors`` that are exactly identical (byte for byte), grouped.
+
+    Returns
+    -------
+    first : ndarray of int
+        Index of each distinct vector's first row, ascending (the rows a reducer fits).
+    inverse : ndarray of int, shape (N,)
+        For each row, the position of its vector in ``first`` (``vectors[first][inverse] == vectors``).
+    counts : ndarray of int
+        How many rows hold each distinct vector.
+    """
+    rows = np.ascontiguousarray(vectors)
+    keys = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, inverse, counts = np.unique(keys, return_index=True, return_inverse=True, return_counts=True)
+    order = np.argsort(first, kind="stable")  # distinct vectors in the order they first appear
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[inverse.ravel()], counts[order]

@@ -60,6 +60,7 @@ __all__ = [
     "write_bank",
     "read_bank",
     "export_official_pickle",
+    "record_key_listing",
     "import_official_pickle",
     "missing_sample_ids",
     "MISSING_POLICIES",
@@ -488,44 +489,124 @@ def _check_exportable(bank: LikelihoodBank) -> None:
             "pickle would silently change the weights. Make the bank with scale=1.0, or train from the Parquet bank")
 
 
-def _read_key_listing(key_listing) -> tuple[list[str], str]:
-    """File names in the order the official run listed them, and where they came from."""
-    if isinstance(key_listing, (str, Path)):
-        where = Path(key_listing).expanduser()
-        if where.is_dir():
-            return os.listdir(where), f"os.listdir({where})"  # unsorted: the official notebook's order
-        if where.is_file():
-            return [line.strip() for line in where.read_text().splitlines() if line.strip()], str(where)
-        raise FileNotFoundError(f"key_listing {where} is neither a folder nor a file listing names")
-    names = [str(n) for n in key_listing]
-    return names, f"a list of {len(names)} names"
+KEY_LISTING_HEADER = "# deqlib key listing v1"
 
 
-def _map_integer_keys(path: Path, payload: dict, key_listing) -> tuple[dict, dict]:
-    """Official Waymo pickles: integer keys = positions in ``os.listdir(image_0)`` -> file stems."""
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_key_listing(folder: str | Path, path: str | Path) -> Path:
+    """Record an image folder's ``os.listdir`` order, with each file's size and sha256, for
+    :func:`import_official_pickle` (``key_listing=``).
+
+    Run it once where the official Waymo analysis ran (the same copy, on the same file system):
+    ``os.listdir`` order is that file system's, and the pickle's integer keys are positions in it.
+    The file (tab-separated ``position, name, size, sha256`` under a header naming the folder,
+    host and time) then travels with the pickle, and every key is checked against the files by
+    name, size and digest wherever the images are.
+    """
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} is not a folder; pass the image folder the official run listed "
+                                "(<split>/image_0)")
+    names = os.listdir(folder)  # unsorted, on purpose: the official notebook's order
+    lines = [f"{KEY_LISTING_HEADER}: os.listdir order of {folder.resolve()} on {platform.node()}, recorded "
+             f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')}", "position\tname\tsize\tsha256"]
+    for position, name in enumerate(names):
+        file = folder / name
+        if any(c in name for c in "\t\r\n"):
+            raise ValueError(f"{file}: a tab or line break in a file name cannot be recorded; rename it")
+        lines.append(f"{position}\t{name}\t{file.stat().st_size}\t{_file_sha256(file)}")
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def _read_recorded_listing(where: Path) -> tuple[list[tuple[str, int, str]], Path | None]:
+    """The (name, size, sha256) rows of a :func:`record_key_listing` file, and the folder it names."""
+    lines = where.read_text(encoding="utf-8").splitlines()
+    if not lines or not lines[0].startswith(KEY_LISTING_HEADER):
+        raise BankFormatError(
+            f"key_listing {where} is not a recorded listing (no '{KEY_LISTING_HEADER}' header): a list of names "
+            "gives positions only, which nothing can check (a sorted or copied listing mapped 26 of 30 keys to "
+            "other files). Record it where the original run listed the images: "
+            "deqlib.bank.record_key_listing('<split>/image_0', 'listing.tsv')")
+    recorded_folder = Path(lines[0].split("os.listdir order of ", 1)[1].rsplit(" on ", 1)[0]) \
+        if "os.listdir order of " in lines[0] else None
+    rows = []
+    for number, line in enumerate(lines[2:], start=3):
+        parts = line.split("\t")
+        if len(parts) != 4 or not parts[0].isdigit() or int(parts[0]) != len(rows) or not parts[2].isdigit():
+            raise BankFormatError(f"key_listing {where}, line {number}: expected 'position<TAB>name<TAB>size<TAB>"
+                                  f"sha256' with position {len(rows)}, got {line[:80]!r}")
+        rows.append((parts[1], int(parts[2]), parts[3]))
+    return rows, recorded_folder
+
+
+def _verify_listing_files(where: Path, rows: list[tuple[str, int, str]], images: Path) -> None:
+    """Every listed file is in ``images`` with its recorded size and sha256, and nothing else is there."""
+    present = set(os.listdir(images))
+    missing = [name for name, _, _ in rows if name not in present]
+    extra = sorted(present - {name for name, _, _ in rows})
+    changed = [name for name, size, digest in rows if name in present
+               and ((images / name).stat().st_size != size or _file_sha256(images / name) != digest)]
+    if missing or extra or changed:
+        problems = "; ".join(f"{label} {len(found)} (e.g. {found[:3]})" for label, found in
+                             (("missing", missing), ("not listed", extra), ("changed content", changed)) if found)
+        raise BankFormatError(f"key_listing {where} does not match the files in {images}: {problems}. The keys "
+                              "cannot be mapped safely: pass images= the folder the listing was recorded from")
+
+
+def _map_integer_keys(path: Path, payload: dict, key_listing, images) -> tuple[dict, dict]:
+    """Official Waymo pickles: integer keys = positions in ``os.listdir(image_0)`` -> file stems, through a
+    recorded listing whose every file is verified (name, size, sha256) against ``images``."""
+    fix = ("record the listing once where the original run listed the images, "
+           "deqlib.bank.record_key_listing('<split>/image_0', 'listing.tsv') (same copy, same file system), then "
+           "pass key_listing='listing.tsv' (and images=<the image folder>, if it moved)")
     if key_listing is None:
         raise BankFormatError(
             f"{path}: sample ids are integers ({len(payload)} keys, e.g. {list(payload)[:3]}): the official "
-            "Waymo notebook keys samples by their position in os.listdir(<split>/image_0). Pass "
-            "key_listing=<that folder, on the same file system as the original run, or a text file of its "
-            "names in the same order> to map them to file names")
-    names, where = _read_key_listing(key_listing)
+            f"Waymo notebook keys samples by their position in os.listdir(<split>/image_0). To map them, {fix}")
+    if not isinstance(key_listing, (str, os.PathLike)):
+        raise BankFormatError(f"{path}: key_listing must be a recorded listing file; a list of names gives "
+                              f"positions only, which nothing can check; {fix}")
+    where = Path(key_listing).expanduser()
+    if where.is_dir():
+        raise BankFormatError(
+            f"{path}: key_listing {where} is a folder: listing it again maps keys by position alone, and "
+            "os.listdir order depends on the file system (a copy elsewhere mapped 24 of 30 keys to other files); "
+            + fix)
+    if not where.is_file():
+        raise FileNotFoundError(f"key_listing {where} does not exist; {fix}")
+    rows, recorded_folder = _read_recorded_listing(where)
     keys = sorted(int(k) for k in payload)
-    if keys != list(range(len(names))):
+    if keys != list(range(len(rows))):
         raise BankFormatError(
             f"{path}: the integer keys ({len(keys)}, from {keys[0]} to {keys[-1]}) are not the positions "
-            f"0..{len(names) - 1} of the {len(names)} names in {where}: it is not the listing this pickle was "
-            "made from (os.listdir order depends on the file system: list the original folder)")
-    ids = [Path(n).stem for n in names]
+            f"0..{len(rows) - 1} of the {len(rows)} names in {where}: it is not the listing this pickle was made from")
+    folder = Path(images).expanduser() if images is not None else recorded_folder
+    if folder is None or not folder.is_dir():
+        raise BankFormatError(f"{path}: the images the listing {where} names are not at {folder}; pass "
+                              "images=<the image folder> so that every key is checked against its file")
+    _verify_listing_files(where, rows, folder)
+    ids = [Path(name).stem for name, _, _ in rows]
     if len(set(ids)) != len(ids):
         raise BankFormatError(f"{path}: {where} lists two files with the same name stem; ids would repeat")
     mapped = {ids[int(k)]: info for k, info in payload.items()}
-    return mapped, {"key_mapping": "position in os.listdir order -> file stem", "key_listing": where}
+    return mapped, {"key_mapping": "position in the recorded os.listdir order -> file stem, each file verified "
+                                   "by name, size and sha256", "key_listing": str(where), "key_images": str(folder)}
 
 
 def import_official_pickle(
     path: str | Path, metadata: Mapping[str, Any] | None = None, allow_numpy_scalars: bool = True,
-    key_listing=None,
+    key_listing=None, images=None,
 ) -> LikelihoodBank:
     """Read an official forks' pickle safely and return it as a :class:`LikelihoodBank`.
 
@@ -541,11 +622,16 @@ def import_official_pickle(
     allow_numpy_scalars : bool, default=True
         The official notebooks pickle numpy integers; they are rebuilt from their validated raw
         bytes (numeric dtypes only), never by numpy's own unpickling code. ``False`` refuses them.
-    key_listing : path or sequence of str, optional
+    key_listing : path, optional
         For integer keys (the official Waymo notebook: positions in ``os.listdir`` of the image
-        folder): the folder itself (listed again with ``os.listdir``: only valid on the same file
-        system as the original run), a text file with one name per line in that order, or the
-        names. Sample ids become the file stems. Without it integer keys are refused.
+        folder): a listing recorded by :func:`record_key_listing` where the original run listed
+        the images. Sample ids become the file stems. A folder (listed again, in whatever order
+        this file system gives) or a bare list of names is refused: they map keys by position
+        alone. Without it integer keys are refused.
+    images : path, optional
+        The image folder now, against which every listed file is checked by name, size and
+        sha256 (default: the folder the listing was recorded from). A missing, extra or changed
+        file is refused.
 
     Raises
     ------
@@ -573,7 +659,7 @@ def import_official_pickle(
     meta = {"source_format": "official-pickle", "source_file": str(path), "noise_policy": "unknown"}
     integer_keys = [isinstance(k, (int, np.integer)) for k in payload]
     if all(integer_keys):
-        payload, mapping = _map_integer_keys(path, payload, key_listing)
+        payload, mapping = _map_integer_keys(path, payload, key_listing, images)
         meta.update(mapping)
     elif any(integer_keys):
         raise BankFormatError(f"{path}: sample ids mix strings and integers; a bank's ids are all strings")

@@ -60,7 +60,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from deqlib._validation import check_choice, check_embeddings, check_int, check_real, check_samples, resolve_n_jobs
+from deqlib._validation import (check_choice, check_embeddings, check_int, check_real, check_samples,
+                                duplicate_groups, resolve_n_jobs)
 from deqlib.adapters import WrappingEstimator
 from deqlib.labels import relabel_by_size
 from deqlib.registry import Registry
@@ -278,6 +279,12 @@ class DBSCANClusterer(_FittedLabels, BaseEstimator):
         eps, min_samples = self._validate()
         if self.eps_scale == "raw":
             return eps, None
+        # The spacing of the map is that of its distinct points: copies of one vector share one position
+        # (deqlib.pipeline fits the reducer on distinct vectors), and would otherwise shrink the scale to 0.
+        X = check_embeddings(X)
+        distinct = duplicate_groups(X)[0]
+        if distinct.size < X.shape[0]:
+            X = X[distinct]
         if self.eps_scale == "official":
             if X.shape[0] <= OFFICIAL_KNN_K:
                 raise ValueError(

@@ -38,9 +38,11 @@ __all__ = [
     "MAIN_NOTEBOOKS",
     "DEFAULT_KERNEL",
     "NotebookExecutionError",
+    "UnknownNotebookParameterError",
     "MissingFigureError",
     "NotebookRun",
     "notebooks_dir",
+    "check_notebook_parameters",
     "list_notebooks",
     "resolve_notebook",
     "resolve_kernel",
@@ -86,6 +88,46 @@ class NotebookExecutionError(RuntimeError):
         self.cell_index = cell_index
         self.ename = ename
         self.evalue = evalue
+
+
+class UnknownNotebookParameterError(ValueError):
+    """A parameter the notebook's cell tagged ``parameters`` does not declare (papermill would only warn
+    and run with the notebook's own value); the message lists the valid ones."""
+
+
+def check_notebook_parameters(name_or_path: str | os.PathLike, names: Iterable[str]) -> set[str]:
+    """Refuse parameter ``names`` the notebook does not declare; return the declared ones.
+
+    Parameters
+    ----------
+    name_or_path : str or path-like
+        A notebook path, name or number prefix (:func:`resolve_notebook`).
+    names : iterable of str
+        Parameter names to be injected (``-p KEY VALUE``, a sweep's base parameters and grid axes).
+
+    Raises
+    ------
+    UnknownNotebookParameterError
+        Naming each unknown parameter (with the closest declared name, when one is close), the
+        notebook, and every parameter it declares. Before, papermill only logged a warning and
+        the notebook ran with its own value (``-p perplexity 3`` ran at perplexity 30).
+    """
+    import difflib
+
+    notebook = resolve_notebook(name_or_path)
+    declared = _declared_parameters(notebook)
+    unknown = sorted(set(names) - declared)
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(declared), n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        nested = ("; a t-SNE or clusterer setting goes inside reducer_params / clusterer_params, e.g. "
+                  "-p reducer_params '{\"perplexity\": 3}'") if {"reducer_params", "clusterer_params"} <= declared else ""
+        raise UnknownNotebookParameterError(
+            f"notebook {notebook.name} has no parameter {', '.join(hints)}; its parameters are: "
+            f"{', '.join(sorted(declared))}{nested}")
+    return declared
 
 
 class MissingFigureError(RuntimeError):
@@ -266,6 +308,8 @@ def execute_notebook(name_or_path: str | os.PathLike, parameters: Mapping[str, A
 
     Raises
     ------
+    UnknownNotebookParameterError
+        A parameter the notebook does not declare, before anything runs (a ``ValueError``).
     NotebookExecutionError
         If any cell raises. The executed copy (with the traceback) is still written.
     """
@@ -273,8 +317,9 @@ def execute_notebook(name_or_path: str | os.PathLike, parameters: Mapping[str, A
     import papermill
 
     notebook = resolve_notebook(name_or_path)
-    kernel = resolve_kernel(kernel_name)
     parameters = _plain(dict(parameters or {}))
+    check_notebook_parameters(notebook, parameters)  # before a kernel starts
+    kernel = resolve_kernel(kernel_name)
     target_dir = Path(output_dir) if output_dir is not None else paths.build_dir() / "notebooks"
     target_dir = target_dir.resolve()
     target_dir.mkdir(parents=True, exist_ok=True)

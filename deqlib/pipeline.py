@@ -36,7 +36,7 @@ from sklearn.base import clone
 
 from deqlib import __version__, paths
 from deqlib._atomic import atomic_path
-from deqlib._validation import check_embeddings
+from deqlib._validation import check_embeddings, duplicate_groups
 from deqlib.alignment import align, attribute_columns
 from deqlib.bank import LikelihoodBank, bank_from_signal, export_official_pickle, write_bank
 from deqlib.cluster import ClusterResult
@@ -46,10 +46,42 @@ from deqlib.progress import stage_message
 from deqlib.stages import MODES, Stages, build_stages, checked_stages
 from deqlib.weights import gfl_weight
 
-__all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "Stages", "analyze", "build_stages",
-           "default_bank_path", "embeddings_from_source"]
+__all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "DuplicateEmbeddingsWarning", "Stages", "analyze", "build_stages",
+           "default_bank_path", "duplicate_groups", "embeddings_from_source", "read_samples_csv",
+           "write_samples_csv"]
 
 logger = logging.getLogger(__name__)
+
+
+class DuplicateEmbeddingsWarning(UserWarning):
+    """Many samples have exactly the same vector (copies of one image, or an encoder that saturates)."""
+
+
+#: A group of identical vectors this large, or duplicates making up this share of the samples, is
+#: reported with a warning (smaller ones in the log and in ``params['embedding']['duplicates']``).
+DUPLICATE_GROUP_WARNING = 10
+DUPLICATE_SHARE_WARNING = 0.01
+
+
+def _report_duplicates(ids: list[str], first: np.ndarray, counts: np.ndarray) -> dict:
+    """What the duplicates were (for the bank's metadata), with a warning when they are many."""
+    n_copies = int((counts - 1).sum())
+    largest = int(counts.max()) if counts.size else 0
+    record = {"n_distinct": int(counts.size), "n_groups": int((counts > 1).sum()), "n_copies": n_copies,
+              "largest_group": largest}
+    if n_copies == 0:
+        return record
+    example = ids[int(first[int(np.argmax(counts))])]
+    message = (f"{n_copies + int((counts > 1).sum())} of {len(ids)} samples are identical vectors in "
+               f"{record['n_groups']} groups (largest: {largest} copies of sample {example!r}); each group gets one "
+               "position in the map and one likelihood, counted once per sample. If they are duplicate images, "
+               "drop the copies from the dataset (or pass the embeddings without them) so that they do not make "
+               "their cluster look common")
+    if largest >= DUPLICATE_GROUP_WARNING or n_copies >= DUPLICATE_SHARE_WARNING * len(ids):
+        warnings.warn(message, DuplicateEmbeddingsWarning, stacklevel=3)
+    else:
+        logger.info(message)
+    return record
 
 
 class DegenerateClusteringWarning(UserWarning):
@@ -105,6 +137,10 @@ class AnalysisResult:
         images could not be embedded (see :func:`deqlib.bank.export_official_pickle`)."""
         return export_official_pickle(self.bank, path, missing=missing, expected_ids=expected_ids)
 
+    def write_samples_csv(self, path: str | Path) -> Path:
+        """Write :attr:`samples` as CSV (atomic), every text field quoted (:func:`write_samples_csv`)."""
+        return write_samples_csv(self.samples, path)
+
     def summary(self) -> str:
         """Clusters, noise, likelihood quantiles and time per stage, in a few lines."""
         c = self.params["cluster"]
@@ -134,6 +170,31 @@ class AnalysisResult:
                 lines.append(f"alignment with {row.attribute!r}: NMI {row.nmi:.3f}, ARI {row.ari:.3f}, "
                              f"purity {row.purity:.3f}")
         return "\n".join(lines)
+
+
+def write_samples_csv(samples: pd.DataFrame, path: str | Path) -> Path:
+    """Write a per-sample table as CSV (atomic) that reads back row for row, whatever the file names.
+
+    Every text field is quoted (``csv.QUOTE_NONNUMERIC``), so a sample id or path holding a comma, a
+    quote, a line feed or a lone carriage return stays one field of one row; pandas' default quotes
+    only what holds its line terminator, and a ``\\r`` in a file name split a row in two (60 samples
+    read back as 62 rows). UTF-8, ``\\n`` line ends. Read it with :func:`read_samples_csv`.
+    """
+    import csv
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        samples.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n", encoding="utf-8")
+    return path
+
+
+def read_samples_csv(path: str | Path) -> pd.DataFrame:
+    """Read a table written by :func:`write_samples_csv`: ids and locations stay text (``'000001'``,
+    ``'NA'`` and ``'nan'`` are ids, not numbers or missing values)."""
+    header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
+    text_columns = {c: str for c in ("sample_id", "location") if c in header}
+    missing = {c: ["", "nan", "NaN"] for c in header if c not in text_columns}  # other columns: as pandas reads
+    return pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=missing, encoding="utf-8")
 
 
 def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str, signal: str = "cluster") -> Path:
@@ -169,12 +230,15 @@ def _cache_root(cache) -> Path | None:
                     f"got {cache!r}")
 
 
-def _load_npz(path: Path | None, keys: tuple[str, ...] = (), **expected_rows: int) -> dict | None:
+def _load_npz(path: Path | None, keys: tuple[str, ...] = (), finite: tuple[str, ...] = (),
+              **expected_rows: int) -> dict | None:
     """A stage cache file's arrays, or None when absent or damaged (then the stage is recomputed).
 
-    ``keys`` must all be present; ``expected_rows`` names arrays and their required length: a file that does not match (or
-    cannot be read: truncated zip, short member, missing key, bad JSON) is reported with its
-    path and ignored; the recomputed result replaces it atomically.
+    ``keys`` must all be present; ``expected_rows`` names arrays and their required length;
+    ``finite`` names arrays whose every value must be a finite number (coordinates: a NaN would
+    reach the bank as a NaN likelihood or a wrong cluster). A file that does not match (or
+    cannot be read: truncated zip, short member, missing key, bad JSON, a non-finite value) is
+    reported with its path and ignored; the recomputed result replaces it atomically.
     """
     if path is None or not path.is_file():
         return None
@@ -187,6 +251,14 @@ def _load_npz(path: Path | None, keys: tuple[str, ...] = (), **expected_rows: in
         for name, rows in expected_rows.items():
             if arrays[name].shape[:1] != (rows,):
                 raise ValueError(f"{name!r} has shape {arrays[name].shape}, expected {rows} rows")
+        for name in finite:
+            values = np.asarray(arrays[name])
+            if values.dtype.kind not in "fiu":
+                raise ValueError(f"{name!r} holds {values.dtype}, not numbers")
+            bad_rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            if bad_rows.size:
+                raise ValueError(f"{name!r} has non-finite values (NaN or inf) in {bad_rows.size} rows, "
+                                 f"first {bad_rows[:5].tolist()}")
         if "params" in arrays:
             json.loads(str(arrays["params"]))
     except Exception as exc:  # noqa: BLE001 - any unreadable cache file is recomputed, never trusted
@@ -361,21 +433,37 @@ def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = N
     timings["embed"] = time.perf_counter() - started
     dataset = dataset or embed_info["dataset"]
 
+    # Identical vectors get one position in the map: a t-SNE spreads copies of one vector apart, and
+    # the clusterer then split them (2 vectors x 100 copies: 145 samples at p = 0.043, the rest up to 1).
+    distinct, inverse, counts = duplicate_groups(vectors)
+    duplicates = _report_duplicates(ids, distinct, counts)
+    has_duplicates = duplicates["n_copies"] > 0
+
     # 2. reduction
     started = time.perf_counter()
-    reduce_key = _hash(embedding_key, reducer.cache_key())
+    reduce_key = _hash(embedding_key, reducer.cache_key(), *(("distinct rows",) if has_duplicates else ()))
     reduce_path = cache_root / "reduce" / f"{reduce_key}.npz" if cache_root is not None else None
-    stored = _load_npz(reduce_path, ("params",), coords=len(ids))
+    stored = _load_npz(reduce_path, ("params",), finite=("coords",), coords=len(ids))
     if stored is not None:
         coords, reduce_params = stored["coords"], json.loads(str(stored["params"]))
         cached["reduce"] = True
         _say(progress, f"reduce: {len(ids)} points from cache {reduce_path}")
     else:
         _say(progress, f"reduce: {type(reducer).__name__} on {len(ids)} x {vectors.shape[1]} ...")
-        if progress and "progress" in inspect.signature(reducer.fit_transform).parameters:
-            coords = reducer.fit_transform(vectors, progress=True)  # a t-SNE progress bar
-        else:
-            coords = reducer.fit_transform(vectors)
+        fitted = vectors[distinct] if has_duplicates else vectors
+        try:
+            if progress and "progress" in inspect.signature(reducer.fit_transform).parameters:
+                coords = reducer.fit_transform(fitted, progress=True)  # a t-SNE progress bar
+            else:
+                coords = reducer.fit_transform(fitted)
+        except ValueError as exc:
+            if not has_duplicates:
+                raise
+            raise ValueError(f"{exc} (the map is made of the {len(distinct)} distinct vectors among {len(ids)} "
+                             f"samples: {duplicates['n_copies']} are copies; drop the duplicates or add samples)"
+                             ) from None
+        if has_duplicates:
+            coords = np.asarray(coords)[inverse]
         reduce_params = getattr(reducer, "params_", reducer.cache_key())
         _save_npz(reduce_path, coords=coords, params=np.array(json.dumps(reduce_params, default=str)))
         cached["reduce"] = False
@@ -413,7 +501,7 @@ def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = N
     failed_ids = embed_info.pop("failed_sample_ids", [])
     params = {
         "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
-        "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids),
+        "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids), "duplicates": duplicates,
                                                       "dim": int(vectors.shape[1]), "key": embedding_key,
                                                       # the row order moves t-SNE results (docs/analysis.md)
                                                       "row_order": _hash("row order", ids)},

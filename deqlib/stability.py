@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from deqlib._validation import check_embeddings
+from deqlib._validation import check_embeddings, duplicate_groups
 from deqlib.bank import bank_from_likelihood
 from deqlib.consensus import (ABSENT, WEIGHT_MOVE, coassociation_consensus, consensus_mean, knn_graph,
                               per_sample_stability, percentile_ranks, run_agreement, summarize_stability)
@@ -285,11 +285,14 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, stages=N
     shared = (share_affinities and isinstance(base_reducer, OpenTSNEReducer)
               and not {"subsample", "order"} & set(vary) and n <= base_reducer.sample_threshold)
     affinities = None
+    # identical vectors get one position per run (a t-SNE would spread copies apart): fit the distinct ones
+    distinct, inverse, _ = duplicate_groups(X)
+    has_duplicates = distinct.size < n
     started = time.perf_counter()
     if shared:
         _say(progress, f"affinities of {n} x {X.shape[1]} once (seed {seeds[0]}) ...")
         base_reducer = clone(base_reducer).set_params(initialization="random")
-        affinities = base_reducer.fit_affinities(X)
+        affinities = base_reducer.fit_affinities(X[distinct] if has_duplicates else X)
     affinity_seconds = time.perf_counter() - started
 
     likelihoods = np.full((K, n), np.nan)
@@ -311,8 +314,12 @@ def stability_runs(embeddings, sample_ids: Sequence[str] | None = None, stages=N
         if "band" in vary:
             run_clusterer, setting = _band_clusterer(base_clusterer, float(np.exp(rng.uniform(np.log(low),
                                                                                               np.log(high)))))
-        coords = (run_reducer.fit_transform(X, affinities=affinities) if shared
-                  else run_reducer.fit_transform(X[rows]))
+        if shared:
+            coords = run_reducer.fit_transform(X[distinct] if has_duplicates else X, affinities=affinities)
+            coords = coords[inverse] if has_duplicates else coords
+        else:
+            run_distinct, run_inverse, _ = duplicate_groups(X[rows])
+            coords = run_reducer.fit_transform(X[rows][run_distinct])[run_inverse]
         result = run_clusterer.fit(coords).result_
         if all_coords is None:
             all_coords = np.full((K, n, coords.shape[1]), np.nan)

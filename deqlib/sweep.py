@@ -145,10 +145,15 @@ def run_sweep(notebook: str, grid: Sequence[Mapping[str, Any]], base_parameters:
     table (``sweep_results.csv``) is written to ``output_root`` too. A run whose summary exists
     with the same parameters is reused unless ``force``. A dotted axis name sets one key of a
     dict parameter (:func:`notebook_parameters`); the table names it by :func:`column_names`.
+    A parameter the notebook does not declare (in ``base_parameters`` or an axis) is refused before
+    anything runs (:class:`deqlib.notebooks.UnknownNotebookParameterError`, listing the valid ones).
     """
-    from deqlib.notebooks import execute_notebook
+    from deqlib.notebooks import check_notebook_parameters, execute_notebook
 
     output_root = Path(output_root) if output_root else paths.build_dir() / "sweeps" / Path(notebook).stem
+    # every point's names checked before the first run: an unknown one is refused, not a table of failed rows
+    names = {"output_dir"}.union(*(notebook_parameters(base_parameters, point) for point in grid))
+    check_notebook_parameters(notebook, names)
     rows = []
     for i, point in enumerate(grid):
         parameters = notebook_parameters(base_parameters, point)

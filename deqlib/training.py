@@ -28,17 +28,18 @@ from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA, gfl_weight, weighted_loss
 __all__ = ["load_bank", "BankLookup", "GFLWeightedLoss", "weighted_sampler", "class_balanced_weights"]
 
 
-def load_bank(path: str | Path, key_listing=None) -> LikelihoodBank:
+def load_bank(path: str | Path, key_listing=None, images=None) -> LikelihoodBank:
     """A bank from our Parquet file or from the official forks' pickle (read safely).
 
     Official pickles with numpy integer values load as they are (their numbers are rebuilt from
-    validated bytes, see :func:`deqlib.bank.import_official_pickle`); ``key_listing`` maps the
-    official Waymo pickle's integer keys to file names.
+    validated bytes, see :func:`deqlib.bank.import_official_pickle`); ``key_listing`` (a listing
+    recorded by :func:`deqlib.bank.record_key_listing`) maps the official Waymo pickle's integer
+    keys to file names, each verified against the files in ``images``.
     """
     path = Path(path)
     if path.suffix == ".pkl":
-        return import_official_pickle(path, key_listing=key_listing)
-    if key_listing is not None:
+        return import_official_pickle(path, key_listing=key_listing, images=images)
+    if key_listing is not None or images is not None:
         raise ValueError(f"key_listing is for official pickles with integer keys; {path} is a Parquet bank")
     return read_bank(path)
 

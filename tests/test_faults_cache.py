@@ -196,7 +196,9 @@ def test_image_replaced_in_place_is_embedded_again(tmp_path):
 # -- 4. thread counts -----------------------------------------------------------------------------
 @pytest.mark.slow
 def test_tsne_coordinates_do_not_depend_on_thread_counts():
-    """``OMP_NUM_THREADS=1`` against the default moved almost every likelihood (PCA via BLAS)."""
+    """``OMP_NUM_THREADS=1`` against the default moved almost every likelihood (PCA via BLAS). Below 1,000
+    points openTSNE's neighbours are exact, so its own n_jobs has no effect here either; above, they are
+    Annoy's and depend on it (the default is a constant: tests/test_core_count.py)."""
     from threadpoolctl import threadpool_limits
 
     from deqlib.reduce import OpenTSNEReducer

@@ -281,24 +281,26 @@ def test_waymo_integer_keys_need_a_listing(tmp_path):
     assert str(path) in str(caught.value)
 
 
-def test_waymo_integer_keys_map_through_the_listing(tmp_path):
+def test_waymo_integer_keys_map_through_a_recorded_listing(tmp_path):
+    from deqlib.bank import record_key_listing
+
     path, folder, names = _waymo(tmp_path)
     expected = {Path(names[i]).stem: [3, 1, 2][i] / 3 for i in range(3)}  # key i = names[i]
-    listing_file = tmp_path / "listing.txt"
-    listing_file.write_text("\n".join(names) + "\n")
-    for listing in (folder, listing_file, names):
-        bank = import_official_pickle(path, key_listing=listing)
-        assert dict(zip(bank.table["sample_id"], bank.table["likelihood"])) == pytest.approx(expected)
-        assert bank.metadata["key_mapping"].startswith("position in os.listdir")
-    assert load_bank(path, key_listing=folder).table["sample_id"].tolist() == [Path(n).stem for n in names]
+    listing = record_key_listing(folder, tmp_path / "listing.tsv")
+    bank = import_official_pickle(path, key_listing=listing)
+    assert dict(zip(bank.table["sample_id"], bank.table["likelihood"])) == pytest.approx(expected)
+    assert bank.metadata["key_mapping"].startswith("position in the recorded os.listdir order")
+    assert load_bank(path, key_listing=listing, images=folder).table["sample_id"].tolist() == \
+        [Path(n).stem for n in names]
 
 
 def test_waymo_listing_that_does_not_fit_is_refused(tmp_path):
-    path, _, names = _waymo(tmp_path)
+    from deqlib.bank import record_key_listing
+
+    path, folder, names = _waymo(tmp_path)
+    (folder / names[0]).unlink()
     with pytest.raises(BankFormatError, match="not the listing this pickle was made from"):
-        import_official_pickle(path, key_listing=names[:2])
-    with pytest.raises(BankFormatError, match="same name stem"):
-        import_official_pickle(path, key_listing=["a.jpg", "a.png", "b.jpg"])
+        import_official_pickle(path, key_listing=record_key_listing(folder, tmp_path / "two.tsv"))
 
 
 # ------------------------------------------------------------------ Parquet banks and lookups

@@ -6,6 +6,7 @@ labels, and three runs (the truth twice and once with ten big-blob samples as no
 consensus signals.
 """
 
+import warnings
 from collections import Counter
 from types import SimpleNamespace
 
@@ -361,3 +362,65 @@ def test_a_newly_registered_signal_reaches_build_stages_the_cli_and_banks_with_n
     finally:
         RARITY_SIGNALS.unregister("outlier-score")
     assert "outlier-score" not in RARITY_SIGNALS
+
+
+# --------------------------------------------------------------------------------------------------
+# Identical vectors, identical likelihoods (issue 19: two vectors x 100 copies gave 145 samples p = 0.043,
+# the rest up to 1.0). Through the whole analysis: the t-SNE, the clusterer and the signal.
+def _vectors_with_copies():
+    """Two random 64-D vectors copied 100 times each (the issue's case) beside three blobs of 60 distinct
+    vectors, the rows shuffled; returns the vectors and the row indices of each group of copies."""
+    rng = np.random.default_rng(0)
+    copies = np.repeat(rng.normal(size=(2, 64)), 100, axis=0)
+    blobs = np.vstack([rng.normal(0.0, 1.0, (60, 64)) + 3.0 * rng.normal(size=64) for _ in range(3)])
+    order = rng.permutation(380)
+    X = np.vstack([copies, blobs]).astype(np.float32)[order]
+    position = np.argsort(order)  # where original row r went
+    return X, [position[:100], position[100:200]]
+
+
+def _likelihood_through_the_analysis(name, X):
+    from deqlib.pipeline import analyze
+    from deqlib.stability import stability_runs
+    from deqlib.stages import build_stages
+
+    # the default analysis (openTSNE 'fast', DBSCAN eps 1.0 in official units), min_samples 5
+    if RARITY_SIGNALS.entry(name).extra.get("needs_runs"):
+        runs = stability_runs(X, K=2, seeds=[3, 4], stages=build_stages(clusterer_params={"min_samples": 5}))
+        return RARITY_SIGNALS.create(name).fit(RarityContext(embeddings=X, runs=runs)).likelihood_
+    result = analyze(embeddings=X, stages=build_stages(clusterer_params={"min_samples": 5}, rarity=name),
+                     cache=False)
+    return result.samples["likelihood"].to_numpy()
+
+
+@pytest.mark.slow
+def test_identical_vectors_get_identical_likelihoods_under_every_signal(name):
+    from deqlib.pipeline import DuplicateEmbeddingsWarning
+
+    X, groups = _vectors_with_copies()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateEmbeddingsWarning)
+        likelihood = _likelihood_through_the_analysis(name, X)
+    for rows in groups:
+        assert np.unique(likelihood[rows]).size == 1, (name, np.unique(likelihood[rows]))
+    assert np.unique(likelihood).size > 1  # and the signal still tells samples apart
+
+
+def test_large_duplicate_groups_are_reported_with_the_count_and_the_fix():
+    from deqlib.pipeline import DuplicateEmbeddingsWarning, analyze
+    from deqlib.reduce import OpenTSNEReducer
+    from deqlib.stages import build_stages
+
+    X, groups = _vectors_with_copies()
+    stages = build_stages(reducer=OpenTSNEReducer(early_exaggeration_iter=20, n_iter=20))
+    with pytest.warns(DuplicateEmbeddingsWarning) as caught:
+        result = analyze(embeddings=X, stages=stages, cache=False)
+    [message] = [str(w.message) for w in caught if issubclass(w.category, DuplicateEmbeddingsWarning)]
+    assert "200 of 380 samples are identical vectors in 2 groups (largest: 100 copies" in message
+    assert "drop the copies" in message
+    assert result.params["embedding"]["duplicates"] == {"n_distinct": 182, "n_groups": 2, "n_copies": 198,
+                                                        "largest_group": 100}
+    # only the two vectors, 100 copies each (the issue's case): refused, naming the duplicates
+    two = X[np.concatenate(groups)]
+    with pytest.warns(DuplicateEmbeddingsWarning), pytest.raises(ValueError, match="2 distinct vectors among 200"):
+        analyze(embeddings=two, cache=False)

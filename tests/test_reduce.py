@@ -67,7 +67,7 @@ def test_opentsne_keeps_blobs_together_in_3d(blobs):
 def test_same_seed_same_coordinates_other_seed_differs(blobs):
     X, _ = blobs
     first = OpenTSNEReducer(**SHORT, random_state=1, n_jobs=1).fit_transform(X)
-    again = OpenTSNEReducer(**SHORT, random_state=1, n_jobs=2).fit_transform(X)  # thread count: no effect
+    again = OpenTSNEReducer(**SHORT, random_state=1, n_jobs=2).fit_transform(X)  # exact neighbours below 1,000 points
     other = OpenTSNEReducer(**SHORT, random_state=2, n_jobs=1).fit_transform(X)
     np.testing.assert_array_equal(first, again)
     assert np.abs(first - other).max() > 1e-3
@@ -122,7 +122,7 @@ def test_sklearn_reducer_is_the_official_configuration(blobs):
 
     reducer = SklearnTSNEReducer()
     assert reducer.get_params() == {"n_components": 3, "perplexity": 30.0, "max_iter": 500, "learning_rate": "auto",
-                                    "init": "pca", "random_state": 33, "n_jobs": None}
+                                    "init": "pca", "random_state": 33, "n_jobs": None, "n_threads": 1}
     X, _ = blobs
     short = SklearnTSNEReducer(max_iter=250)
     with threadpool_limits(1):  # sklearn's OpenMP threads crawl on a shared, busy machine

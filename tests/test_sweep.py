@@ -55,8 +55,10 @@ def test_weight_sweep_from_likelihood_counts():
 def _tiny_notebook(path):
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "deqlib", "display_name": "Python 3 (deqlib)", "language": "python"}
-    # like 00_quickstart: a dict parameter for the clusterer, its keys recorded one by one
-    params = new_code_cell('clusterer_params = {"eps": 1.0, "min_samples": 5}\noutput_dir = None')
+    # like 00_quickstart: a dict parameter for the clusterer, its keys recorded one by one; it declares
+    # what 06 passes to the notebook it sweeps (an undeclared parameter is refused, issue 19)
+    params = new_code_cell('clusterer_params = {"eps": 1.0, "min_samples": 5}\noutput_dir = None\n'
+                           'noise_policy = "singleton"\nstability_k = 0')
     params.metadata["tags"] = ["parameters"]
     body = new_code_cell(
         "import numpy as np, pandas as pd\n"

@@ -226,9 +226,6 @@ def run(args: argparse.Namespace) -> int:
         extra = f" ({record['n_missing']} missing samples written as {record['missing']})" if record["n_missing"] else ""
         print(f"deq analyze: official pickle written to {exported}{extra}")
     if args.samples_csv:
-        from deqlib._atomic import atomic_path
-
-        with atomic_path(args.samples_csv) as tmp:
-            result.samples.to_csv(tmp, index=False)
+        result.write_samples_csv(args.samples_csv)  # quoted: any file name reads back as one field
         print(f"deq analyze: per-sample table written to {args.samples_csv}")
     return 0

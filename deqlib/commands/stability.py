@@ -60,8 +60,10 @@ def register(subparsers) -> None:
     runs.add_argument("--signal", choices=CONSENSUS_SIGNALS, default="consensus-mean",
                       help="the bank's likelihood: mean over the runs, or the co-association consensus partition "
                            "(the only one the forks' pickle can carry)")
-    runs.add_argument("--threads", type=int, default=-1,
-                      help="threads for the t-SNE and the neighbour searches (-1: every core)")
+    runs.add_argument("--threads", type=int, default=1,
+                      help="threads for the t-SNE and the neighbour searches: the t-SNE maps depend on the "
+                           "count, so the default is a constant (recorded in the bank); -1 (every core) is faster "
+                           "but the results then follow the machine's core count")
     runs.add_argument("--no-faithfulness", action="store_true", help="skip the 3-D map's faithfulness figures")
 
     out = parser.add_argument_group("output")
@@ -83,9 +85,11 @@ def _stages(args: argparse.Namespace, seed: int):
     if args.threads == 0 or args.threads < -1:
         raise ValueError(f"--threads must be -1 (every core) or a positive number, got {args.threads}")
     stages = stages_from_args(args, seed=seed)
-    for part in (stages.reducer, stages.clusterer):  # threads never change the result (docs/analysis.md)
+    for part in (stages.reducer, stages.clusterer):  # the t-SNE maps depend on the thread count (recorded)
         if "n_jobs" in part.get_params():
             part.set_params(n_jobs=args.threads)
+        if "n_threads" in part.get_params():  # scikit-learn's t-SNE gradient (reference mode)
+            part.set_params(n_threads=args.threads)
     return stages
 
 

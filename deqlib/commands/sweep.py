@@ -31,9 +31,10 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deqlib.commands.notebook import parse_value
+    from deqlib.commands.notebook import _quiet_papermill, parse_value
     from deqlib.sweep import parameter_grid, run_sweep
 
+    _quiet_papermill(args)
     grid = parameter_grid(**dict(args.grid))
     base = {name: parse_value(value) for name, value in args.parameter}
     table = run_sweep(args.notebook, grid, base, output_root=args.output_root, force=args.force)

@@ -6,7 +6,8 @@ Reducers are scikit-learn estimators registered in :data:`REDUCERS` (``get_reduc
 ``cache_key()`` (what the output depends on). Registered:
 
 :class:`OpenTSNEReducer` (default)
-    openTSNE, multi-threaded. 3-D needs Barnes-Hut (openTSNE's FFT method refuses more than
+    openTSNE (one thread by default: the map depends on the thread count, :data:`DEFAULT_TSNE_THREADS`;
+    ``n_jobs=-1`` opts into every core). 3-D needs Barnes-Hut (openTSNE's FFT method refuses more than
     two dimensions); ``n_components=2`` may use FFT, a documented deviation from the paper's
     3-D plots. The iteration schedule is explicit and named (:data:`SCHEDULES`):
 
@@ -49,8 +50,8 @@ from __future__ import annotations
 
 from deqlib._validation import check_embeddings
 from deqlib.reduce.base import REDUCERS, check_not_all_identical, get_reducer, reducer_output
-from deqlib.reduce.tsne import (DEFAULT_SCHEDULE, INITIALIZATIONS, PLACEMENTS, SCHEDULES, OpenTSNEReducer,
-                                SklearnTSNEReducer, TSNEAffinities, min_fit_samples)
+from deqlib.reduce.tsne import (DEFAULT_SCHEDULE, DEFAULT_TSNE_THREADS, INITIALIZATIONS, PLACEMENTS, SCHEDULES,
+                                OpenTSNEReducer, SklearnTSNEReducer, TSNEAffinities, min_fit_samples)
 from deqlib.reduce.umap import UMAPReducer
 from deqlib.reduce.adapter import SklearnReducer, as_reducer
 
@@ -58,6 +59,7 @@ __all__ = [
     "REDUCERS",
     "SCHEDULES",
     "DEFAULT_SCHEDULE",
+    "DEFAULT_TSNE_THREADS",
     "PLACEMENTS",
     "INITIALIZATIONS",
     "OpenTSNEReducer",

@@ -14,8 +14,8 @@ from deqlib._validation import check_choice, check_embeddings, check_int, check_
 from deqlib.reduce.base import (REDUCERS, _check_learning_rate, _check_positive_int, _check_random_state,
                                 _duplicate_hint, _pca, check_not_all_identical)
 
-__all__ = ["SCHEDULES", "DEFAULT_SCHEDULE", "PLACEMENTS", "INITIALIZATIONS", "OpenTSNEReducer", "SklearnTSNEReducer",
-           "TSNEAffinities", "min_fit_samples"]
+__all__ = ["SCHEDULES", "DEFAULT_SCHEDULE", "PLACEMENTS", "INITIALIZATIONS", "DEFAULT_TSNE_THREADS", "OpenTSNEReducer",
+           "SklearnTSNEReducer", "TSNEAffinities", "min_fit_samples"]
 
 #: Named iteration schedules of :class:`OpenTSNEReducer`.
 SCHEDULES = {
@@ -26,6 +26,12 @@ SCHEDULES = {
 }
 DEFAULT_SCHEDULE = "fast"
 PLACEMENTS = ("transform", "neighbors")
+#: Threads of both t-SNEs by default: a constant, never the core count. Their maps depend on the thread
+#: count (openTSNE: Annoy builds its trees with one seed per thread; scikit-learn: its OpenMP gradient
+#: sums in a thread-dependent order), so a default that followed the cores gave a machine with 1 core
+#: another bank than one with 2 (1,977 of 2,000 likelihoods in issue 19). ``n_jobs=-1`` (openTSNE) or
+#: ``n_threads=-1`` (scikit-learn) opts into every core for speed; the count is recorded and keyed.
+DEFAULT_TSNE_THREADS = 1
 INITIALIZATIONS = ("pca", "random")
 
 
@@ -64,10 +70,12 @@ class OpenTSNEReducer(BaseEstimator):
         ``'auto'``: ``'bh'`` in 3-D (FFT refuses it), ``'fft'`` in 2-D.
     random_state : int, default=33
         The official seed.
-    n_jobs : int, default=-1
-        openTSNE's threads; -1 means every core this process may use. The coordinates do not
-        depend on it: the PCA and other BLAS calls run on one thread (BLAS results depend on
-        the thread count, and t-SNE amplifies the difference).
+    n_jobs : int, default=DEFAULT_TSNE_THREADS (1)
+        openTSNE's threads. The coordinates depend on it (Annoy's neighbour trees are built with
+        one seed per thread), so the default is a constant and the resolved count is part of
+        :meth:`cache_key` and ``params_['n_jobs']``; -1 (every core this process may use) is
+        faster but then the map follows the core count. The PCA and other BLAS calls always
+        run on one thread (BLAS sums depend on the thread count, and t-SNE amplifies them).
     verbose : bool, default=False
     initialization : {'pca', 'random'}, default='pca'
         Starting positions. ``'random'`` lets runs that share one set of affinities
@@ -86,7 +94,7 @@ class OpenTSNEReducer(BaseEstimator):
     def __init__(self, n_components=3, perplexity=30.0, schedule=DEFAULT_SCHEDULE, early_exaggeration_iter=None,
                  n_iter=None, theta=None, learning_rate="auto", pca_components=50, sample_threshold=250_000,
                  sample_size=100_000, placement="transform", negative_gradient_method="auto", random_state=33,
-                 n_jobs=-1, verbose=False, initialization="pca"):
+                 n_jobs=DEFAULT_TSNE_THREADS, verbose=False, initialization="pca"):
         self.initialization = initialization
         self.n_components = n_components
         self.perplexity = perplexity
@@ -191,10 +199,11 @@ class OpenTSNEReducer(BaseEstimator):
                               perplexity=params["perplexity"], random_state=seed)
 
     def cache_key(self) -> dict:
-        """What the output depends on (threads and verbosity excluded: the result does not depend on them)."""
+        """What the output depends on: the resolved parameters, openTSNE's thread count (the neighbour
+        trees depend on it) and its version; verbosity is left out (the result does not depend on it)."""
         import openTSNE
 
-        return {**self.resolved_params(), "opentsne": openTSNE.__version__}
+        return {**self.resolved_params(), "n_jobs": resolve_n_jobs(self.n_jobs), "opentsne": openTSNE.__version__}
 
     def fit_transform(self, X, y=None, affinities: "TSNEAffinities | None" = None,
                       progress: bool = False) -> np.ndarray:
@@ -215,7 +224,7 @@ class OpenTSNEReducer(BaseEstimator):
         # One BLAS thread: a BLAS matrix product sums in an order that depends on its thread count,
         # and t-SNE amplifies those last-bit differences of the PCA into a different map
         # (OMP_NUM_THREADS=1 against the default moved almost every likelihood). openTSNE's own
-        # n_jobs threads give identical results, so the cache key can leave threads out.
+        # n_jobs threads change its neighbour trees, so n_jobs defaults to a constant and is keyed.
         with threadpool_limits(limits=1, user_api="blas"):
             self.embedding_ = self._fit_transform(X, affinities, progress)
         return self
@@ -277,6 +286,13 @@ class OpenTSNEReducer(BaseEstimator):
         self.params_ = {**params, **pca_info, "n_samples": n_samples, "n_fit": int(n_fit),
                         "n_jobs": resolve_n_jobs(self.n_jobs), "blas_threads": 1, "opentsne": openTSNE.__version__}
         return coords
+
+
+def _check_threads(name: str, value) -> int:
+    """A thread count: a positive int, or -1 for every core this process may use (then resolved)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not (value == -1 or value >= 1):
+        raise ValueError(f"{name} must be a positive number of threads or -1 (every core), got {value!r}")
+    return resolve_n_jobs(int(value))
 
 
 def min_fit_samples(perplexity: float) -> int:
@@ -345,7 +361,13 @@ class SklearnTSNEReducer(BaseEstimator):
     init : {'pca', 'random'}, default='pca'
     random_state : int, default=33
     n_jobs : int or None, default=None
-        Threads for the neighbour search only (the official run left it unset).
+        Threads for the neighbour search only (the official run left it unset; the exact
+        neighbours do not depend on it).
+    n_threads : int, default=DEFAULT_TSNE_THREADS (1)
+        OpenMP threads of scikit-learn's Barnes-Hut gradient. The map depends on it (the
+        gradient sums in a thread-dependent order), so the default is a constant, recorded in
+        ``params_`` and :meth:`cache_key`; -1 (every core this process may use) is faster but
+        then the map follows the core count.
 
     Attributes
     ----------
@@ -355,7 +377,7 @@ class SklearnTSNEReducer(BaseEstimator):
     """
 
     def __init__(self, n_components=3, perplexity=30.0, max_iter=500, learning_rate="auto", init="pca",
-                 random_state=33, n_jobs=None):
+                 random_state=33, n_jobs=None, n_threads=DEFAULT_TSNE_THREADS):
         self.n_components = n_components
         self.perplexity = perplexity
         self.max_iter = max_iter
@@ -363,6 +385,7 @@ class SklearnTSNEReducer(BaseEstimator):
         self.init = init
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.n_threads = n_threads
 
     def resolved_params(self) -> dict:
         _check_positive_int("n_components", self.n_components)
@@ -378,7 +401,8 @@ class SklearnTSNEReducer(BaseEstimator):
     def cache_key(self) -> dict:
         import sklearn
 
-        return {**self.resolved_params(), "sklearn": sklearn.__version__}
+        return {**self.resolved_params(), "n_threads": _check_threads("n_threads", self.n_threads),
+                "sklearn": sklearn.__version__}
 
     def fit_transform(self, X, y=None) -> np.ndarray:
         """:meth:`fit` and return :attr:`embedding_` (N x n_components, float64)."""
@@ -388,8 +412,10 @@ class SklearnTSNEReducer(BaseEstimator):
         """Reduce ``X`` (N x D) to ``N x n_components`` float64 coordinates in :attr:`embedding_`."""
         import sklearn
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
         params = self.resolved_params()
+        n_threads = _check_threads("n_threads", self.n_threads)
         X = check_embeddings(X, min_samples=2).astype(np.float64, copy=False)  # the official code casts to float64
         check_not_all_identical(X)  # checked here: scikit-learn would crash the interpreter
         if X.shape[0] <= params["perplexity"]:
@@ -405,10 +431,12 @@ class SklearnTSNEReducer(BaseEstimator):
         tsne = TSNE(n_components=params["n_components"], perplexity=params["perplexity"],
                     max_iter=params["max_iter"], learning_rate=params["learning_rate"], init=init,
                     random_state=self.random_state, n_jobs=self.n_jobs)
-        coords = np.asarray(tsne.fit_transform(X), dtype=np.float64)
+        # the gradient's OpenMP threads (and the PCA start's BLAS) fixed: the map depends on them
+        with threadpool_limits(limits=n_threads, user_api="openmp"), threadpool_limits(limits=1, user_api="blas"):
+            coords = np.asarray(tsne.fit_transform(X), dtype=np.float64)
         self.n_features_in_ = int(X.shape[1])
         self.params_ = {**params, "n_samples": int(X.shape[0]), "kl_divergence": float(tsne.kl_divergence_),
-                        "sklearn": sklearn.__version__}
+                        "n_threads": n_threads, "blas_threads": 1, "sklearn": sklearn.__version__}
         self.embedding_ = coords
         return self
 
