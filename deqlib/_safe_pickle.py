@@ -12,7 +12,13 @@ subset itself:
 * numpy scalars, rebuilt here from a validated dtype name and exactly ``itemsize`` raw bytes
   (numeric and bool dtypes only); ``_codecs.encode(str, 'latin1')`` (protocol 2 bytes);
 * the memo may hand out atoms and numpy scalars again, never a container (a bank shares none);
-* containers nest at most :data:`MAX_DEPTH` deep; dict keys are str, int or numpy integers.
+* containers nest at most :data:`MAX_DEPTH` deep; dict keys are str, int or numpy integers,
+  integers in ``[0, MAX_INT_KEY)`` only.
+
+Integer keys are bounded because Python hashes an integer ``k`` to ``k mod (2**61 - 1)``: keys
+``k * (2**61 - 1)`` all hash alike and building a dict of n of them takes n**2 / 2 comparisons
+(80,000 such keys, 6 MB: 32 s). Below ``2**32`` every integer hashes to itself, so no two keys
+collide. A bank's integer keys are positions in a listing (the official Waymo notebook), far below.
 
 Every object is built from at least one opcode and none is shared, so the work is linear in
 the file size. Anything else raises :class:`SafePickleError` with a short message (the
@@ -26,10 +32,13 @@ import reprlib
 
 import numpy as np
 
-__all__ = ["SafePickleError", "MAX_DEPTH", "NUMPY_DTYPES", "safe_load"]
+__all__ = ["SafePickleError", "MAX_DEPTH", "MAX_INT_KEY", "NUMPY_DTYPES", "safe_load"]
 
 #: Deepest container nesting accepted: {id: {field: value}} is 2; numpy's tuples add 1.
 MAX_DEPTH = 4
+#: Integer dict keys must lie in ``[0, MAX_INT_KEY)``: there an integer's hash is itself, so no
+#: crafted keys can share one (which would make building the dict quadratic).
+MAX_INT_KEY = 2**32
 #: Numpy dtype names a bank's numbers can have (what ``np.dtype(name)`` is called with in a pickle).
 NUMPY_DTYPES = frozenset({"i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "b1"})
 
@@ -147,6 +156,9 @@ def safe_load(data: bytes, allow_numpy_scalars: bool = True):
     def check_key(key) -> None:
         if not isinstance(key, (str, int, np.integer)) or isinstance(key, (bool, np.bool_)):
             fail(f"a dict key of type {_describe(key)}; bank keys are strings (or integers)")
+        if not isinstance(key, str) and not 0 <= int(key) < MAX_INT_KEY:
+            fail(f"integer dict key {_short.repr(int(key))} outside [0, 2**32): a bank's integer keys are positions "
+                 "in a file listing; such keys can be crafted to share one hash (quadratic loading)")
 
     def set_items(target, pairs) -> None:
         if not isinstance(target, dict):

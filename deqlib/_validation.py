@@ -137,14 +137,31 @@ def check_samples(X, name: str = "X", *, min_samples: int = 1, writeable: bool =
     return array
 
 
+#: Largest absolute embedding value accepted: its square times a million features stays far below
+#: float32's maximum (3.4e38), the precision the neighbour searches work in.
+MAX_ABS_EMBEDDING = 1e15
+
+
 def check_embeddings(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
     """Validate an embedding matrix: dense, real, numeric, 2-D, non-empty, finite; C-contiguous on return.
 
     float32 stays float32 (a million 1280-d vectors are 5 GB, not 10); anything else becomes float64.
     Any memory order is accepted (:func:`check_samples`, which says what each refusal means and how
     to fix it).
+    Values beyond :data:`MAX_ABS_EMBEDDING` in absolute value are refused: the neighbour searches
+    square them in float32 (which overflows near 1e19), so 1e30 made a NaN map after a whole t-SNE
+    ("try a smaller learning_rate") or, in float32, "Eigenvalues did not converge".
     """
-    return check_samples(X, name, min_samples=min_samples)
+    array = check_samples(X, name, min_samples=min_samples)
+    peak = max(float(array.max()), -float(array.min()))  # no |array| copy (a million vectors are 5 GB)
+    if peak > MAX_ABS_EMBEDDING:
+        row, column = np.unravel_index(int(np.abs(array).argmax()), array.shape)
+        raise ValueError(
+            f"{name} reach {peak:.3g} in absolute value (row {row}, column {column}); at most "
+            f"{MAX_ABS_EMBEDDING:.0e} is accepted: the neighbour searches square values in float32, which "
+            f"overflows near 1e19 (1e30 gave a NaN map). Scale the vectors first, e.g. {name} / np.abs({name}).max() or "
+            f"sklearn.preprocessing.StandardScaler().fit_transform({name})")
+    return array
 
 
 def resolve_n_jobs(n_jobs) -> int:

@@ -6,7 +6,9 @@ import argparse
 import errno
 import importlib
 import logging
+import os
 import pkgutil
+import signal
 import sys
 from pathlib import Path
 
@@ -32,6 +34,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The signals ``deq`` turns into a clean stop, and how the stop is worded.
+STOP_SIGNALS = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; unwinds like Ctrl-C (DataLoader workers stop quietly on it).
+
+    Parameters
+    ----------
+    signum : int
+        The signal that arrived; ``deq`` exits with ``128 + signum`` (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class StopSignalHandlers:
+    """SIGINT and SIGTERM raise :class:`Interrupted` while ``deq`` runs, whatever it inherited.
+
+    A job started in the background (``nohup deq ... &``, CI runners, schedulers) inherits SIGINT
+    *ignored*, so Python installs no KeyboardInterrupt handler; SIGTERM, which schedulers send,
+    kills Python without unwinding. This context installs one handler for both, so either stops
+    the run the same way as Ctrl-C: atomic caches keep what finished, one line, exit 128 + signal.
+    A second signal while the first unwinds exits at once (``os._exit``), still with one line.
+    The previous handlers come back on exit (``deq`` also runs inside tests and notebooks).
+    Outside the main thread (where Python allows no handlers) it does nothing.
+
+    Parameters
+    ----------
+    command : str
+        The subcommand, for the one line printed on a second signal.
+    """
+
+    def __init__(self, command: str):
+        self.command = command
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # a second signal while unwinding: stop now
+            os.write(2, f"deq {self.command}: {STOP_SIGNALS[signum]} again; stopped at once\n".encode())
+            os._exit(128 + signum)
+        self.received = signum
+        raise Interrupted(signum)
+
+    def __enter__(self) -> StopSignalHandlers:
+        try:
+            for signum in STOP_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        except ValueError:  # not the main thread of the main interpreter
+            self._restore()
+        return self
+
+    def _restore(self) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+        self._previous.clear()
+
+    def __exit__(self, *exc_info) -> None:
+        self._restore()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -42,13 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    with StopSignalHandlers(args.command):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the subcommand; expected failures and stop signals become one line and an exit status."""
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        # Ctrl-C: every cache file is written atomically, so what finished is kept.
-        print(f"deq {args.command}: interrupted; finished work is cached (complete shards, stage caches): "
-              "run the same command again to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        # Ctrl-C, SIGINT or SIGTERM: every cache file is written atomically, so what finished is kept.
+        signum = exc.signum if isinstance(exc, Interrupted) else signal.SIGINT
+        print(f"deq {args.command}: {STOP_SIGNALS[signum]} ({signal.Signals(signum).name}); finished work is "
+              "cached (complete shards, stage caches): run the same command again to resume", file=sys.stderr)
+        return 128 + signum
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         # Expected user errors: one clear line, no traceback (use -v for details).
         if args.verbose:

@@ -200,12 +200,19 @@ def summarize_stability(per_sample: pd.DataFrame, pairs: pd.DataFrame, threshold
 
 
 def knn_graph(X: np.ndarray, k: int = 15, pca_components: int = 50, random_state: int = 0) -> np.ndarray:
-    """Each row's ``k`` nearest neighbours (itself first) in the PCA-``pca_components`` space of ``X``:
-    the ``(N, k + 1)`` index array :func:`coassociation_consensus` counts co-association on."""
+    """Each row's ``k + 1`` nearest other rows in the PCA-``pca_components`` space of ``X``: the
+    ``(N, min(k + 1, N - 1))`` index array :func:`coassociation_consensus` counts co-association on.
+
+    A row is never its own neighbour (``kneighbors`` without query points leaves it out), so at
+    most ``N - 1`` neighbours exist: with few samples (N = 12 and the default k = 15: scikit-learn
+    refused "n_neighbors = 12") every other row is a neighbour.
+    """
     from sklearn.decomposition import PCA
     from sklearn.neighbors import NearestNeighbors
 
+    if X.shape[0] < 2:
+        raise ValueError(f"a neighbour graph needs at least 2 samples, got {X.shape[0]}; add samples")
     if pca_components < min(X.shape):
         X = PCA(pca_components, svd_solver="randomized", random_state=random_state).fit_transform(X)
-    k = min(k, X.shape[0] - 1)
-    return NearestNeighbors(n_neighbors=k + 1).fit(X).kneighbors(return_distance=False)
+    n_neighbors = min(k + 1, X.shape[0] - 1)
+    return NearestNeighbors(n_neighbors=n_neighbors).fit(X).kneighbors(return_distance=False)

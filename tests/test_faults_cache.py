@@ -408,7 +408,10 @@ def _deq_embed(folder: Path, output: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "deqlib.cli", "embed", "--source", "folder", "--root", str(folder),
            "--output", str(output), "--workers", "0", "--threads", "1", "--device", "cpu", "--precision", "fp32",
            "--batch-size", "4", "--shard-size", "8", "--no-progress"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A background job (nohup ... &) inherits SIGINT ignored: give the child the default, as a
+    # terminal would (tests/test_faults_signals.py checks deq with SIGINT inherited ignored).
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait_for_shard(output: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -436,7 +439,7 @@ def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+        assert proc.returncode == 130 and "interrupted (SIGINT)" in err and "Traceback" not in err, err
     else:
         assert proc.returncode == -signal.SIGKILL
     [shards] = list(output.glob("*/*/shards"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import pickletools
 import subprocess
 import sys
 import textwrap
@@ -380,3 +381,54 @@ def test_export_checks_expected_ids_too(tmp_path):
     with pytest.raises(BankFormatError, match="1 training sample"):
         export_official_pickle(bank, tmp_path / "p.pkl", expected_ids=["a", "b", "c", "d"])
     export_official_pickle(bank, tmp_path / "p.pkl", expected_ids=["a", "b", "c"])
+
+
+# --------------------------------------------------------------------- integer keys that hash alike
+MERSENNE_61 = 2**61 - 1  # CPython hashes an integer k to k mod (2**61 - 1)
+
+
+def _official_entries(keys) -> dict:
+    return {k: {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1} for k in keys}
+
+
+@pytest.mark.parametrize("keys", [
+    [k * MERSENNE_61 for k in range(1, 2001)],  # 2,000 keys, one hash (issue 19: 80,000 took 32 s)
+    [np.int64(k * MERSENNE_61) for k in range(4)],  # numpy int64 keys: 0, M, 2M, 3M hash alike
+    [-1, -2],  # hash(-1) == hash(-2) == -2
+], ids=["python-ints", "numpy-int64", "negative"])
+def test_integer_keys_that_hash_alike_are_refused_before_any_is_inserted(tmp_path, keys):
+    assert len({hash(k) for k in keys}) < len(keys)  # the crafted keys really collide
+    data = pickle.dumps(_official_entries(keys), protocol=2)
+    path = tmp_path / "colliding.pkl"
+    path.write_bytes(data)
+    with pytest.raises(UnsafePickleError) as caught:
+        import_official_pickle(path, key_listing=[f"{i}.png" for i in range(len(keys))])
+    message = str(caught.value)
+    assert str(path) in message and "outside [0, 2**32)" in message and len(message) < SHORT
+    # Counting, not timing: the refusal comes at the first SETITEM(S) of the outer dict, i.e.
+    # before a single key entered a dict, so the work done is linear whatever the keys.
+    assert f"(at byte {_outer_setitems(data)})" in message
+
+
+def _outer_setitems(data: bytes) -> int:
+    """Byte position of the SETITEMS that fills the outermost dict (the one whose MARK came first)."""
+    marks = []
+    for opcode, _, position in pickletools.genops(data):
+        if opcode.name == "MARK":
+            marks.append(position)
+        elif opcode.name in ("SETITEMS", "APPENDS", "TUPLE", "LIST", "DICT", "POP_MARK"):  # the opcodes ending a MARK
+            marks.pop()
+            if not marks and opcode.name == "SETITEMS":
+                return position
+    raise AssertionError("no SETITEMS")
+
+
+def test_integer_keys_below_2_to_the_32_load_and_never_share_a_hash():
+    """The accepted range is collision-free: n keys, n hashes, so building the dict is linear."""
+    from deqlib._safe_pickle import MAX_INT_KEY, SafePickleError, safe_load
+
+    keys = list(range(MAX_INT_KEY - 1000, MAX_INT_KEY)) + list(range(1000))
+    loaded = safe_load(pickle.dumps(_official_entries(keys), protocol=4))
+    assert sorted(loaded) == sorted(keys) and len({hash(k) for k in loaded}) == len(keys) == 2000
+    with pytest.raises(SafePickleError, match="outside"):
+        safe_load(pickle.dumps({MAX_INT_KEY: 1}, protocol=4))
