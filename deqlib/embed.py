@@ -508,7 +508,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
     }
     if rank == 0 and folder is not None:
         # Rewrite only what changed: a fully cached run must work on a read-only or full disk.
-        changed = store.write_index(snapshot, where, ok_ids)
+        changed = store.write_index(snapshot, where, ok_ids, run_ids=ids)
         csv_text = failures.assign(sample_id=failures["sample_id"].map(printable_id)).to_csv(index=False)
         changed = store.write_if_changed("failures.csv", csv_text.encode("utf-8")) or changed
         if changed or n_now or not (folder / "manifest.json").is_file():
