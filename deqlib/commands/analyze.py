@@ -40,7 +40,8 @@ def register(subparsers) -> None:
 
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=None, metavar="BANK.parquet",
-                     help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet)")
+                     help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>_n<N>_<run id>.parquet, "
+                          "one file per run: the run id digests the data and every parameter, seed included)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
                      help="also write the official forks' pickle (e.g. kitti_training_cluster_info.pkl)")
     out.add_argument("--missing", choices=("error", "rarest", "median"), default="error",
@@ -177,7 +178,7 @@ def _load_embeddings(path: str):
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from deqlib.pipeline import analyze, default_bank_path
+    from deqlib.pipeline import analyze
 
     if not args.verbose:  # openTSNE logs every phase at INFO; our progress lines say enough
         logging.getLogger("openTSNE").setLevel(logging.WARNING)
@@ -205,9 +206,7 @@ def run(args: argparse.Namespace) -> int:
             embed_options["batch_size"] = args.batch_size
         result = analyze(source=source, encoder=encoder, embed_options=embed_options, **common)
         encoder_name = encoder.name
-    output = Path(args.output) if args.output else default_bank_path(
-        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"],
-        signal=result.bank.metadata["signal"])
+    output = Path(args.output) if args.output else result.default_path(encoder_name)
     print(f"deq analyze: {result.summary()}")
     exported = None
     if args.export_official:

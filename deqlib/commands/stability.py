@@ -66,7 +66,8 @@ def register(subparsers) -> None:
 
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=None, metavar="BANK.parquet",
-                     help="consensus bank (default: data/processed/<dataset>_<encoder>_<mode>_<signal>.parquet)")
+                     help="consensus bank (default: data/processed/<dataset>_<encoder>_<mode>_<signal>_n<N>_<run id>.parquet, "
+                          "one file per run)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
                      help="also write the forks' pickle (needs --signal consensus-coassoc)")
     out.add_argument("--report", default=None, metavar="REPORT.json",
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace) -> int:
     bank = consensus_bank(result, args.signal, metadata={
         "dataset": dataset, "encoder": encoder_name, "mode": args.mode,
         "precision": embed_info.get("precision"), "faithfulness": faithful})
-    output = Path(args.output) if args.output else default_bank_path(dataset, args.mode, encoder_name, args.signal)
+    output = Path(args.output) if args.output else default_bank_path(
+        dataset, args.mode, encoder_name, args.signal, signal=args.signal, n_samples=len(bank), run_id=result.run_id)
     write_bank(output, bank)
     print(f"deq stability: {args.signal} bank ({args.K} runs) written to {output}")
     if args.export_official:
