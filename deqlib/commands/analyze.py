@@ -36,7 +36,9 @@ def register(subparsers) -> None:
 
     stages = parser.add_argument_group("analysis")
     add_stage_arguments(stages, rarity=True)
-    stages.add_argument("--seed", type=int, default=33)
+    stages.add_argument("--seed", type=int, default=None,
+                        help="seed of the t-SNE and the other seeded parts (default: 0, as the notebooks; "
+                             "--mode reference: 33, the official code's np.random.seed(33))")
 
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=None, metavar="BANK.parquet",
@@ -188,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
         if value and Path(value).is_dir():  # say so now, not after the whole analysis
             raise ValueError(f"{flag} {value} is a folder, but a file path is needed; "
                              f"pass a file name, e.g. {flag} {Path(value) / 'bank.parquet'}")
-    stages = stages_from_args(args, seed=args.seed)
+    from deqlib.stages import default_seed
+
+    stages = stages_from_args(args, seed=default_seed(args.mode) if args.seed is None else args.seed)
     common = dict(stages=stages, cache=False if args.no_cache else (args.cache_dir or True),
                   progress=not args.no_progress)
     if args.embeddings:

@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     runs = parser.add_argument_group("runs")
     runs.add_argument("-K", "--runs", dest="K", type=int, default=5, help="number of runs")
     runs.add_argument("--seeds", default=None, metavar="S1,S2,...",
-                      help="one seed per run (default 33, 34, ...); use disjoint sets to compare two consensus runs")
+                      help="one seed per run (default: 0, 1, ..., K-1, as the notebooks' stability report; --mode reference: "
+                           "33, 34, ..., from the official code's seed 33); use disjoint sets to compare two "
+                           "consensus runs")
     runs.add_argument("--vary", nargs="+", choices=("seed", "subsample", "band", "order"), default=["seed"],
                       help="what changes between runs")
     runs.add_argument("--subsample", type=float, default=0.8, help="share of samples per run with --vary subsample")
@@ -127,7 +129,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
         if len(seeds) != args.K:
             raise ValueError(f"--seeds lists {len(seeds)} seeds for -K {args.K} runs; give one per run")
-    stages = _stages(args, seed=seeds[0] if seeds else 33)
+    if seeds is None:
+        from deqlib.stages import default_seed
+
+        seeds = list(range(default_seed(args.mode), default_seed(args.mode) + args.K))
+    stages = _stages(args, seed=seeds[0])
     vectors, ids, dataset, encoder_name, embed_info = _embeddings(args)
     result = stability_runs(vectors, ids, stages, K=args.K, seeds=seeds, vary=args.vary, subsample=args.subsample,
                             band=tuple(args.band), share_affinities=not args.no_shared_affinities,
