@@ -111,6 +111,8 @@ def test_stability_over_two_seeds_writes_its_figures_and_the_consensus_bank(repo
     assert len(per_sample) == N
     consensus = read_bank(report.written["consensus_bank"]).table.set_index("sample_id")
     assert report.written["consensus_bank"].parent.name == "consensus"
+    assert report.written["consensus_bank"].name == \
+        f"kitti_efficientnet-lite0_default_consensus-mean_n{N}_{stability.run_id}.parquet"
     np.testing.assert_allclose(consensus.loc[per_sample.index, "likelihood"], per_sample.likelihood_mean)
     for what in ("stability_mean_vs_spread", "stability_agreement"):
         assert read_png_metadata(report.written[what])["parameters"] == {**PARAMETERS, "stability_k": 2}

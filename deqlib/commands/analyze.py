@@ -31,8 +31,8 @@ def register(subparsers) -> None:
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
     data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                      help="embedding compute precision (auto: bf16 on CUDA and on CPUs with native bf16; "
-                           "fp32 gives the least hardware-dependent vectors; --mode reference: always fp32)")
+                      help="embedding compute precision (auto: float32 on every CPU, so banks do not depend on the CPU "
+                           "type; bf16 on CUDA. bf16 on a CPU only when asked for. --mode reference: always fp32)")
 
     stages = parser.add_argument_group("analysis")
     add_stage_arguments(stages, rarity=True)

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                      help="embedding compute precision")
+                      help="embedding compute precision (auto: float32 on every CPU, bf16 on CUDA)")
 
     stages = parser.add_argument_group("analysis (as for deq analyze)")
     add_stage_arguments(stages)
