@@ -191,35 +191,37 @@ class DatasetReport:
         caption = {**self.parameters, "stability_k": K}
         self._save(mean_vs_spread(stability.per_sample), "stability_mean_vs_spread", caption)
         self._save(agreement_matrix(stability.pairs), "stability_agreement", caption)
-        consensus_path = default_bank_path(self.source.name, params["mode"], self.encoder, "consensus-mean")
+        consensus_path = default_bank_path(self.source.name, params["mode"], self.encoder, "consensus-mean",
+                                           signal="consensus-mean", n_samples=len(stability.sample_ids),
+                                           run_id=stability.run_id)
         self.written["consensus_bank"] = write_bank(consensus_path.parent / "consensus" / consensus_path.name,
                                                     consensus_bank(stability))
         return stability
 
     # ------------------------------------------------------------------------------------ banks
     def write_banks(self, missing: str = "error", official: bool | None = None) -> dict[str, Path]:
-        """Write the likelihood bank (``data/processed/<dataset>_<encoder>_<mode>_<policy>.parquet``)
-        and the official forks' pickle beside it.
+        """Write the likelihood bank (``data/processed/<dataset>_<encoder>_<mode>_<policy>_n<N>_<run id>.parquet``,
+        one file per run: :meth:`AnalysisResult.default_path`) and the official forks' pickle.
 
         ``missing``: what the pickle gives images that failed to decode (``'error'``, ``'rarest'``
         or ``'median'``, see :meth:`AnalysisResult.export_official`). ``official``: None (default)
         writes the pickle for a dataset an official fork reads, under the fork's file name
-        (:data:`deqlib.bank.OFFICIAL_BANK_FILENAMES`); True writes it for any dataset (named like the
-        bank, ``.pkl``, where no fork names it); False never. ``data/raw`` is never modified: copy
+        (:data:`deqlib.bank.OFFICIAL_BANK_FILENAMES`) in a folder named like the bank
+        (``data/processed/<bank name>/kitti_training_cluster_info.pkl``: the name is the fork's, the
+        folder the run's); True writes it for any dataset (``<bank name>.pkl`` beside the bank where no
+        fork names it); False never. ``data/raw`` is never modified: copy
         or link the pickle into your dataset root yourself. Returns ``{'bank': path}`` plus
         ``'official': path`` when a pickle was written.
         """
         from deqlib.bank import OFFICIAL_BANK_FILENAMES
-        from deqlib.pipeline import default_bank_path
 
-        params = self.result.params
-        bank = self.result.write(default_bank_path(self.source.name, params["mode"], self.encoder,
-                                                   params["noise_policy"]))
+        bank = self.result.write(self.result.default_path(self.encoder))
         written = {"bank": bank}
         fork_name = OFFICIAL_BANK_FILENAMES.get(self.source.name)
         if official or (official is None and fork_name):
+            # the fork's file name is fixed, so each run's pickle goes to a folder named like its bank
             written["official"] = self.result.export_official(
-                bank.parent / fork_name if fork_name else bank.with_suffix(".pkl"), missing=missing)
+                bank.with_suffix("") / fork_name if fork_name else bank.with_suffix(".pkl"), missing=missing)
         self.written.update(written)
         return written
 

@@ -6,7 +6,9 @@
 * **fast on a GPU, sane on a CPU**: a DataLoader whose worker processes decode and resize
   (they ship ``uint8`` tensors; normalisation happens on the device), pinned memory and
   non-blocking copies, ``torch.inference_mode``, autocast (bf16 where supported, else fp16)
-  and channels_last on CUDA; bf16 autocast on CPUs with native bf16 (AMX / AVX512-BF16).
+  and channels_last on CUDA; float32 on every CPU by default, so the vectors (and the banks made
+  from them) do not depend on the CPU type; bf16 autocast on a CPU only when asked for
+  (``precision="bf16"``: faster on CPUs with native bf16, AMX / AVX512-BF16).
   Batch size, decode workers and CPU threads come from :data:`RUN_SETTINGS` (measured per
   device and model family, with :data:`CPU_FP32_SETTINGS` for float32 CPU runs; user
   arguments win). Measured throughput: ``benchmarks/embedding/README.md``.
@@ -109,24 +111,23 @@ class RunSettings:
     num_workers: int
     torch_threads: int | None = None
     channels_last: bool = True
-    cpu_bf16: bool = True  # precision="auto" on a bf16-native CPU: autocast to bf16 (conv nets gain)
 
 
 #: Measured defaults (benchmarks/embedding/README.md; 2-core AMD EPYC with AVX512-BF16,
-#: 2026-11-25). On a CPU the engine's default precision is bf16 where the CPU has it natively
-#: (see :func:`resolve_precision`), and the settings below are for that case.
+#: 2026-11-25). The CPU rows were measured with bf16 autocast, which a CPU run now uses only when
+#: asked for (``precision="bf16"``); the default on a CPU is float32 (:func:`resolve_precision`),
+#: which takes :data:`CPU_FP32_SETTINGS` where a float32 entry was measured, else the same row.
 #: EfficientNet-Lite0 is cheap enough that decoding matters: one decode worker per spare core,
 #: the model on the remaining core, batch 4 (bf16: 196 img/s for the model alone on one
 #: thread against 159 at batch 8; 93 img/s from 1242x375 PNGs, 174 from 1600x900 JPEGs).
 #: ResNet101@384 is compute-bound: one decode worker, torch's default threads, batch 4 with
 #: bf16. CLIP ViT-B/32 prefers batch 32 (22 img/s vs 15 at batch 1, ENVIRONMENT.md) and
-#: float32 (bf16 autocast made it slower here). ``-1`` workers/threads are resolved from the
+#: float32 (bf16 autocast made it slower there: leave it at the float32 default). ``-1`` workers/threads are resolved from the
 #: machine's core count by :func:`run_settings`; ``None`` threads leaves torch's default.
 RUN_SETTINGS: dict[tuple[str, str], RunSettings] = {
     ("cpu", "efficientnet"): RunSettings(batch_size=4, num_workers=-1, torch_threads=-1, channels_last=True),
     ("cpu", "resnet"): RunSettings(batch_size=4, num_workers=1, torch_threads=None, channels_last=True),
-    ("cpu", "vit"): RunSettings(batch_size=32, num_workers=1, torch_threads=None, channels_last=False,
-                                cpu_bf16=False),
+    ("cpu", "vit"): RunSettings(batch_size=32, num_workers=1, torch_threads=None, channels_last=False),
     ("cpu", "convnet"): RunSettings(batch_size=4, num_workers=-1, torch_threads=-1, channels_last=True),
     # GPUs: large batches, as many decode workers as there are cores (up to 8): decoding is
     # the bottleneck there, not the model.
@@ -136,8 +137,8 @@ RUN_SETTINGS: dict[tuple[str, str], RunSettings] = {
     ("cuda", "convnet"): RunSettings(batch_size=128, num_workers=-1, channels_last=True),
 }
 
-#: CPU settings when the model runs in float32 (``precision="fp32"``, or a CPU without native
-#: bf16), where they differ from the table above. ResNet101@384 in float32 is so compute-bound
+#: CPU settings when the model runs in float32 (``precision="auto"`` or ``"fp32"``, the CPU
+#: default), where they differ from the table above. ResNet101@384 in float32 is so compute-bound
 #: that batching and a decode worker cost more than they give: batch 1 with decoding in the
 #: main process measured 7.8 img/s against 6.6 at batch 4 with a worker (naive loop 7.0).
 CPU_FP32_SETTINGS: dict[str, RunSettings] = {
@@ -157,14 +158,14 @@ def run_settings(device: torch.device | str, encoder: Encoder, batch_size: int |
                  precision: str = "auto") -> RunSettings:
     """The table's settings for ``(device type, encoder family)``, with user overrides applied.
 
-    ``precision`` is the requested compute precision: on a CPU where it resolves to float32,
-    :data:`CPU_FP32_SETTINGS` replaces the (bf16-tuned) table entry for the family.
+    ``precision`` is the requested compute precision: on a CPU where it resolves to float32 (the
+    default), :data:`CPU_FP32_SETTINGS` replaces the (bf16-tuned) table entry for the family.
     """
     device = torch.device(device)
     kind = "cuda" if device.type == "cuda" else "cpu"
     table = RUN_SETTINGS.get((kind, encoder.family)) or RUN_SETTINGS[(kind, "convnet")]
     if kind == "cpu" and encoder.family in CPU_FP32_SETTINGS \
-            and resolve_precision(device, precision, table.cpu_bf16) == "fp32":
+            and resolve_precision(device, precision) == "fp32":
         table = CPU_FP32_SETTINGS[encoder.family]
     cores = _cpu_count()
     workers = table.num_workers
@@ -211,7 +212,8 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AMX or AVX512-BF16; Linux ``/proc/cpuinfo``).
 
-    oneDNN emulates bf16 on older CPUs, which is slower than float32 there.
+    Only informative (benchmarks, ``precision="bf16"`` advice): ``precision="auto"`` is float32 on
+    every CPU. oneDNN emulates bf16 on older CPUs, which is slower than float32 there.
     """
     try:
         flags = Path("/proc/cpuinfo").read_text()
@@ -220,13 +222,19 @@ def cpu_has_native_bf16() -> bool:
     return " amx_bf16" in flags or " avx512_bf16" in flags
 
 
-def resolve_precision(device: torch.device, precision: str = "auto", cpu_bf16: bool = True) -> str:
-    """``"auto"``: bf16 on CUDA when supported (else fp16); on a CPU bf16 when the CPU has native
-    bf16 and ``cpu_bf16`` (the model family gains from it: measured on a 2-core AVX512-BF16 CPU,
-    end to end ResNet101@384 1.6x and EfficientNet-Lite0 1.2-2x faster than float32, cosine to
-    the float32 vectors mean 0.997, minimum 0.985 on 3,000 Fashion-MNIST images and the same 1-NN
-    accuracy within noise (0.802 vs 0.807; benchmarks/embedding/results/fmnist-knn-*.json); CLIP ViT-B/32 slower,
-    so its family opts out), else fp32. Outputs are float32 whatever the compute precision."""
+def resolve_precision(device: torch.device, precision: str = "auto") -> str:
+    """The compute precision a run uses: ``"auto"`` is bf16 on CUDA when supported (else fp16) and
+    float32 on every CPU, so the same code gives the same vectors, and banks, on any CPU type
+    (before, "auto" autocast to bf16 on CPUs with native bf16 and stayed float32 elsewhere).
+
+    ``"bf16"`` on a CPU is an explicit opt-in, recorded in the cache key and the bank: on a CPU with
+    native bf16 it was faster (measured on a 2-core AVX512-BF16 CPU, end to end ResNet101@384 1.6x
+    and EfficientNet-Lite0 1.2-2x faster than float32, cosine to the float32 vectors mean 0.997,
+    minimum 0.985 on 3,000 Fashion-MNIST images and the same 1-NN accuracy within noise (0.802 vs
+    0.807; benchmarks/embedding/results/fmnist-knn-*.json); CLIP ViT-B/32 slower); on a CPU
+    without it oneDNN emulates bf16, slower than float32. ``"fp16"`` is for CUDA only. Outputs
+    are float32 whatever the compute precision.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not one of {PRECISIONS}; 'fp32' computes exactly")
     if precision != "auto":
@@ -235,8 +243,6 @@ def resolve_precision(device: torch.device, precision: str = "auto", cpu_bf16: b
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if device.type == "cpu" and cpu_bf16 and cpu_has_native_bf16():
-        return "bf16"
     return "fp32"
 
 
@@ -414,7 +420,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
         raise ValueError("under torch.distributed, pass cache_dir: the ranks merge their vectors through it")
     device = resolve_device(device, local_rank)
     settings = run_settings(device, encoder, batch_size, num_workers, num_threads, precision)
-    precision = resolve_precision(device, precision, settings.cpu_bf16)
+    precision = resolve_precision(device, precision)
     encoder_key = cache_key(encoder, precision)
     folder = cache_folder(cache_dir, source, encoder, precision) if cache_dir is not None else None
     if folder is not None and rank == 0:
@@ -508,7 +514,7 @@ def embed_source(source, encoder: Encoder | str, cache_dir: str | os.PathLike | 
     }
     if rank == 0 and folder is not None:
         # Rewrite only what changed: a fully cached run must work on a read-only or full disk.
-        changed = store.write_index(snapshot, where, ok_ids)
+        changed = store.write_index(snapshot, where, ok_ids, run_ids=ids)
         csv_text = failures.assign(sample_id=failures["sample_id"].map(printable_id)).to_csv(index=False)
         changed = store.write_if_changed("failures.csv", csv_text.encode("utf-8")) or changed
         if changed or n_now or not (folder / "manifest.json").is_file():

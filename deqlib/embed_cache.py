@@ -307,6 +307,32 @@ class ShardStore:
                 self._cannot_write(self.folder / "shards" / name, exc)
         self._memory.append(Shard(None, list(ids), list(stamps), vectors))
 
+    def _earlier_index_rows(self, snapshot: Snapshot, run_ids: set[str]) -> pd.DataFrame | None:
+        """Rows of the existing ``index.parquet`` for samples not in ``run_ids`` that still hold.
+
+        A row is kept only when its shard is in ``snapshot`` and holds that id at that row (a
+        quarantined or deleted shard drops its rows); an unreadable index is reported and
+        replaced by this run's rows.
+        """
+        path = self.folder / "index.parquet"
+        if not path.is_file():
+            return None
+        try:
+            earlier = pd.read_parquet(path, columns=["sample_id", "shard", "row"])
+        except Exception as exc:  # noqa: BLE001 - a damaged index is rebuilt, never trusted
+            logger.warning("ignoring the unreadable embedding index %s (%s: %s); it is rewritten with this run's "
+                           "samples only", path, type(exc).__name__, exc)
+            return None
+        held = {shard.path.name: shard.ids for shard in snapshot.shards if shard.path is not None}
+        keep = [
+            sample_id not in run_ids and shard in held and 0 <= row < len(held[shard])
+            and printable_id(held[shard][row]) == sample_id
+            for sample_id, shard, row in zip(earlier["sample_id"].astype(str), earlier["shard"].astype(str),
+                                             earlier["row"].astype(np.int64))
+        ]
+        earlier = earlier[np.asarray(keep, dtype=bool)].drop_duplicates("sample_id")
+        return earlier.astype({"row": np.int64}).reset_index(drop=True)
+
     def write_if_changed(self, name: str, data: bytes) -> bool:
         """Write ``folder/name`` atomically unless it already holds ``data``; a failure is a warning.
 
@@ -327,11 +353,17 @@ class ShardStore:
             self._cannot_write(path, exc)
             return False
 
-    def write_index(self, snapshot: Snapshot, where: dict[str, tuple[int, int]], sample_ids: Sequence[str]) -> bool:
+    def write_index(self, snapshot: Snapshot, where: dict[str, tuple[int, int]], sample_ids: Sequence[str],
+                    run_ids: Sequence[str] | None = None) -> bool:
         """``index.parquet``: sample_id -> shard file and row, for readers other than this module.
 
         Built from the same snapshot as the vectors; ids that are not valid UTF-8 (file names
-        in another encoding) are written with ``\\xNN`` escapes. Returns whether it was written.
+        in another encoding) are written with ``\\xNN`` escapes. The index accumulates: it lists
+        ``sample_ids`` (this run's embedded samples, in their order) and then every sample an
+        earlier index listed that this run did not touch (``run_ids``: all its ids, failed ones
+        included; default ``sample_ids``), as long as its shard is still listed and still holds
+        that id at that row. So a subsample run after a full run keeps every sample. Returns
+        whether it was written.
         """
         if self.folder is None:
             return False
@@ -343,6 +375,9 @@ class ShardStore:
         })
         if (frame["shard"] == "").any():  # some vectors live in memory only: an index would lie
             return False
+        earlier = self._earlier_index_rows(snapshot, {printable_id(s) for s in (run_ids or sample_ids)})
+        if earlier is not None and len(earlier):
+            frame = pd.concat([frame, earlier], ignore_index=True)
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return self.write_if_changed("index.parquet", buffer.getvalue())

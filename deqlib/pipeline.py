@@ -46,9 +46,9 @@ from deqlib.progress import stage_message
 from deqlib.stages import MODES, Stages, build_stages, checked_stages
 from deqlib.weights import gfl_weight
 
-__all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "DuplicateEmbeddingsWarning", "Stages", "analyze", "build_stages",
-           "default_bank_path", "duplicate_groups", "embeddings_from_source", "read_samples_csv",
-           "write_samples_csv"]
+__all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "DuplicateEmbeddingsWarning", "Stages", "analyze",
+           "build_stages", "default_bank_path", "duplicate_groups", "embeddings_from_source", "read_samples_csv",
+           "run_digest", "write_samples_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +128,25 @@ class AnalysisResult:
     def degenerate(self) -> str | None:
         return self.params["cluster"].get("degenerate")
 
+    @property
+    def run_id(self) -> str:
+        """8 hex digits naming this run: a digest of its clustering's cache key (which hashes the
+        embedding vectors and ids, the reducer's and the clusterer's parameters, seeds included),
+        the mode, noise policy, rarity signal and its parameters, eta and gamma. Another
+        subsample, seed or parameter gives another id; the same run again the same id."""
+        meta = self.bank.metadata
+        return run_digest(self.params["cluster"].get("key"), self.params["mode"], self.params["noise_policy"],
+                          meta.get("signal", "cluster"), meta.get("signal_params"), self.params["eta"],
+                          self.params["gamma"])
+
+    def default_path(self, encoder: str | None = None) -> Path:
+        """This run's own bank path (:func:`default_bank_path` with its N and :attr:`run_id`);
+        ``encoder``: the name for the file (default: the one the embeddings were made with)."""
+        encoder = encoder or self.params["embedding"].get("encoder") or "precomputed"
+        return default_bank_path(self.params["dataset"], self.params["mode"], encoder, self.params["noise_policy"],
+                                 signal=self.bank.metadata.get("signal", "cluster"), n_samples=len(self.bank),
+                                 run_id=self.run_id)
+
     def write(self, path: str | Path) -> Path:
         """Write the bank as Parquet (atomic)."""
         return write_bank(path, self.bank)
@@ -197,12 +216,31 @@ def read_samples_csv(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=missing, encoding="utf-8")
 
 
-def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str, signal: str = "cluster") -> Path:
-    """``data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet`` for eq. 3 (signal ``'cluster'``);
-    another rarity signal replaces the noise policy by its name (``..._<mode>_knn-density.parquet``)."""
+def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str, signal: str = "cluster",
+                      n_samples: int | None = None, run_id: str | None = None) -> Path:
+    """Where a run's bank goes by default: ``data/processed/<name>.parquet``, one file per run.
+
+    ``<name>`` is ``<dataset>_<encoder>_<mode>_<noise policy>_n<N>_<run id>`` for eq. 3 (signal
+    ``'cluster'``); another rarity signal replaces the noise policy by its name
+    (``..._<mode>_knn-density_n<N>_<run id>``). ``n_samples`` (``_n<N>``) and ``run_id`` (a digest
+    of everything that makes the bank, :attr:`AnalysisResult.run_id`) keep runs with another
+    subsample size, another seed or other parameters from overwriting each other's bank (a sweep
+    of notebook 00 at N = 1,000 never replaces the quickstart's 5,000-sample bank); the same run
+    again writes the same path. Characters other than letters, digits and ``-._`` become ``-``.
+    """
     last = noise_policy if signal == "cluster" else signal
-    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in f"{dataset}_{encoder}_{mode}_{last}")
+    name = f"{dataset}_{encoder}_{mode}_{last}"
+    if n_samples is not None:
+        name += f"_n{int(n_samples)}"
+    if run_id:
+        name += f"_{run_id}"
+    safe = "".join(ch if ch.isalnum() or ch in "-._" else "-" for ch in name)
     return paths.processed_dir() / f"{safe}.parquet"
+
+
+def run_digest(*parts: Any) -> str:
+    """A short digest (8 hex digits) of ``parts`` (JSON-able values or arrays): a run id for file names."""
+    return _hash("run", *parts)[:8]
 
 
 # ------------------------------------------------------------------------------------- caching

@@ -42,7 +42,7 @@ from deqlib.consensus import (ABSENT, WEIGHT_MOVE, coassociation_consensus, cons
                               per_sample_stability, percentile_ranks, run_agreement, summarize_stability)
 from deqlib.faithfulness import faithfulness
 from deqlib.likelihood import RARITY_SIGNALS, ClusterSignal, RarityContext, scaled_likelihood
-from deqlib.pipeline import embeddings_from_source
+from deqlib.pipeline import embeddings_from_source, run_digest
 from deqlib.progress import stage_message
 from deqlib.reduce import OpenTSNEReducer
 from deqlib.stages import Stages, checked_stages
@@ -128,6 +128,14 @@ class StabilityResult:
     summary: dict
     params: dict = field(default_factory=dict)
     coords: np.ndarray | None = None
+
+    @property
+    def run_id(self) -> str:
+        """8 hex digits naming these K runs in bank file names (:func:`deqlib.pipeline.default_bank_path`):
+        a digest of the parameters (seeds, what varied, the stages), the sample ids and the K runs'
+        likelihoods, so other data or other settings never share a consensus bank's path."""
+        return run_digest({k: v for k, v in self.params.items() if k != "embedding"}, self.sample_ids,
+                          np.nan_to_num(np.asarray(self.likelihoods, dtype=np.float64), nan=-1.0))
 
     def faithfulness(self, embeddings, clusterer=None, **options) -> dict:
         """:func:`faithfulness` of the first run's map (on the samples it saw) against ``embeddings``."""

@@ -35,7 +35,8 @@ from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES, RARITY_SIGNA
 from deqlib.reduce import REDUCERS, SklearnTSNEReducer, as_reducer, reducer_output
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA
 
-__all__ = ["MODES", "MODE_DEFAULTS", "DEFAULT_SEED", "Stages", "build_stages", "checked_stages"]
+__all__ = ["MODES", "MODE_DEFAULTS", "DEFAULT_SEED", "MODE_SEEDS", "Stages", "build_stages", "checked_stages",
+           "default_seed"]
 
 MODES = ("default", "reference")
 #: The registered parts each mode uses when none is named. Without a preset DBSCAN keeps its own
@@ -44,6 +45,23 @@ MODE_DEFAULTS = {"default": {"reducer": "opentsne", "clusterer": "dbscan"},
                  "reference": {"reducer": "sklearn", "clusterer": "dbscan"}}
 #: The seed of the parts built by name when none is given (the official code's ``np.random.seed(33)``).
 DEFAULT_SEED = 33
+#: The seed a run uses when the user names none, in ``deq analyze`` / ``deq stability`` and the
+#: notebooks (``seed = None``): 0, and in reference mode the official code's ``np.random.seed(33)``
+#: (so ``--mode reference`` stays the official analysis bit for bit).
+MODE_SEEDS = {"default": 0, "reference": 33}
+
+
+def default_seed(mode: str) -> int:
+    """The seed of :data:`MODE_SEEDS` for ``mode`` (``'default'``: 0, ``'reference'``: 33).
+
+    Raises
+    ------
+    ValueError
+        ``mode`` is not one of :data:`MODES`.
+    """
+    if mode not in MODE_SEEDS:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return MODE_SEEDS[mode]
 
 
 @dataclass

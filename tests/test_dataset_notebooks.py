@@ -1,5 +1,7 @@
 """Each dataset notebook executed by papermill on a tiny tree in that dataset's real layout."""
 
+import re
+
 import nbformat
 import pytest
 
@@ -39,10 +41,11 @@ def test_dataset_notebook_runs_on_its_real_layout(name, tmp_path, monkeypatch):
     bank = read_bank(bank_files[0])
     assert len(bank) == 30 and bank.metadata["noise_policy"] == "singleton"
     if name in OFFICIAL:
-        official = import_official_pickle(tmp_path / "data" / "processed" / OFFICIAL[name])
+        # the fork's file name, in a folder named like the run's bank (runs never overwrite each other's)
+        official = import_official_pickle(bank_files[0].with_suffix("") / OFFICIAL[name])
         assert sorted(official.sample_ids) == sorted(bank.sample_ids)
     else:  # no fork reads this dataset: no pickle
-        assert not list((tmp_path / "data" / "processed").glob("*.pkl"))
+        assert not list((tmp_path / "data" / "processed").rglob("*.pkl"))
     (consensus,) = (tmp_path / "data" / "processed" / "consensus").glob("*.parquet")
     assert sorted(read_bank(consensus).sample_ids) == sorted(bank.sample_ids)
     summary = read_run_summary(tmp_path / "figures" / f"{source_name}_run_summary.json")
@@ -70,7 +73,7 @@ def test_kitti_notebook_in_reference_mode_runs_the_official_stages(tmp_path, mon
         "explorer_points": 30})
     (bank_file,) = (tmp_path / "data" / "processed").glob("*.parquet")
     bank = read_bank(bank_file)
-    assert bank_file.name == "kitti_efficientnet-lite0_reference_as_cluster.parquet"
+    assert re.fullmatch(r"kitti_efficientnet-lite0_reference_as_cluster_n30_[0-9a-f]{8}\.parquet", bank_file.name)
     assert bank.metadata["noise_policy"] == "as_cluster" and bank.metadata["mode"] == "reference"
     assert bank.metadata["cluster"]["eps_scale"] == "raw" and bank.metadata["cluster"]["eps"] == 2.0
     summary = read_run_summary(tmp_path / "figures" / "kitti_run_summary.json")["summary"]

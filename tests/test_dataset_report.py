@@ -1,5 +1,6 @@
 """deqlib.dataset_report: the steps the dataset notebooks share, on a fake KITTI tree in its real layout."""
 
+import re
 import types
 
 import numpy as np
@@ -78,10 +79,12 @@ def test_figures_are_named_for_the_dataset_and_carry_the_parameters(report, tmp_
 def test_banks_the_forks_pickle_only_where_a_fork_reads_the_dataset(report):
     written = report.write_banks()
     bank = read_bank(written["bank"])
-    assert written["bank"].name == "kitti_efficientnet-lite0_default_singleton.parquet"
+    assert re.fullmatch(r"kitti_efficientnet-lite0_default_singleton_n21_[0-9a-f]{8}\.parquet", written["bank"].name)
+    assert written["bank"].name == f"kitti_efficientnet-lite0_default_singleton_n21_{report.result.run_id}.parquet"
     np.testing.assert_array_equal(bank.table.set_index("sample_id").loc[report.result.samples.sample_id, "likelihood"],
                                   report.result.samples.likelihood)
     assert written["official"].name == OFFICIAL_BANK_FILENAMES["kitti"]
+    assert written["official"].parent == written["bank"].with_suffix("")  # the fork's name, in the run's folder
     official = import_official_pickle(written["official"])
     assert official.table.set_index("sample_id").cluster_size.equals(bank.table.set_index("sample_id").cluster_size)
     elsewhere = DatasetReport(types.SimpleNamespace(name="bdd100k"), report.result, encoder="efficientnet-lite0")
@@ -108,6 +111,8 @@ def test_stability_over_two_seeds_writes_its_figures_and_the_consensus_bank(repo
     assert len(per_sample) == N
     consensus = read_bank(report.written["consensus_bank"]).table.set_index("sample_id")
     assert report.written["consensus_bank"].parent.name == "consensus"
+    assert report.written["consensus_bank"].name == \
+        f"kitti_efficientnet-lite0_default_consensus-mean_n{N}_{stability.run_id}.parquet"
     np.testing.assert_allclose(consensus.loc[per_sample.index, "likelihood"], per_sample.likelihood_mean)
     for what in ("stability_mean_vs_spread", "stability_agreement"):
         assert read_png_metadata(report.written[what])["parameters"] == {**PARAMETERS, "stability_k": 2}
@@ -120,3 +125,63 @@ def test_the_explorer_is_written_beside_the_figures(report, tmp_path):
     text = report.explorer(max_points=10, progress=False)
     assert report.written["explorer"] == tmp_path / "figures" / "kitti_explorer.html"
     assert report.written["explorer"].is_file() and text.startswith(f"{report.written['explorer']}: page ")
+
+
+def test_runs_with_another_n_seed_or_parameter_never_overwrite_each_others_bank(report, analysed, monkeypatch):
+    """Issue 19: a smaller run (a sweep of notebook 00 at N = 1,000 after the quickstart's 5,000)
+    wrote the same data/processed file as the larger one and replaced its bank."""
+    data, source, stages, result = analysed
+    first = report.write_banks(official=False)["bank"]
+    smaller = open_dataset("kitti", split="trainval", max_images=17, seed=0)
+    runs = {"smaller": (smaller, stages),
+            "seed": (source, build_stages(reducer_params={"perplexity": 5.0}, clusterer="hdbscan",
+                                          clusterer_params={"min_cluster_size": 3, "min_samples": 2}, seed=1)),
+            "eta": (source, build_stages(reducer_params={"perplexity": 5.0}, clusterer="hdbscan",
+                                         clusterer_params={"min_cluster_size": 3, "min_samples": 2}, seed=0, eta=0.3))}
+    paths = {"first": first}
+    for name, (run_source, run_stages) in runs.items():
+        run = analyze(run_source, encoder="efficientnet-lite0", stages=run_stages)
+        paths[name] = DatasetReport(run_source, run, encoder="efficientnet-lite0").write_banks(official=False)["bank"]
+    assert len(set(paths.values())) == 4, paths
+    assert "_n17_" in paths["smaller"].name and "_n21_" in paths["seed"].name
+    assert len(read_bank(first)) == N  # the first run's bank is still its own
+    np.testing.assert_array_equal(read_bank(first).table.likelihood, result.bank.table.likelihood)
+    assert len(read_bank(paths["smaller"])) == 17
+    # The same run again: the same path (re-running replaces a bank only by itself).
+    again = analyze(source, encoder="efficientnet-lite0", stages=stages)
+    assert again.run_id == result.run_id and DatasetReport(source, again, encoder="efficientnet-lite0") \
+        .write_banks(official=False)["bank"] == first
+
+
+def test_deq_explore_on_the_reports_bank_rebuilds_the_reports_explorer(report, analysed, tmp_path, capsys):
+    """The notebook's explorer can be regenerated from its bank: same points, ids, coordinates, clusters."""
+    from deqlib.cli import main
+
+    data, source, _, _ = analysed
+    report.explorer(max_points=None, progress=False)
+    bank = report.write_banks(official=False)["bank"]
+    rebuilt = tmp_path / "rebuilt.html"
+    code = main(["explore", str(bank), "--source", "kitti", "--root", str(source.root), "--split", "trainval",
+                 "--output", str(rebuilt), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    (_, notebook_data), (_, cli_data) = (_page_data(p) for p in (report.written["explorer"], rebuilt))
+    assert notebook_data["n"] == cli_data["n"] == N
+    assert notebook_data["ids"] == cli_data["ids"]
+    for key in ("xyz", "cluster"):
+        assert notebook_data[key] == cli_data[key]  # base64 of the same float32 / int32 arrays
+    for column in ("likelihood", "weight", "cluster_size"):
+        assert notebook_data["columns"][column] == cli_data["columns"][column]
+    # With a subset: the same --max-points and seed pick the same points.
+    report.explorer(max_points=10, progress=False)
+    assert main(["explore", str(bank), "--source", "kitti", "--root", str(source.root), "--split", "trainval",
+                 "--output", str(rebuilt), "--no-progress", "--max-points", "10", "--seed", str(report.seed)]) == 0
+    (_, notebook_data), (_, cli_data) = (_page_data(p) for p in (report.written["explorer"], rebuilt))
+    assert notebook_data["ids"] == cli_data["ids"] and notebook_data["xyz"] == cli_data["xyz"]
+
+
+def _page_data(path):
+    import json
+
+    text = path.read_text()
+    match = re.search(r"const DATA = (\{.*?\});\n", text, flags=re.S)
+    return text, json.loads(match.group(1))

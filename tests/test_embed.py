@@ -208,12 +208,11 @@ def test_run_settings_follow_the_table_and_user_overrides(lite0):
     # float32 ResNet101 on a CPU is compute-bound: its own measured entry (batch 1, no worker)
     fp32 = E.run_settings("cpu", resnet, precision="fp32")
     assert (fp32.batch_size, fp32.num_workers) == (1, 0)
-    expected = bf16 if E.cpu_has_native_bf16() else fp32  # "auto" follows what the CPU can do
-    assert E.run_settings("cpu", resnet) == expected
+    assert E.run_settings("cpu", resnet) == fp32  # "auto" is float32 on every CPU (issue 20)
     assert E.run_settings("cpu", resnet, precision="fp32", num_workers=2).num_workers == 2  # user wins
     assert E.run_settings("cuda", resnet, precision="fp32").batch_size == 128  # the fp32 table is CPU-only
     clip = E.run_settings("cpu", E.get_encoder("clip:ViT-B-32:none"))
-    assert (clip.batch_size, clip.cpu_bf16, clip.channels_last) == (32, False, False)
+    assert (clip.batch_size, clip.channels_last) == (32, False)
     assert E.run_settings("cuda", lite0).batch_size == 256
     chosen = E.run_settings("cpu", lite0, batch_size=3, num_workers=0)
     assert (chosen.batch_size, chosen.num_workers) == (3, 0)
@@ -345,8 +344,8 @@ def test_duplicate_ids_are_refused(pngs, lite0):
 
 def test_precision_is_resolved_and_keys_the_cache(pngs, tmp_path, lite0):
     cpu = torch.device("cpu")
-    assert E.resolve_precision(cpu, "auto", cpu_bf16=False) == "fp32"
-    assert E.resolve_precision(cpu, "auto") == ("bf16" if E.cpu_has_native_bf16() else "fp32")
+    assert E.resolve_precision(cpu, "auto") == "fp32"
+    assert E.resolve_precision(cpu, "bf16") == "bf16"  # an explicit opt-in on a CPU
     with pytest.raises(ValueError, match="fp16.*for CUDA"):
         E.resolve_precision(cpu, "fp16")
     with pytest.raises(ValueError, match="precision='half'"):
@@ -361,6 +360,22 @@ def test_precision_is_resolved_and_keys_the_cache(pngs, tmp_path, lite0):
     cosine = (exact.vectors * bf16.vectors).sum(1) / (
         np.linalg.norm(exact.vectors, axis=1) * np.linalg.norm(bf16.vectors, axis=1))
     assert cosine.min() > 0.99
+
+
+def test_auto_precision_is_float32_on_a_cpu_with_native_bf16_too(pngs, tmp_path, lite0, monkeypatch):
+    """Issue 20: "auto" autocast to bf16 on CPUs with native bf16 (AMX, AVX512-BF16) and stayed
+    float32 elsewhere, so the same code gave other vectors, and banks, on another CPU type. Now a
+    CPU run is float32 unless bf16 is asked for, and records it."""
+    monkeypatch.setattr(E, "cpu_has_native_bf16", lambda: True)  # as on such a CPU
+    assert E.resolve_precision(torch.device("cpu"), "auto") == "fp32"
+    assert E.run_settings("cpu", E.get_encoder("resnet101", weights="random")) == \
+        E.run_settings("cpu", E.get_encoder("resnet101", weights="random"), precision="fp32")
+    source = PngSource(pngs, limit=3)
+    auto = E.embed_source(source, lite0, cache_dir=tmp_path / "a", num_workers=0, device="cpu", num_threads=1,
+                          precision="auto", progress=False)
+    exact = E.embed_source(source, lite0, cache_dir=tmp_path / "b", num_workers=0, **CPU, progress=False)
+    assert auto.stats["precision"] == "fp32" and auto.vectors.tobytes() == exact.vectors.tobytes()
+    assert auto.cache_path.name == exact.cache_path.name  # the same cache key as an explicit fp32
 
 
 def test_deq_embed_command_prints_a_summary_and_caches(pngs, tmp_path, monkeypatch, capsys):

@@ -456,3 +456,40 @@ def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
                            **FAST)
     assert resumed.sample_ids == clean.sample_ids
     assert resumed.vectors.tobytes() == clean.vectors.tobytes()
+
+
+# -- index.parquet accumulates over runs (issue 19) --------------------------------------------
+def test_index_keeps_every_sample_after_a_subsample_run(tmp_path):
+    """A run over 300 samples, then one over a subsample of 174 of them and 6 new ones.
+
+    Before: ``index.parquet`` listed only the latest run's samples (174 + 6 of 306). Now it lists
+    the latest run's samples first, in their order, then every other cached sample, each
+    pointing at a shard that really holds it at that row.
+    """
+    cache = tmp_path / "cache"
+    full = embed_colours(cache, range(300), shard_size=64)
+    rng = np.random.default_rng(0)
+    subsample = sorted(rng.choice(300, size=174, replace=False).tolist()) + list(range(300, 306))
+    again = embed_colours(cache, subsample, shard_size=64)
+    assert again.stats["n_cached"] == 174 and again.stats["n_embedded"] == 6
+    folder = again.cache_path
+    assert folder == full.cache_path
+    index = pd.read_parquet(folder / "index.parquet")
+    assert len(index) == 306 and index["sample_id"].is_unique
+    assert index["sample_id"].tolist()[:180] == again.sample_ids  # this run's samples first, in its order
+    assert set(index["sample_id"]) == {f"c{i:05d}" for i in range(306)}
+    for row in index.itertuples(index=False):
+        with np.load(folder / "shards" / row.shard) as data:
+            assert data["sample_ids"][row.row] == row.sample_id
+            assert np.array_equal(data["vectors"][row.row], F.expected_vector(int(row.sample_id[1:])))
+    # The same run again changes nothing on disk (an unchanged index is never rewritten).
+    before = (folder / "index.parquet").stat().st_mtime_ns
+    embed_colours(cache, subsample, shard_size=64)
+    assert (folder / "index.parquet").stat().st_mtime_ns == before
+    # A deleted shard drops its rows from the index, never leaving rows that point nowhere.
+    gone = index["shard"].iloc[-1]
+    (folder / "shards" / gone).unlink()
+    embed_colours(cache, subsample, shard_size=64)
+    rebuilt = pd.read_parquet(folder / "index.parquet")
+    assert gone not in set(rebuilt["shard"])
+    assert set(again.sample_ids) <= set(rebuilt["sample_id"]) and len(rebuilt) < 306

@@ -269,7 +269,7 @@ def test_reference_mode_embeds_in_float32_and_failed_images_reach_the_export(tmp
         warnings.simplefilter("ignore")  # the failed image's warning and a degenerate clustering of 59 digits
         result = analyze(source=DigitImages(n=60), encoder=tiny_encoder(), stages=build_stages("reference"),
                          cache=tmp_path / "cache", embed_options=options)
-    assert result.params["embedding"]["precision"] == "fp32"  # 'auto' would be bf16 on a bf16 CPU
+    assert result.params["embedding"]["precision"] == "fp32"  # 'fp32' asked for here, and 'auto' on a CPU
     assert result.bank.metadata["missing_sample_ids"] == ["digit017"]
     path = tmp_path / "official.pkl"
     with pytest.raises(BankFormatError, match="1 training sample.*digit017"):

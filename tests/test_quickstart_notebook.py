@@ -54,7 +54,7 @@ def test_explorer_has_one_thumbnail_per_point(quickstart):
 
 def test_bank_and_official_pickle_cover_every_image(quickstart):
     banks = sorted((quickstart / "data" / "processed").glob("fashion-mnist_*.parquet"))
-    assert len(banks) == 1
+    assert len(banks) == 1 and f"_n{N_IMAGES}_" in banks[0].name  # one bank per run: N and a run id in its name
     bank = read_bank(banks[0])
     assert len(bank) == N_IMAGES and bank.table.sample_id.str.startswith("train-").all()
     meta = bank.metadata

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -299,6 +301,32 @@ def test_deq_stability_command_writes_bank_report_and_figures(tmp_path, capsys):
     for name in ("stability_mean_vs_spread.png", "stability_agreement.png"):
         assert read_png_metadata(tmp_path / "figures" / name)["parameters"]["K"] == 2
     assert (tmp_path / "bank.pkl").stat().st_size > 0
+
+
+def test_deq_stability_default_seeds_and_one_consensus_bank_per_run(tmp_path, capsys, monkeypatch):
+    """Issue 19: without --seeds the runs use 0, 1, ... (the notebooks' stability report; was 33, 34, ...
+    unsaid), and the default bank path carries N and the run id, so another -K or seed set never
+    overwrites an earlier consensus bank."""
+    import re
+
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+
+    monkeypatch.setenv("DEQ_DATA_DIR", str(tmp_path / "data"))
+    X, _ = _blobs(sizes=(60, 30, 20))
+    np.savez(tmp_path / "vectors.npz", vectors=X, sample_ids=np.array([f"s{i}" for i in range(len(X))]))
+    base = ["stability", "--embeddings", str(tmp_path / "vectors.npz"), "--perplexity", "10", "--eps", "3",
+            "--min-samples", "5", "--eps-scale", "knn", "--threads", "1", "--no-progress", "--no-faithfulness",
+            "--run-schedule", "consensus"]
+    written = {}
+    for name, extra in {"default": ["-K", "2"], "again": ["-K", "2"], "other": ["-K", "2", "--seeds", "5,6"]}.items():
+        assert main([*base, *extra]) == 0, capsys.readouterr().err
+        written[name] = Path(re.search(r"bank \(2 runs\) written to (\S+)", capsys.readouterr().out).group(1))
+    assert read_bank(written["default"]).metadata["stability_params"]["seeds"] == [0, 1]
+    assert read_bank(written["other"]).metadata["stability_params"]["seeds"] == [5, 6]
+    assert written["default"] == written["again"] != written["other"]  # the same run, the same file
+    assert re.fullmatch(r"vectors_precomputed_default_consensus-mean_n110_[0-9a-f]{8}\.parquet", written["other"].name)
+    assert len(list((tmp_path / "data" / "processed").glob("*.parquet"))) == 2
 
 
 def test_deq_stability_refuses_a_pickle_of_the_mean_signal(tmp_path, capsys):

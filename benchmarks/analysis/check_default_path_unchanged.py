@@ -6,7 +6,7 @@ Exports ``deqlib/`` of ``--base`` (git archive) to a temporary folder and runs t
 it and under this working tree, each in its own process with ``OMP_NUM_THREADS=1``, on 1,270 seeded
 64-D blob vectors (8 blobs of 20-400): ``analyze`` default, ``preset='kitti'``, reference mode,
 notebook 00's and 02's stage calls (``get_reducer``/``get_clusterer``, seed 0) and ``deq analyze``
-(default, and hdbscan with ``--seed 5``). Prints, per path, whether coordinates, labels,
+(default with ``--seed 33``, its default before issue 19, and hdbscan with ``--seed 5``). Prints, per path, whether coordinates, labels,
 likelihoods and weights (and the CLI's bank tables) are identical, and the bank parameters that
 differ. Exit status 1 if any result differs. Not a speed measurement.
 """
@@ -61,7 +61,8 @@ for name, kw in runs.items():
              likelihood=s["likelihood"].to_numpy(), weight=s["weight"].to_numpy())
 np.savez(out / "emb.npz", vectors=X, sample_ids=np.array(ids))
 common = ["analyze", "--embeddings", str(out / "emb.npz"), "--no-cache", "--no-progress"]
-main([*common, "--output", str(out / "cli.parquet")])
+# --seed 33: the CLI's default before issue 19 (now 0, as the notebooks'), so both sides run the same analysis
+main([*common, "--output", str(out / "cli.parquet"), "--seed", "33"])
 main([*common, "--output", str(out / "cli_hdb.parquet"), "--clusterer", "hdbscan", "--min-cluster-size", "15",
       "--seed", "5"])
 '''

@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"],
-                        help="engine compute precisions to compare (auto: bf16 on CPUs with native bf16)")
+                        help="engine compute precisions to compare (auto: float32 on a CPU)")
     args = parser.parse_args()
     images, labels = read_idx(args.n)
     source = ArraySource(images, labels)

@@ -17,9 +17,10 @@ unreachable offline; speed does not depend on the weights' values. For CLIP the 
 open_clip's own preprocessing (shortest-side bicubic resize + centre crop), not a squash.
 
 Each (encoder, files) pair is measured ``--repeats`` times, naive and engine alternating, and the
-medians are reported (single runs on a shared 2-core machine vary by +-20%). The engine's
-default CPU precision is bf16 autocast on CPUs with native bf16 (see
-``deqlib.embed.resolve_precision``); ``engine_vs_naive_cosine_min`` shows what that costs.
+medians are reported (single runs on a shared 2-core machine vary by +-20%). The results
+committed from 2026-11-25 were measured when the engine's default CPU precision was bf16 autocast
+on CPUs with native bf16; since issue 20 it is float32 on every CPU (``--precision bf16`` measures
+bf16; see ``deqlib.embed.resolve_precision``); ``engine_vs_naive_cosine_min`` shows what bf16 costs.
 
     .venv/bin/python benchmarks/embedding/make_images.py --out build/bench-images --n 600
     .venv/bin/python benchmarks/embedding/bench_throughput.py --images build/bench-images
@@ -91,7 +92,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="override the engine's table")
     parser.add_argument("--workers", type=int, default=None, help="override the engine's table")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                        help="the engine's compute precision (auto: bf16 on CPUs with native bf16)")
+                        help="the engine's compute precision (auto: float32 on a CPU; pass bf16 to measure bf16 autocast)")
     parser.add_argument("--tag", default="throughput")
     args = parser.parse_args()
 

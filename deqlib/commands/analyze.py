@@ -31,16 +31,19 @@ def register(subparsers) -> None:
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--batch-size", type=int, default=None, help="embedding batch size")
     data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                      help="embedding compute precision (auto: bf16 on CUDA and on CPUs with native bf16; "
-                           "fp32 gives the least hardware-dependent vectors; --mode reference: always fp32)")
+                      help="embedding compute precision (auto: float32 on every CPU, so banks do not depend on the CPU "
+                           "type; bf16 on CUDA. bf16 on a CPU only when asked for. --mode reference: always fp32)")
 
     stages = parser.add_argument_group("analysis")
     add_stage_arguments(stages, rarity=True)
-    stages.add_argument("--seed", type=int, default=33)
+    stages.add_argument("--seed", type=int, default=None,
+                        help="seed of the t-SNE and the other seeded parts (default: 0, as the notebooks; "
+                             "--mode reference: 33, the official code's np.random.seed(33))")
 
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=None, metavar="BANK.parquet",
-                     help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>.parquet)")
+                     help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>_n<N>_<run id>.parquet, "
+                          "one file per run: the run id digests the data and every parameter, seed included)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
                      help="also write the official forks' pickle (e.g. kitti_training_cluster_info.pkl)")
     out.add_argument("--missing", choices=("error", "rarest", "median"), default="error",
@@ -177,7 +180,7 @@ def _load_embeddings(path: str):
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from deqlib.pipeline import analyze, default_bank_path
+    from deqlib.pipeline import analyze
 
     if not args.verbose:  # openTSNE logs every phase at INFO; our progress lines say enough
         logging.getLogger("openTSNE").setLevel(logging.WARNING)
@@ -187,7 +190,9 @@ def run(args: argparse.Namespace) -> int:
         if value and Path(value).is_dir():  # say so now, not after the whole analysis
             raise ValueError(f"{flag} {value} is a folder, but a file path is needed; "
                              f"pass a file name, e.g. {flag} {Path(value) / 'bank.parquet'}")
-    stages = stages_from_args(args, seed=args.seed)
+    from deqlib.stages import default_seed
+
+    stages = stages_from_args(args, seed=default_seed(args.mode) if args.seed is None else args.seed)
     common = dict(stages=stages, cache=False if args.no_cache else (args.cache_dir or True),
                   progress=not args.no_progress)
     if args.embeddings:
@@ -205,9 +210,7 @@ def run(args: argparse.Namespace) -> int:
             embed_options["batch_size"] = args.batch_size
         result = analyze(source=source, encoder=encoder, embed_options=embed_options, **common)
         encoder_name = encoder.name
-    output = Path(args.output) if args.output else default_bank_path(
-        result.params["dataset"], args.mode, encoder_name, result.params["noise_policy"],
-        signal=result.bank.metadata["signal"])
+    output = Path(args.output) if args.output else result.default_path(encoder_name)
     print(f"deq analyze: {result.summary()}")
     exported = None
     if args.export_official:

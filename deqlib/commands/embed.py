@@ -34,7 +34,8 @@ def register(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads for a CPU run (override)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                        help="compute precision (autocast); outputs are float32 either way")
+                        help="compute precision (autocast; auto: float32 on every CPU, bf16 on CUDA; bf16 on a CPU only when "
+                             "asked for); outputs are float32 either way")
     parser.add_argument("--normalize", action="store_true", help="L2-normalise the vectors")
     parser.add_argument("--output", default=None, metavar="DIR",
                         help="cache/output root (default: data/interim/embeddings)")

@@ -35,7 +35,7 @@ def register(subparsers) -> None:
     data.add_argument("--weights", default=None, metavar="FILE", help="local encoder weights file")
     data.add_argument("--device", default="auto", help="embedding device: auto, cpu, cuda, cuda:N")
     data.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                      help="embedding compute precision")
+                      help="embedding compute precision (auto: float32 on every CPU, bf16 on CUDA)")
 
     stages = parser.add_argument_group("analysis (as for deq analyze)")
     add_stage_arguments(stages)
@@ -43,7 +43,9 @@ def register(subparsers) -> None:
     runs = parser.add_argument_group("runs")
     runs.add_argument("-K", "--runs", dest="K", type=int, default=5, help="number of runs")
     runs.add_argument("--seeds", default=None, metavar="S1,S2,...",
-                      help="one seed per run (default 33, 34, ...); use disjoint sets to compare two consensus runs")
+                      help="one seed per run (default: 0, 1, ..., K-1, as the notebooks' stability report; --mode reference: "
+                           "33, 34, ..., from the official code's seed 33); use disjoint sets to compare two "
+                           "consensus runs")
     runs.add_argument("--vary", nargs="+", choices=("seed", "subsample", "band", "order"), default=["seed"],
                       help="what changes between runs")
     runs.add_argument("--subsample", type=float, default=0.8, help="share of samples per run with --vary subsample")
@@ -68,7 +70,8 @@ def register(subparsers) -> None:
 
     out = parser.add_argument_group("output")
     out.add_argument("--output", default=None, metavar="BANK.parquet",
-                     help="consensus bank (default: data/processed/<dataset>_<encoder>_<mode>_<signal>.parquet)")
+                     help="consensus bank (default: data/processed/<dataset>_<encoder>_<mode>_<signal>_n<N>_<run id>.parquet, "
+                          "one file per run)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
                      help="also write the forks' pickle (needs --signal consensus-coassoc)")
     out.add_argument("--report", default=None, metavar="REPORT.json",
@@ -130,7 +133,11 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from exc
         if len(seeds) != args.K:
             raise ValueError(f"--seeds lists {len(seeds)} seeds for -K {args.K} runs; give one per run")
-    stages = _stages(args, seed=seeds[0] if seeds else 33)
+    if seeds is None:
+        from deqlib.stages import default_seed
+
+        seeds = list(range(default_seed(args.mode), default_seed(args.mode) + args.K))
+    stages = _stages(args, seed=seeds[0])
     vectors, ids, dataset, encoder_name, embed_info = _embeddings(args)
     result = stability_runs(vectors, ids, stages, K=args.K, seeds=seeds, vary=args.vary, subsample=args.subsample,
                             band=tuple(args.band), share_affinities=not args.no_shared_affinities,
@@ -147,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
     bank = consensus_bank(result, args.signal, metadata={
         "dataset": dataset, "encoder": encoder_name, "mode": args.mode,
         "precision": embed_info.get("precision"), "faithfulness": faithful})
-    output = Path(args.output) if args.output else default_bank_path(dataset, args.mode, encoder_name, args.signal)
+    output = Path(args.output) if args.output else default_bank_path(
+        dataset, args.mode, encoder_name, args.signal, signal=args.signal, n_samples=len(bank), run_id=result.run_id)
     write_bank(output, bank)
     print(f"deq stability: {args.signal} bank ({args.K} runs) written to {output}")
     if args.export_official:
