@@ -6,6 +6,7 @@ labels, and three runs (the truth twice and once with ten big-blob samples as no
 consensus signals.
 """
 
+import re
 from collections import Counter
 from types import SimpleNamespace
 
@@ -61,13 +62,17 @@ NAMES = RARITY_SIGNALS.names()
 def _toy_context() -> RarityContext:
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(0.0, 1.0, (N_BIG, 8)), rng.normal(0.0, 1.0, (N_RARE, 8)) + 30.0])
+    # away from the origin, as an encoder's vectors are (the embedding-space signals compare directions)
+    X -= 20.0
     truth = RARE.astype(np.int64)
     noisy = truth.copy()
     noisy[:10] = -1
     run_labels = np.vstack([truth, noisy, truth])
     runs = SimpleNamespace(labels=run_labels, likelihoods=np.vstack([scaled_likelihood(r) for r in run_labels]),
                            params={"seeds": [5, 6, 7]})
-    return RarityContext(embeddings=X, coords=X[:, :3], labels=truth, outlier_scores=np.zeros(truth.size), runs=runs)
+    # GLOSH-like scores: low in the big blob, high in the rare one (the glosh signal's own test uses real HDBSCAN)
+    outlier_scores = np.where(RARE, 0.6, 0.1) + rng.uniform(0.0, 0.05, truth.size)
+    return RarityContext(embeddings=X, coords=X[:, :3], labels=truth, outlier_scores=outlier_scores, runs=runs)
 
 
 CONTEXT = _toy_context()
@@ -80,10 +85,12 @@ def name(request):
 
 def test_registry_holds_the_signals_and_the_default_is_eq3():
     assert {"cluster", "knn-density", "consensus-mean", "consensus-coassoc"} <= set(NAMES)
+    assert {"glosh", "lof", "knn-cosine", "two-sided-density", "parent-relative", "multi-granularity",
+            "isolation-forest", "cleanlab-ood", "multi-granularity+lof"} <= set(NAMES)  # issue 20's signals
     assert NAMES[0] == DEFAULT_RARITY_SIGNAL == "cluster"
     assert type(get_rarity_signal()).__name__ == "ClusterSignal"
-    with pytest.raises(ValueError, match="unknown rarity signal 'lof'.*cluster, knn-density"):
-        get_rarity_signal("lof")
+    with pytest.raises(ValueError, match="unknown rarity signal 'loff'.*cluster, knn-density"):
+        get_rarity_signal("loff")
 
 
 def test_values_in_unit_interval_length_n_and_scaled_max_is_one(name):
@@ -131,7 +138,7 @@ def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
         # the forks recompute cluster_size / largest_cluster_size: it must be this signal's likelihood
         np.testing.assert_array_equal(import_official_pickle(path).likelihood_of(ids), signal.likelihood_)
     else:
-        with pytest.raises(BankFormatError, match=rf"{name}'.*not cluster-based.*Parquet bank"):
+        with pytest.raises(BankFormatError, match=rf"{re.escape(name)}'.*not cluster-based.*Parquet bank"):
             export_official_pickle(bank, path)
         assert not path.exists()
 
