@@ -299,3 +299,50 @@ def test_the_candidate_default_finds_fogged_images_among_real_ones(fashion_pixel
     assert roc_auc_score(rare, 1.0 - fused) > 0.7
     assert roc_auc_score(rare, 1.0 - one_sided) < 0.3
     assert np.unique(fused).size >= 100
+
+
+# ---------------------------------------------------------------- through analyze and the CLI
+def _analysis_vectors():
+    X, _ = _blobs(seed=9, sizes=(90, 60, 10), dim=8)
+    return X.astype(np.float32)
+
+
+@pytest.mark.parametrize("name", NEW_SIGNALS)
+def test_each_new_signal_runs_through_analyze_into_its_bank(name):
+    from deqlib.pipeline import analyze
+    from deqlib.reduce import OpenTSNEReducer
+    from deqlib.stages import build_stages
+
+    X = _analysis_vectors()
+    reducer = OpenTSNEReducer(perplexity=10, n_jobs=1, early_exaggeration_iter=50, n_iter=50)
+    stages = build_stages(reducer=reducer, clusterer="hdbscan", clusterer_params={"min_cluster_size": 5},
+                          rarity=name)
+    result = analyze(embeddings=X, stages=stages, cache=False)
+    bank = result.bank
+    assert bank.metadata["signal"] == name and len(bank) == len(X)
+    context = RarityContext(embeddings=X, outlier_scores=result.samples["outlier_score"].to_numpy())
+    expected = RARITY_SIGNALS.create(name, **stages.rarity.get_params()).fit(context).likelihood_
+    np.testing.assert_allclose(bank.table["likelihood"].to_numpy(), expected, rtol=1e-12)
+    np.testing.assert_array_equal(result.samples["likelihood"].to_numpy(), bank.table["likelihood"].to_numpy())
+    if "random_state" in stages.rarity.get_params():
+        assert bank.metadata["signal_params"]["random_state"] == stages.seed
+
+
+def test_deq_analyze_rarity_takes_a_new_signal_by_name(tmp_path):
+    from deqlib.bank import read_bank
+    from deqlib.cli import main
+
+    vectors = tmp_path / "vectors.npz"
+    X = _analysis_vectors()
+    np.savez(vectors, vectors=X, sample_ids=np.asarray([f"s{i:03d}" for i in range(len(X))]))
+    bank_path = tmp_path / "fused.parquet"
+    assert main(["analyze", "--embeddings", str(vectors), "--cache-dir", str(tmp_path / "cache"), "--no-progress",
+                 "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn",
+                 "--rarity", "multi-granularity+lof", "--rarity-param", "lof_neighbors=15",
+                 "--output", str(bank_path)]) == 0
+    bank = read_bank(bank_path)
+    assert bank.metadata["signal"] == "multi-granularity+lof"
+    assert bank.metadata["signal_params"]["lof_neighbors"] == 15
+    expected = RARITY_SIGNALS.create("multi-granularity+lof", lof_neighbors=15).fit(
+        RarityContext(embeddings=X)).likelihood_
+    np.testing.assert_allclose(bank.likelihood_of(bank.sample_ids), expected, rtol=1e-12)
