@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from deqlib.bank import BankFormatError, bank_from_signal, export_official_pickle, import_official_pickle
+from deqlib.bank import (
+    LIKELIHOOD_LEVELS,
+    bank_from_signal,
+    export_official_pickle,
+    import_official_pickle,
+)
 from deqlib.likelihood import (
     DEFAULT_RARITY_SIGNAL,
     RARITY_SIGNALS,
@@ -24,6 +29,7 @@ from deqlib.likelihood import (
     is_cluster_based,
     scaled_likelihood,
 )
+from deqlib.weights import gfl_weight
 
 N_BIG, N_RARE = 160, 16
 
@@ -126,6 +132,25 @@ def test_a_missing_context_input_is_named(name):
             signal.fit(context)
 
 
+def fork_weights(path, sample_ids, eta=0.3, gamma=5.0) -> np.ndarray:
+    """What the BEVFusion fork does with the pickle (docs/training.md, /work/shared/REFERENCE.md): load the
+    dict, ``p = cluster_size / largest_cluster_size`` per sample token (1.0 when the token has no entry),
+    weight ``(eta + (1 - p) ** gamma) / (eta + 1)``. Written from that description, with plain pickle.load."""
+    import pickle
+
+    with open(path, "rb") as handle:
+        cluster_info = pickle.load(handle)
+    weights = []
+    for token in sample_ids:
+        if token in cluster_info:
+            info = cluster_info[token]
+            sample_likelihood = info["cluster_size"] / info["largest_cluster_size"]
+        else:
+            sample_likelihood = 1.0
+        weights.append((eta + (1 - sample_likelihood) ** gamma) / (eta + 1))
+    return np.array(weights)
+
+
 def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
     signal = RARITY_SIGNALS.create(name).fit(CONTEXT)
     assert RARITY_SIGNALS.entry(name).extra["cluster_based"] is signal.cluster_based is is_cluster_based(name)
@@ -137,10 +162,19 @@ def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
         export_official_pickle(bank, path)
         # the forks recompute cluster_size / largest_cluster_size: it must be this signal's likelihood
         np.testing.assert_array_equal(import_official_pickle(path).likelihood_of(ids), signal.likelihood_)
-    else:
-        with pytest.raises(BankFormatError, match=rf"{re.escape(name)}'.*not cluster-based.*Parquet bank"):
-            export_official_pickle(bank, path)
-        assert not path.exists()
+        assert bank.metadata["official_export"]["likelihood_levels"] is None
+    else:  # any other likelihood p travels as the pair (round(p * L), L)
+        export_official_pickle(bank, path)
+        back = import_official_pickle(path)
+        assert set(back.table["largest_cluster_size"]) == {LIKELIHOOD_LEVELS} and set(back.table["cluster_id"]) == {-1}
+        np.testing.assert_array_equal(back.table.set_index("sample_id").loc[ids, "cluster_size"],
+                                      np.maximum(1, np.rint(signal.likelihood_ * LIKELIHOOD_LEVELS)))
+        # within 0.5 / L, or 1 / L below 1 / L (a pair is never (0, L))
+        np.testing.assert_allclose(back.likelihood_of(ids), signal.likelihood_, rtol=0, atol=1.0 / LIKELIHOOD_LEVELS)
+        assert bank.metadata["official_export"]["likelihood_levels"] == LIKELIHOOD_LEVELS
+    # the fork's own arithmetic gives the weights of eq. 4 on this signal's likelihood
+    np.testing.assert_allclose(fork_weights(path, ids), gfl_weight(signal.likelihood_, eta=0.3, gamma=5.0),
+                               rtol=0, atol=5.0 / LIKELIHOOD_LEVELS)
 
 
 # ---------------------------------------------------------------- specific signals through the registry
@@ -289,7 +323,7 @@ def test_build_stages_rarity_rules():
     assert build_stages("reference", rarity="cluster").rarity is None
 
 
-def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(tmp_path, capsys):
+def test_deq_analyze_rarity_knn_density_writes_its_bank_and_its_likelihood_into_the_pickle(tmp_path, capsys):
     from deqlib.bank import read_bank
     from deqlib.cli import main
 
@@ -299,11 +333,11 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(t
             "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn"]
     bank_path, pickle_path = tmp_path / "density.parquet", tmp_path / "density.pkl"
     assert main(base + ["--rarity", "knn-density", "--rarity-param", "k=5", "--output", str(bank_path),
-                        "--export-official", str(pickle_path)]) != 0
-    err = capsys.readouterr().err
-    assert "'knn-density', which is not cluster-based" in err and "Parquet bank" in err
-    assert not pickle_path.exists()
+                        "--export-official", str(pickle_path)]) == 0
     bank = read_bank(bank_path)
+    np.testing.assert_allclose(fork_weights(pickle_path, bank.sample_ids, eta=1.0, gamma=5.0),
+                               gfl_weight(bank.likelihood_of(bank.sample_ids), eta=1.0, gamma=5.0), atol=1e-5)
+    assert bank.metadata["official_export"]["likelihood_levels"] == LIKELIHOOD_LEVELS
     assert bank.metadata["signal"] == "knn-density" and bank.metadata["signal_params"]["k"] == 5
     assert not bank.has_clusters
     np.testing.assert_allclose(bank.table["likelihood"], _knn_density_by_hand(_blobs(), k=5), rtol=1e-9)
@@ -362,8 +396,8 @@ def test_a_newly_registered_signal_reaches_build_stages_the_cli_and_banks_with_n
         signal = build_stages(rarity="outlier-score").rarity.fit(RarityContext(outlier_scores=np.array([0.0, 0.5])))
         bank = bank_from_signal(["a", "b"], signal)
         assert bank.metadata["signal"] == "outlier-score" and bank.table["likelihood"].tolist() == [1.0, 0.5]
-        with pytest.raises(BankFormatError, match="'outlier-score', which is not cluster-based"):
-            export_official_pickle(bank, tmp_path / "o.pkl")
+        exported = import_official_pickle(export_official_pickle(bank, tmp_path / "o.pkl"))
+        assert exported.likelihood_of(["a", "b"]).tolist() == [1.0, 0.5]  # (10**6, 10**6) and (500000, 10**6)
     finally:
         RARITY_SIGNALS.unregister("outlier-score")
     assert "outlier-score" not in RARITY_SIGNALS
