@@ -76,6 +76,13 @@ def multi_granularity_likelihood(spaces, divisors=DEFAULT_DIVISORS, n_neighbors:
     return np.exp(log_sum / terms), {"cuts": cuts, "n_clusters_below_1_percent": small}
 
 
+def _views(plain: np.ndarray, views) -> list[np.ndarray]:
+    """The views of one PCA: as it is, and each component at unit variance (what ``whiten=True`` gives: a
+    component's eigenvalue is its variance), so the PCA is computed once."""
+    return [plain if view == "plain" else plain / np.maximum(plain.std(axis=0, ddof=1), np.finfo(float).tiny)
+            for view in views]
+
+
 class _HierarchySignal(RaritySignal):
     """Shared parameter checks of the hierarchy signals."""
 
@@ -132,7 +139,7 @@ class MultiGranularitySignal(_HierarchySignal):
         divisors, views = _check_divisors(self.divisors), _check_views(self.views)
         X = self._need(context, "embeddings", "the encoder's vectors, one row per sample")
         n_neighbors = self._checked(len(X))
-        spaces = [embedding_space(X, self.n_components, whiten=(view == "whitened")) for view in views]
+        spaces = _views(embedding_space(X, self.n_components), views)
         likelihood, found = multi_granularity_likelihood(spaces, divisors, n_neighbors)
         return self._finish(likelihood / likelihood.max(), **found)
 
@@ -241,7 +248,7 @@ class RankFusionSignal(_HierarchySignal):
         if lof_neighbors >= len(X):
             raise ValueError(f"lof_neighbors must be below the number of samples N = {len(X)}, got {lof_neighbors}")
         plain = embedding_space(X, self.n_components)
-        spaces = [plain if view == "plain" else embedding_space(X, self.n_components, whiten=True) for view in views]
+        spaces = _views(plain, views)
         granular, found = multi_granularity_likelihood(spaces, divisors, n_neighbors)
         lof = np.minimum(1.0, 1.0 / local_outlier_factor(plain, lof_neighbors))
         self.component_likelihoods_ = {"multi-granularity": granular / granular.max(), "lof": lof}
