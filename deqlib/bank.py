@@ -15,8 +15,11 @@ Two formats:
   :func:`import_official_pickle`): ``{sample_id: {'cluster_id', 'cluster_size',
   'largest_cluster_size'}}`` with ``str`` keys and plain ``int`` values, as the DD3D
   (``kitti_training_cluster_info.pkl``) and BEVFormer (``nuscenes_training_cluster_info.pkl``)
-  forks read it. Only a bank of a cluster-based signal (:data:`deqlib.likelihood.RARITY_SIGNALS`)
-  can be exported: the forks recompute the likelihood from the cluster sizes. Import never
+  forks read it. The forks recompute the likelihood as ``cluster_size / largest_cluster_size``:
+  a cluster-based signal's bank (:data:`deqlib.likelihood.RARITY_SIGNALS`) is written with its
+  cluster sizes, exactly; any other signal's likelihood ``p`` is written as the pair
+  ``(max(1, round(p * L)), L)`` with ``L =`` :data:`LIKELIHOOD_LEVELS` (10**6), so the forks
+  recompute it to within ``0.5 / L``. Import never
   runs Python's unpickler: :mod:`deqlib._safe_pickle` interprets the opcodes itself and builds only dicts, lists, tuples, strings, numbers and numpy scalars
   (rebuilt from validated bytes), with no shared containers and bounded nesting, so a hostile
   file raises :class:`UnsafePickleError` (quickly, with a short message) instead of running
@@ -64,6 +67,7 @@ __all__ = [
     "import_official_pickle",
     "missing_sample_ids",
     "MISSING_POLICIES",
+    "LIKELIHOOD_LEVELS",
 ]
 
 REQUIRED_COLUMNS = ("sample_id", "likelihood")
@@ -72,6 +76,8 @@ CLUSTER_COLUMNS = ("cluster_id", "cluster_size", "largest_cluster_size")
 COORDINATE_COLUMNS = ("x", "y", "z")
 METADATA_KEY = b"deqlib"
 OFFICIAL_FIELDS = CLUSTER_COLUMNS
+#: The ``largest_cluster_size`` a likelihood without clusters is written with: ``cluster_size = round(p * L)``.
+LIKELIHOOD_LEVELS = 10**6
 #: What :func:`export_official_pickle` does with training samples the bank lacks (docs/training.md).
 MISSING_POLICIES = ("error", "rarest", "median")
 
@@ -411,6 +417,13 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
                            expected_ids: Sequence[str] | None = None) -> Path:
     """Write the official forks' pickle (plain ``int`` values, ``str`` keys), atomically.
 
+    A cluster-based bank is written with its cluster ids and sizes. A bank of any other signal (no
+    cluster columns, e.g. ``knn-density`` or ``multi-granularity+lof``) is written as
+    ``{'cluster_id': -1, 'cluster_size': max(1, round(p * L)), 'largest_cluster_size': L}`` with
+    ``L =`` :data:`LIKELIHOOD_LEVELS`: the forks' ``cluster_size / largest_cluster_size`` gives
+    back ``p`` to within ``0.5 / L`` (``1 / L`` for ``p < 1 / L``), and ``official_export`` in the
+    metadata records ``likelihood_levels``.
+
     Parameters
     ----------
     bank : LikelihoodBank
@@ -434,10 +447,13 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
         Every sample id the training run will look up (e.g. the split list), to catch samples
         missing from the bank for any reason.
     """
-    _check_exportable(bank)
+    levels = _check_exportable(bank)
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     table = _validate_table(bank.table)
+    if levels is not None:  # a likelihood without clusters, as the pair the forks divide
+        table = table.assign(cluster_id=-1, largest_cluster_size=levels, cluster_size=np.maximum(
+            1, np.rint(table["likelihood"].to_numpy() * levels)).astype(np.int64))
     payload = {
         str(row.sample_id): {
             "cluster_id": int(row.cluster_id),
@@ -460,26 +476,20 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
         for sample_id in absent:
             payload[sample_id] = {"cluster_id": -1, "cluster_size": size, "largest_cluster_size": largest}
     bank.metadata["official_export"] = {"path": str(path), "missing": missing, "n_missing": len(absent),
-                                        "missing_sample_ids": absent}
+                                        "missing_sample_ids": absent, "likelihood_levels": levels}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             pickle.dump(payload, handle, protocol=4)
     return path
 
 
-def _check_exportable(bank: LikelihoodBank) -> None:
-    """Refuse a bank whose likelihood the forks' pickle cannot carry (it holds cluster sizes only)."""
+def _check_exportable(bank: LikelihoodBank) -> int | None:
+    """None for a bank written with its cluster sizes; :data:`LIKELIHOOD_LEVELS` for one written as quantised
+    pairs (a signal that is not cluster-based, or no cluster columns); refuses cluster columns that disagree."""
     signal = bank.metadata.get("signal")
     cluster_based = is_cluster_based(signal) if isinstance(signal, str) and signal in RARITY_SIGNALS else None
     if cluster_based is False or not bank.has_clusters:
-        which = f"the rarity signal {signal!r}" if signal else "a signal without clusters"
-        usable = ", ".join(n for n in RARITY_SIGNALS.names() if is_cluster_based(n))
-        raise BankFormatError(
-            f"the forks' pickle holds cluster sizes (the forks recompute the likelihood as cluster_size / "
-            f"largest_cluster_size), and this bank's likelihood comes from {which}, which is not cluster-based: "
-            f"the pickle cannot carry it. Use a cluster-based signal ({usable}; e.g. `deq analyze --rarity cluster`, "
-            "`deq stability --signal consensus-coassoc`), or train from the Parquet bank (deqlib.bank.read_bank, "
-            "LikelihoodBank.likelihood_of)")
+        return LIKELIHOOD_LEVELS
     table = bank.table
     recomputed = table["cluster_size"].to_numpy() / table["largest_cluster_size"].to_numpy()
     if not np.allclose(table["likelihood"].to_numpy(), recomputed, rtol=1e-12, atol=0.0):
@@ -487,6 +497,7 @@ def _check_exportable(bank: LikelihoodBank) -> None:
             "the forks recompute the likelihood as cluster_size / largest_cluster_size (eq. 3 with K~ = 1), but "
             f"this bank's likelihood differs (e.g. the scale K~ = {bank.metadata.get('scale', 'unknown')}): the "
             "pickle would silently change the weights. Make the bank with scale=1.0, or train from the Parquet bank")
+    return None
 
 
 KEY_LISTING_HEADER = "# deqlib key listing v1"

@@ -224,7 +224,7 @@ def test_cluster_bank_records_its_signal_and_its_pickle_is_unchanged(tmp_path):
     assert path.read_bytes() == pickle.dumps(expected, protocol=4)
 
 
-def test_bank_without_cluster_columns_round_trips_and_refuses_the_pickle(tmp_path):
+def test_bank_without_cluster_columns_round_trips_and_exports_quantised_pairs(tmp_path):
     likelihood = np.linspace(0.1, 1.0, 8)
     bank = bank_module.bank_from_likelihood(IDS, likelihood, "knn-density", {"k": 10}, coords=COORDS,
                                             metadata={"dataset": "kitti"},
@@ -234,14 +234,21 @@ def test_bank_without_cluster_columns_round_trips_and_refuses_the_pickle(tmp_pat
     back = read_bank(write_bank(tmp_path / "b.parquet", bank))
     assert back.metadata["signal"] == "knn-density" and back.metadata["signal_params"] == {"k": 10}
     np.testing.assert_array_equal(back.likelihood_of(IDS), likelihood)
-    with pytest.raises(BankFormatError, match="'knn-density', which is not cluster-based.*cluster, "
-                                              "consensus-coassoc.*Parquet bank"):
-        export_official_pickle(back, tmp_path / "b.pkl")
-    assert not (tmp_path / "b.pkl").exists()
-    # a signal the registry does not know, with no cluster columns, is refused too
+    # the forks' pickle carries it as (round(p * 10**6), 10**6): 0.1 -> 100000, 0.228571... -> 228571
+    with open(export_official_pickle(back, tmp_path / "b.pkl"), "rb") as handle:
+        payload = pickle.load(handle)
+    assert payload[IDS[0]] == {"cluster_id": -1, "cluster_size": 100000, "largest_cluster_size": 10**6}
+    assert payload[IDS[1]]["cluster_size"] == 228571 and payload[IDS[7]]["cluster_size"] == 10**6
+    assert back.metadata["official_export"]["likelihood_levels"] == bank_module.LIKELIHOOD_LEVELS == 10**6
+    # a signal the registry does not know, with no cluster columns, too; the rarest / median fills use the levels
     mine = bank_module.bank_from_likelihood(IDS, likelihood, "my-signal")
-    with pytest.raises(BankFormatError, match="'my-signal', which is not cluster-based"):
-        export_official_pickle(mine, tmp_path / "c.pkl")
+    filled = import_official_pickle(export_official_pickle(mine, tmp_path / "c.pkl", missing="rarest",
+                                                           expected_ids=[*IDS, "999999"]))
+    assert filled.likelihood_of("999999") == 1e-6
+    np.testing.assert_allclose(filled.likelihood_of(IDS), likelihood, atol=5e-7, rtol=0)
+    # a likelihood below 0.5e-6 still gets the smallest pair, (1, 10**6), never 0
+    tiny = bank_module.bank_from_likelihood(IDS[:2], [1e-9, 1.0], "my-signal")
+    assert import_official_pickle(export_official_pickle(tiny, tmp_path / "d.pkl")).likelihood_of(IDS[0]) == 1e-6
 
 
 def test_cluster_columns_are_all_or_none():

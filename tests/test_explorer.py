@@ -424,3 +424,31 @@ def test_deq_explore_fiftyone_with_the_real_package_fails_in_one_line(tmp_path, 
         assert "pip install fiftyone" in run.stderr
     else:
         assert "FiftyOne could not" in run.stderr
+
+
+def test_deq_explore_signals_adds_a_colour_column_per_rarity_signal(tmp_path, capsys):
+    from deqlib.bank import bank_from_labels, write_bank
+    from deqlib.cli import main
+    from deqlib.likelihood import RARITY_SIGNALS, RarityContext
+    from deqlib.sources import open_source
+
+    ids = open_source("fashion-mnist", split="train", max_images=200, seed=0).sample_ids
+    rng = np.random.default_rng(1)
+    bank = bank_from_labels(ids, rng.integers(-1, 4, size=200), coords=rng.normal(size=(200, 3)))
+    bank_path = write_bank(tmp_path / "fm.parquet", bank)
+    vectors = (rng.normal(size=(200, 16)) + 5.0).astype(np.float32)
+    np.savez(tmp_path / "vectors.npz", vectors=vectors[::-1], sample_ids=np.array(ids[::-1]))  # another order
+    page = tmp_path / "fm.html"
+    assert main(["explore", str(bank_path), "--source", "fashion-mnist", "--output", str(page), "--no-progress",
+                 "--embeddings", str(tmp_path / "vectors.npz"), "--signals", "lof,multi-granularity+lof"]) == 0
+    assert "colour menu gains signal:lof, signal:multi-granularity+lof" in capsys.readouterr().out
+    _, data = _page_data(page)
+    order = [ids.index(s) for s in data["ids"]]
+    for name in ("lof", "multi-granularity+lof"):
+        column = data["columns"][f"signal:{name}"]
+        assert column["kind"] == "num"
+        expected = RARITY_SIGNALS.create(name).fit(RarityContext(embeddings=vectors)).likelihood_
+        np.testing.assert_allclose(_decode(column["data"], np.float32), expected[order], rtol=1e-6)
+    assert main(["explore", str(bank_path), "--source", "fashion-mnist", "--output", str(page), "--no-progress",
+                 "--embeddings", str(tmp_path / "vectors.npz"), "--signals", "loff"]) == 2
+    assert "unknown rarity signal 'loff'" in capsys.readouterr().err

@@ -274,3 +274,40 @@ def test_level_of_detail_while_the_view_moves(tmp_path):
     expected = sum(min(c, 20) + max(0, c // 8 - 20 // 8) for c in counts if c)
     assert drawn[0][1] == expected
     assert after == [["points", n]]
+
+
+def test_colour_by_a_rarity_signal_column(tmp_path):
+    """`deq explore --signals` adds 'signal:NAME' columns: the colour menu offers them and the page draws their ramp."""
+    from playwright.sync_api import sync_playwright
+
+    from deqlib.likelihood import RarityContext, signal_columns
+
+    source = open_source("fashion-mnist", split="train", max_images=300, seed=0)
+    pixels_ = np.stack([np.asarray(source.load(i))[:, :, 0] for i in range(300)]).reshape(300, -1) / 255.0
+    rng = np.random.default_rng(0)
+    cluster = rng.integers(0, 6, 300)
+    xyz = rng.normal(0, 20, size=(6, 3))[cluster] + rng.normal(0, 1.5, size=(300, 3))
+    sizes = np.bincount(cluster)[cluster]
+    samples = pd.DataFrame({"sample_id": source.sample_ids, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+                            "cluster_id": cluster, "cluster_size": sizes, "likelihood": sizes / sizes.max()})
+    columns = signal_columns(RarityContext(embeddings=pixels_), ["lof", "multi-granularity+lof"])
+    samples = samples.assign(**columns)
+    path = write_explorer(samples, source, tmp_path / "signals.html", marker_size=4)
+    with sync_playwright() as p:
+        browser, page, errors = _open(p, path)
+        options = page.locator("#color-by option").all_inner_texts()
+        assert "signal:lof" in options and "signal:multi-granularity+lof" in options
+        plot = pixels(page, "#plot").reshape(-1, 3)
+        drawn = plot[np.abs(plot - 255).max(axis=1) > 40]
+        page.select_option("#color-by", "signal:multi-granularity+lof")
+        page.wait_for_function("document.getElementById('legend-min') !== null")
+        fused = columns["signal:multi-granularity+lof"]
+        assert float(page.locator("#legend-min").inner_text()) == pytest.approx(fused.min(), rel=1e-2)
+        assert page.locator("#legend-max").inner_text() == "1"
+        assert "signal:multi-granularity+lof" in page.locator("#legend").inner_text()
+        page.wait_for_timeout(500)
+        plot = pixels(page, "#plot").reshape(-1, 3)
+        recoloured = plot[np.abs(plot - 255).max(axis=1) > 40]
+        assert len(recoloured) > 200 and _near_viridis(recoloured).mean() > 0.9 > _near_viridis(drawn).mean()
+        assert errors == []
+        browser.close()

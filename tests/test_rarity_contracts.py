@@ -6,6 +6,7 @@ labels, and three runs (the truth twice and once with ten big-blob samples as no
 consensus signals.
 """
 
+import re
 import warnings
 from collections import Counter
 from types import SimpleNamespace
@@ -14,7 +15,12 @@ import numpy as np
 import pytest
 from sklearn.base import clone
 
-from deqlib.bank import BankFormatError, bank_from_signal, export_official_pickle, import_official_pickle
+from deqlib.bank import (
+    LIKELIHOOD_LEVELS,
+    bank_from_signal,
+    export_official_pickle,
+    import_official_pickle,
+)
 from deqlib.likelihood import (
     DEFAULT_RARITY_SIGNAL,
     RARITY_SIGNALS,
@@ -24,6 +30,7 @@ from deqlib.likelihood import (
     is_cluster_based,
     scaled_likelihood,
 )
+from deqlib.weights import gfl_weight
 
 N_BIG, N_RARE = 160, 16
 
@@ -62,13 +69,17 @@ NAMES = RARITY_SIGNALS.names()
 def _toy_context() -> RarityContext:
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(0.0, 1.0, (N_BIG, 8)), rng.normal(0.0, 1.0, (N_RARE, 8)) + 30.0])
+    # away from the origin, as an encoder's vectors are (the embedding-space signals compare directions)
+    X -= 20.0
     truth = RARE.astype(np.int64)
     noisy = truth.copy()
     noisy[:10] = -1
     run_labels = np.vstack([truth, noisy, truth])
     runs = SimpleNamespace(labels=run_labels, likelihoods=np.vstack([scaled_likelihood(r) for r in run_labels]),
                            params={"seeds": [5, 6, 7]})
-    return RarityContext(embeddings=X, coords=X[:, :3], labels=truth, outlier_scores=np.zeros(truth.size), runs=runs)
+    # GLOSH-like scores: low in the big blob, high in the rare one (the glosh signal's own test uses real HDBSCAN)
+    outlier_scores = np.where(RARE, 0.6, 0.1) + rng.uniform(0.0, 0.05, truth.size)
+    return RarityContext(embeddings=X, coords=X[:, :3], labels=truth, outlier_scores=outlier_scores, runs=runs)
 
 
 CONTEXT = _toy_context()
@@ -81,10 +92,12 @@ def name(request):
 
 def test_registry_holds_the_signals_and_the_default_is_eq3():
     assert {"cluster", "knn-density", "consensus-mean", "consensus-coassoc"} <= set(NAMES)
+    assert {"glosh", "lof", "knn-cosine", "two-sided-density", "parent-relative", "multi-granularity",
+            "isolation-forest", "cleanlab-ood", "multi-granularity+lof"} <= set(NAMES)  # issue 20's signals
     assert NAMES[0] == DEFAULT_RARITY_SIGNAL == "cluster"
     assert type(get_rarity_signal()).__name__ == "ClusterSignal"
-    with pytest.raises(ValueError, match="unknown rarity signal 'lof'.*cluster, knn-density"):
-        get_rarity_signal("lof")
+    with pytest.raises(ValueError, match="unknown rarity signal 'loff'.*cluster, knn-density"):
+        get_rarity_signal("loff")
 
 
 def test_values_in_unit_interval_length_n_and_scaled_max_is_one(name):
@@ -120,6 +133,25 @@ def test_a_missing_context_input_is_named(name):
             signal.fit(context)
 
 
+def fork_weights(path, sample_ids, eta=0.3, gamma=5.0) -> np.ndarray:
+    """What the BEVFusion fork does with the pickle (docs/training.md, /work/shared/REFERENCE.md): load the
+    dict, ``p = cluster_size / largest_cluster_size`` per sample token (1.0 when the token has no entry),
+    weight ``(eta + (1 - p) ** gamma) / (eta + 1)``. Written from that description, with plain pickle.load."""
+    import pickle
+
+    with open(path, "rb") as handle:
+        cluster_info = pickle.load(handle)
+    weights = []
+    for token in sample_ids:
+        if token in cluster_info:
+            info = cluster_info[token]
+            sample_likelihood = info["cluster_size"] / info["largest_cluster_size"]
+        else:
+            sample_likelihood = 1.0
+        weights.append((eta + (1 - sample_likelihood) ** gamma) / (eta + 1))
+    return np.array(weights)
+
+
 def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
     signal = RARITY_SIGNALS.create(name).fit(CONTEXT)
     assert RARITY_SIGNALS.entry(name).extra["cluster_based"] is signal.cluster_based is is_cluster_based(name)
@@ -131,10 +163,19 @@ def test_cluster_based_flag_agrees_with_the_pickle_export(name, tmp_path):
         export_official_pickle(bank, path)
         # the forks recompute cluster_size / largest_cluster_size: it must be this signal's likelihood
         np.testing.assert_array_equal(import_official_pickle(path).likelihood_of(ids), signal.likelihood_)
-    else:
-        with pytest.raises(BankFormatError, match=rf"{name}'.*not cluster-based.*Parquet bank"):
-            export_official_pickle(bank, path)
-        assert not path.exists()
+        assert bank.metadata["official_export"]["likelihood_levels"] is None
+    else:  # any other likelihood p travels as the pair (round(p * L), L)
+        export_official_pickle(bank, path)
+        back = import_official_pickle(path)
+        assert set(back.table["largest_cluster_size"]) == {LIKELIHOOD_LEVELS} and set(back.table["cluster_id"]) == {-1}
+        np.testing.assert_array_equal(back.table.set_index("sample_id").loc[ids, "cluster_size"],
+                                      np.maximum(1, np.rint(signal.likelihood_ * LIKELIHOOD_LEVELS)))
+        # within 0.5 / L, or 1 / L below 1 / L (a pair is never (0, L))
+        np.testing.assert_allclose(back.likelihood_of(ids), signal.likelihood_, rtol=0, atol=1.0 / LIKELIHOOD_LEVELS)
+        assert bank.metadata["official_export"]["likelihood_levels"] == LIKELIHOOD_LEVELS
+    # the fork's own arithmetic gives the weights of eq. 4 on this signal's likelihood
+    np.testing.assert_allclose(fork_weights(path, ids), gfl_weight(signal.likelihood_, eta=0.3, gamma=5.0),
+                               rtol=0, atol=5.0 / LIKELIHOOD_LEVELS)
 
 
 # ---------------------------------------------------------------- specific signals through the registry
@@ -284,7 +325,7 @@ def test_build_stages_rarity_rules():
 
 
 @pytest.mark.slow
-def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(tmp_path, capsys):
+def test_deq_analyze_rarity_knn_density_writes_its_bank_and_its_likelihood_into_the_pickle(tmp_path, capsys):
     from deqlib.bank import read_bank
     from deqlib.cli import main
 
@@ -294,11 +335,11 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_refuses_the_pickle(t
             "--perplexity", "10", "--eps", "3", "--min-samples", "5", "--eps-scale", "knn"]
     bank_path, pickle_path = tmp_path / "density.parquet", tmp_path / "density.pkl"
     assert main(base + ["--rarity", "knn-density", "--rarity-param", "k=5", "--output", str(bank_path),
-                        "--export-official", str(pickle_path)]) != 0
-    err = capsys.readouterr().err
-    assert "'knn-density', which is not cluster-based" in err and "Parquet bank" in err
-    assert not pickle_path.exists()
+                        "--export-official", str(pickle_path)]) == 0
     bank = read_bank(bank_path)
+    np.testing.assert_allclose(fork_weights(pickle_path, bank.sample_ids, eta=1.0, gamma=5.0),
+                               gfl_weight(bank.likelihood_of(bank.sample_ids), eta=1.0, gamma=5.0), atol=1e-5)
+    assert bank.metadata["official_export"]["likelihood_levels"] == LIKELIHOOD_LEVELS
     assert bank.metadata["signal"] == "knn-density" and bank.metadata["signal_params"]["k"] == 5
     assert not bank.has_clusters
     np.testing.assert_allclose(bank.table["likelihood"], _knn_density_by_hand(_blobs(), k=5), rtol=1e-9)
@@ -357,8 +398,8 @@ def test_a_newly_registered_signal_reaches_build_stages_the_cli_and_banks_with_n
         signal = build_stages(rarity="outlier-score").rarity.fit(RarityContext(outlier_scores=np.array([0.0, 0.5])))
         bank = bank_from_signal(["a", "b"], signal)
         assert bank.metadata["signal"] == "outlier-score" and bank.table["likelihood"].tolist() == [1.0, 0.5]
-        with pytest.raises(BankFormatError, match="'outlier-score', which is not cluster-based"):
-            export_official_pickle(bank, tmp_path / "o.pkl")
+        exported = import_official_pickle(export_official_pickle(bank, tmp_path / "o.pkl"))
+        assert exported.likelihood_of(["a", "b"]).tolist() == [1.0, 0.5]  # (10**6, 10**6) and (500000, 10**6)
     finally:
         RARITY_SIGNALS.unregister("outlier-score")
     assert "outlier-score" not in RARITY_SIGNALS

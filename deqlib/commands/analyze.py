@@ -45,7 +45,8 @@ def register(subparsers) -> None:
                      help="bank path (default: data/processed/<dataset>_<encoder>_<mode>_<noise policy>_n<N>_<run id>.parquet, "
                           "one file per run: the run id digests the data and every parameter, seed included)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
-                     help="also write the official forks' pickle (e.g. kitti_training_cluster_info.pkl)")
+                     help="also write the official forks' pickle (e.g. kitti_training_cluster_info.pkl); a signal "
+                          "without clusters is written as pairs (round(p * 10**6), 10**6)")
     out.add_argument("--missing", choices=("error", "rarest", "median"), default="error",
                      help="--export-official: samples whose images could not be embedded are refused (error), "
                           "or written as the rarest (cluster_size 1) or a median sample (docs/training.md)")

@@ -32,12 +32,16 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-points subset")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    parser.add_argument("--signals", default=None, metavar="NAME[,NAME...]",
+                        help="also colour by these rarity signals (registered names, e.g. lof,multi-granularity+lof): "
+                             "each is fitted on the bank's vectors (see --embeddings) and becomes a 'signal:NAME' "
+                             "column of the page's colour menu and filters")
     projector = parser.add_argument_group("TensorBoard Embedding Projector")
     projector.add_argument("--projector", default=None, metavar="DIR",
                            help="also write Embedding Projector files here (`tensorboard --logdir DIR`): the "
                                 "embedding vectors and the 3-D map, metadata, sprite")
     projector.add_argument("--embeddings", default="auto", metavar="auto|none|FILE.npz",
-                           help="the projector's vectors. auto: from the embedding cache of the encoder the bank "
+                           help="the vectors of --projector and --signals. auto: from the embedding cache of the encoder the bank "
                                 "was made with (images not cached are embedded); FILE.npz: arrays 'vectors' and "
                                 "'sample_ids' (what `deq analyze --embeddings` reads); none: the 3-D map only")
     projector.add_argument("--pca-dims", type=int, default=50, metavar="N",
@@ -77,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
         dataset = load_dataset(args.fiftyone)
     vectors = None
-    if args.projector and args.embeddings != "none":
+    if (args.projector or args.signals) and args.embeddings != "none":
         vectors = _projector_vectors(args, bank, source, samples)
+    if args.signals:
+        samples = _with_signal_columns(samples, vectors, args.signals, args.seed)
     output = Path(args.output) if args.output else paths.figures_dir() / f"{bank_path.stem}_explorer.html"
     page = write_explorer(samples, source, output, thumb_height=args.thumb_height, max_points=args.max_points,
                           seed=args.seed, progress=not args.no_progress)
@@ -104,6 +110,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"deq explore: FiftyOne dataset {args.fiftyone!r}: wrote {', '.join(fields)} on "
               f"{len(dataset.values(args.fiftyone_key_field))} samples")
     return 0
+
+
+def _with_signal_columns(samples, vectors, names: str, seed: int):
+    """``samples`` plus a ``signal:NAME`` likelihood column per named rarity signal, fitted on ``vectors``."""
+    from deqlib.likelihood import RarityContext, signal_columns
+
+    outlier_scores = samples["outlier_score"].to_numpy() if "outlier_score" in samples.columns else None
+    context = RarityContext(embeddings=vectors, coords=samples[["x", "y", "z"]].to_numpy(),
+                            labels=samples["cluster_id"].to_numpy(), outlier_scores=outlier_scores)
+    columns = signal_columns(context, names, seed=seed)
+    print(f"deq explore: colour menu gains {', '.join(columns)}")
+    return samples.assign(**columns)
 
 
 def _projector_vectors(args, bank, source, samples):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deqlib.commands import DEFAULT_ENCODER, ENCODERS_HELP, DefaultsHelpFormatter, add_source_arguments, source_from_args
 from deqlib.commands.analyze import add_stage_arguments
-from deqlib.likelihood import RARITY_SIGNALS, is_cluster_based
+from deqlib.likelihood import RARITY_SIGNALS
 
 #: The rarity signals made from K runs (deqlib.likelihood.RARITY_SIGNALS entries with needs_runs).
 CONSENSUS_SIGNALS = tuple(n for n in RARITY_SIGNALS.names() if RARITY_SIGNALS.entry(n).extra.get("needs_runs"))
@@ -73,7 +73,8 @@ def register(subparsers) -> None:
                      help="consensus bank (default: data/processed/<dataset>_<encoder>_<mode>_<signal>_n<N>_<run id>.parquet, "
                           "one file per run)")
     out.add_argument("--export-official", default=None, metavar="PATH.pkl",
-                     help="also write the forks' pickle (needs --signal consensus-coassoc)")
+                     help="also write the forks' pickle (consensus-coassoc: its cluster sizes; consensus-mean: "
+                          "each likelihood p as the pair (round(p * 10**6), 10**6))")
     out.add_argument("--report", default=None, metavar="REPORT.json",
                      help="also write the summary, runs, run pairs and faithfulness as JSON")
     out.add_argument("--figures", default=None, metavar="DIR",
@@ -122,9 +123,6 @@ def run(args: argparse.Namespace) -> int:
     from deqlib.stability import consensus_bank, stability_runs
 
     logging.getLogger("openTSNE").setLevel(logging.WARNING)
-    if args.export_official and not is_cluster_based(args.signal):
-        usable = " or ".join(n for n in CONSENSUS_SIGNALS if is_cluster_based(n))
-        raise ValueError(f"the forks' pickle holds cluster sizes: --export-official needs --signal {usable}")
     seeds = None
     if args.seeds:
         try:
