@@ -16,6 +16,7 @@ them), then gathered into one ``.npz`` per encoder and universe (written atomica
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from deqlib.conditions import CONDITIONS, DRIVING_CONDITIONS, ConditionSource
 from deqlib.embed import embed_source, get_encoder
 from deqlib.sources import FashionMNISTSource, SubsetSource
 
-ROOT = paths.interim_dir() / "rarity-bench"
+#: Caches (embeddings, gathered universes, cells); RARITY_BENCH_CACHE moves them (the tests use a temporary folder).
+ROOT = Path(os.environ.get("RARITY_BENCH_CACHE") or paths.interim_dir() / "rarity-bench")
 EMBED_CACHE = ROOT / "embeddings"
 
 
