@@ -164,6 +164,9 @@ def rarity_check(source, encoder="efficientnet-lite0", *, n_samples: int = 1000,
     if bad_tiers or not tiers:
         raise ValueError(f"tiers must be a non-empty subset of cheap, analysis, consensus; got {list(tiers)}")
     n_rare = _check(n_samples, prevalence, len(source))
+    if n_samples < 100 and set(tiers) & {"analysis", "consensus"}:
+        raise ValueError(f"n_samples={n_samples} is too few for a t-SNE (perplexity 30 needs at least 91 samples); "
+                         "pass n_samples >= 100, or tiers=('cheap',) for the signals that need only embeddings")
     encoder = get_encoder(encoder) if isinstance(encoder, str) else encoder
     root = Path(cache_dir) if cache_dir is not None else paths.interim_dir() / "rarity-check"
     raw = paths.raw_dir().resolve()
