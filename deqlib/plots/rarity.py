@@ -45,9 +45,6 @@ def auc_heatmap(cells: pd.DataFrame, probes: pd.DataFrame | None = None, title: 
     matplotlib.figure.Figure
         Save it with :func:`deqlib.plots.png.save_figure`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
     matrix = auc_matrix(cells, probes)
