@@ -180,8 +180,8 @@ def signal_variants(signals=None, reducers=None, clusterers=None) -> list[Signal
 
 # ---------------------------------------------------------------------------------------- fitting
 class Evaluator:
-    """Fits variants on one pool ``X``, keeping each analysis and each set of K runs for the
-    variants that share them (keyed by reducer, clusterer, seed and row order).
+    """Fits variants on one pool ``X``, keeping each reduction, each analysis and each set of K runs
+    for the variants that share them (keyed by reducer, clusterer, seed and row order).
 
     Parameters
     ----------
@@ -196,6 +196,7 @@ class Evaluator:
         self.X = np.ascontiguousarray(X, dtype=np.float32)
         self.K = K
         self.n_jobs = n_jobs
+        self._reductions: dict = {}
         self._analyses: dict = {}
         self._runs: dict = {}
 
@@ -214,24 +215,37 @@ class Evaluator:
     def _rows(self, order):
         return self.X if order is None else self.X[order]
 
+    def reduction(self, reducer: str, seed: int, order=None) -> tuple[np.ndarray, float]:
+        """``(coords, seconds)`` of one reduction (computed once, shared by every clusterer)."""
+        from deqlib.stages import build_stages
+
+        key = (reducer, seed, None if order is None else order.tobytes())
+        if key not in self._reductions:
+            started = time.perf_counter()
+            stages = build_stages(reducer=reducer, reducer_params=self._reducer_params(reducer), seed=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                coords = np.asarray(stages.reducer.fit_transform(self._rows(order)), dtype=np.float64)
+            self._reductions[key] = (coords, time.perf_counter() - started)
+        return self._reductions[key]
+
     def analysis(self, reducer: str, clusterer: str, seed: int, order=None) -> tuple[dict, float]:
-        """``({coords, labels, outlier_scores}, seconds)`` of one analysis (computed once)."""
-        from deqlib.pipeline import analyze
+        """``({coords, labels, outlier_scores}, seconds)`` of one analysis: the reduction (shared) and
+        the clustering, as :func:`deqlib.pipeline.analyze` runs them; seconds are both together,
+        what the analysis costs on its own."""
         from deqlib.stages import build_stages
 
         key = (reducer, clusterer, seed, None if order is None else order.tobytes())
         if key not in self._analyses:
+            coords, reduce_seconds = self.reduction(reducer, seed, order)
             started = time.perf_counter()
+            stages = build_stages(reducer=reducer, clusterer=clusterer, seed=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result = analyze(embeddings=self._rows(order), cache=False,
-                                 stages=build_stages(reducer=reducer, reducer_params=self._reducer_params(reducer),
-                                                     clusterer=clusterer, seed=seed))
-            samples = result.samples
-            scores = samples["outlier_score"].to_numpy() if "outlier_score" in samples.columns else None
-            found = {"coords": samples[["x", "y", "z"]].to_numpy(), "labels": samples["raw_cluster_id"].to_numpy(),
-                     "outlier_scores": scores}
-            self._analyses[key] = (found, time.perf_counter() - started)
+                clustering = stages.clusterer.fit(coords).result_
+            found = {"coords": coords, "labels": np.asarray(clustering.labels),
+                     "outlier_scores": clustering.outlier_scores}
+            self._analyses[key] = (found, reduce_seconds + time.perf_counter() - started)
         return self._analyses[key]
 
     def runs(self, seeds: tuple[int, ...], order=None):
