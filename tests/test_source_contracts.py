@@ -132,7 +132,8 @@ def test_a_missing_or_empty_root_names_the_layout_and_how_to_get_the_data(tmp_pa
 # ---------------------------------------------------------------------------------------------- encoders
 
 #: How to name each registered encoder family in get_encoder (clip takes a model).
-ENCODER_SPECS = {"efficientnet-lite0": "efficientnet-lite0", "resnet101": "resnet101", "clip": "clip:ViT-B-32"}
+ENCODER_SPECS = {"efficientnet-lite0": "efficientnet-lite0", "efficientnet-lite1": "efficientnet-lite1",
+                 "efficientnet-lite2": "efficientnet-lite2", "resnet101": "resnet101", "clip": "clip:ViT-B-32"}
 
 
 def test_every_registered_encoder_has_a_spec():
