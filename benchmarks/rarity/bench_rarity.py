@@ -101,7 +101,7 @@ def plan(args) -> tuple:
     tasks = U.all_tasks()
     if args.tasks:
         tasks = [t for t in tasks if t.name in args.tasks or (t.condition or "rare-classes") in args.tasks]
-    variants = signal_variants(args.signals)
+    variants = signal_variants(args.signals, args.reducers, args.clusterers)
     return spec, n, tasks, variants
 
 
@@ -229,6 +229,8 @@ def main(argv=None) -> None:
         command.add_argument("--seeds", type=int, default=5, help="seeds per task (each draws its own pool)")
         command.add_argument("--signals", nargs="+", help="registered signal names (default: every one)")
         command.add_argument("--tasks", nargs="+", help="task names or conditions (default: all)")
+        command.add_argument("--reducers", nargs="+", help="reducers for eq. 3 (default: every registered one)")
+        command.add_argument("--clusterers", nargs="+", help="clusterers for eq. 3 (default: every registered one)")
         command.add_argument("--heavy-seeds", type=int, default=2,
                              help="seeds on which analysis and consensus signals run (the first ones)")
         command.add_argument("--heavy-encoders", nargs="+", default=["efficientnet-lite0"])
