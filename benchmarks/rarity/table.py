@@ -1,0 +1,81 @@
+"""The rarity benchmark's Markdown table: machine, versions, ceiling, AUC per task x signal, summary per signal."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+CEILING_FOR_TARGET = 0.9  # the issue's targets count tasks whose probe ceiling is at least this
+
+
+def _fmt(value, digits: int = 2) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.{digits}f}"
+
+
+def task_order(tasks) -> list[str]:
+    return sorted(set(tasks), key=lambda t: (not t.startswith("rare-classes"), t.split("@")[0],
+                                             float(t.split("@")[1].rstrip("%"))))
+
+
+def summary_rows(cells: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
+    """One row per signal variant: the issue's metrics, averaged over tasks and seeds, with the cell count."""
+    ceiling = probes.groupby("task")["probe_auc"].mean() if len(probes) else pd.Series(dtype=float)
+    visible = set(ceiling[ceiling >= CEILING_FOR_TARGET].index)
+    rows = []
+    for variant, part in cells.groupby("variant", sort=False):
+        per_task = part.groupby("task")["roc_auc"].mean()
+        seen = per_task[per_task.index.isin(visible)]
+        rows.append({"signal": variant, "tier": part["tier"].iloc[0],
+                     "mean AUC (ceiling >= 0.9)": seen.mean() if len(seen) else np.nan,
+                     "tasks >= 0.9": len(seen), "min task AUC": per_task.min(),
+                     "AP / prevalence": part["ap_over_prevalence"].mean(),
+                     "precision at prevalence": part["precision_at_prevalence"].mean(),
+                     "W ratio (1,5)": part["weight_ratio_1_5"].mean(),
+                     "W ratio (0.3,5)": part["weight_ratio_0.3_5"].mean(),
+                     "Spearman A-B": part["spearman_ab"].mean(), "levels (median)": part["n_levels"].median(),
+                     "cost x analysis (median)": part["cost_ratio"].median(), "cells": len(part)})
+    return pd.DataFrame(rows)
+
+
+def markdown_table(cells: pd.DataFrame, probes: pd.DataFrame, run: dict) -> str:
+    host = run.get("host", {})
+    lines = ["# Rarity benchmark", "",
+             f"- date: {host.get('date')}; machine: {host.get('cpu')}, {host.get('cores')} cores, "
+             f"load average at the start {host.get('load_average')} (shared machine: times are noisy; the cost is a "
+             "ratio to one analysis measured in the same run)",
+             f"- versions: python {host.get('python')}, numpy {host.get('numpy')}, scikit-learn "
+             f"{host.get('scikit-learn')}, torch {host.get('torch')}, openTSNE {host.get('openTSNE')}, hdbscan "
+             f"{host.get('hdbscan')}, deqlib commit {host.get('git_commit')}",
+             f"- pool N = {run.get('n', cells['n'].iloc[0] if len(cells) else '?')}; seeds {run.get('seeds')}; "
+             f"analysis and consensus tiers on seeds {run.get('heavy_seeds')} of {run.get('heavy_encoders')} "
+             f"(tasks: {run.get('heavy_tasks')}); K = {run.get('K')} runs per consensus bank",
+             "- each cell: mean over the seeds cached for it; `(n)` is the number of seeds when fewer than the most",
+             ""]
+    for encoder, part in cells.groupby("encoder", sort=False):
+        encoder_probes = probes[probes.encoder == encoder] if len(probes) else probes
+        tasks = task_order(part["task"])
+        lines += [f"## {encoder}", "", "### Summary per signal", ""]
+        summary = summary_rows(part, encoder_probes)
+        header = list(summary.columns)
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for _, row in summary.iterrows():
+            lines.append("| " + " | ".join(_fmt(v) if isinstance(v, float) else str(v) for v in row.values) + " |")
+        lines += ["", "### ROC AUC of 1 - likelihood per task (0.5 chance, below 0.5 inverted)", ""]
+        lines += ["| signal | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        ceiling = encoder_probes.groupby("task")["probe_auc"].agg(["mean", "count"]) if len(encoder_probes) else None
+        if ceiling is not None:
+            lines.append("| **ceiling: linear probe (5-fold)** | " + " | ".join(
+                _fmt(ceiling["mean"].get(t, np.nan)) for t in tasks) + " |")
+        most = part.groupby(["variant", "task"]).size().max()
+        for variant, rows in part.groupby("variant", sort=False):
+            stats = rows.groupby("task")["roc_auc"].agg(["mean", "count"])
+            cells_text = []
+            for t in tasks:
+                if t not in stats.index:
+                    cells_text.append("")
+                    continue
+                count = int(stats.loc[t, "count"])
+                cells_text.append(_fmt(stats.loc[t, "mean"]) + (f" ({count})" if count < most else ""))
+            lines.append(f"| {variant} | " + " | ".join(cells_text) + " |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
