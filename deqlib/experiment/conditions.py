@@ -1,8 +1,10 @@
 """Conditions: ways a rare appearance can differ, and a source that shows them.
 
 Each condition maps a 28x28 RGB image to a 28x28 RGB image (:data:`CONDITIONS`);
-:class:`ConditionSource` shows one on chosen samples of a parent source. Which one the
-``rare_condition`` setting uses was chosen by measurement (:func:`deqlib.experiment.data.condition_separability`).
+:class:`ConditionSource` shows one on chosen samples of a parent source. The experiment's rare-condition
+settings are ``ExperimentConfig.conditions`` (default blurred, darkened, fogged: optics, time of day,
+weather). When the rarity benchmark's registry (``deqlib.conditions``, issue 20) lands, these are to be
+taken from it by name.
 """
 
 from __future__ import annotations
@@ -38,6 +40,18 @@ def _shrunk(image: Image.Image) -> Image.Image:
     return canvas
 
 
+def _darkened(image: Image.Image) -> Image.Image:
+    # night / under-exposure: a third of the brightness
+    pixels = np.asarray(image, dtype=np.float32) * np.float32(1 / 3)
+    return Image.fromarray(pixels.round().astype(np.uint8))
+
+
+def _fogged(image: Image.Image) -> Image.Image:
+    # fog / haze: low contrast, blended towards a light grey
+    pixels = np.asarray(image, dtype=np.float32) * np.float32(0.45) + np.float32(0.55 * 180)
+    return Image.fromarray(pixels.round().astype(np.uint8))
+
+
 def _zoomed_in(image: Image.Image) -> Image.Image:
     w, h = image.size
     return image.crop((w // 4, h // 4, w - w // 4, h - h // 4)).resize((w, h), Image.BILINEAR)
@@ -53,6 +67,8 @@ CONDITIONS: dict[str, Callable[[Image.Image], Image.Image]] = {
     "red_cast": _red_cast,
     "striped_background": _striped_background,
     "blurred": lambda image: image.filter(ImageFilter.GaussianBlur(1.5)),
+    "darkened": _darkened,
+    "fogged": _fogged,
 }
 
 
