@@ -105,9 +105,9 @@ def test_noisy_oracle_reaches_the_requested_auc():
     for auc in (0.6, 0.7, 0.8, 0.9, 0.95):
         likelihood = ex.noisy_oracle_likelihood(rare, auc, seed=0)
         assert likelihood.min() == pytest.approx(0.001) and likelihood.max() == 1.0
-        # one seed: within 2.5 standard errors of the AUC (about 0.009 at 1,000 rare samples); four: within 0.01
+        # one seed: within 2.5 standard errors of the AUC (about 0.009 at 1,000 rare samples); four: within 0.015
         measured = [ex.signal_quality(ex.noisy_oracle_likelihood(rare, auc, s), rare)["signal_auc"] for s in range(4)]
-        assert measured[0] == pytest.approx(auc, abs=0.025) and np.mean(measured) == pytest.approx(auc, abs=0.01)
+        assert measured[0] == pytest.approx(auc, abs=0.025) and np.mean(measured) == pytest.approx(auc, abs=0.015)
     quality = ex.signal_quality(ex.oracle_likelihood(rare), rare)
     assert quality == {"signal_auc": 1.0, "signal_ap": 1.0, "prevalence": 0.05}
 
