@@ -41,7 +41,8 @@ from deqlib.experiment.data import (Pool, build_pools, condition_separability, d
                                     long_tailed_sizes)
 from deqlib.experiment.outputs import (RUNS_FILE, markdown_table, output_folder, read_outputs, reproduce,
                                        write_outputs)
-from deqlib.experiment.runs import ROWS_FOLDER, RUN_KEY, read_row_cache, run_experiment, run_task
+from deqlib.experiment.runs import (ROWS_FOLDER, RUN_KEY, count_runs, estimate_cpu_seconds, read_row_cache,
+                                   run_experiment, run_task)
 from deqlib.experiment.signals import (ORACLE_CLASS, ORACLE_RARE, SignalContext, class_oracle_likelihood,
                                        noisy_oracle_likelihood, oracle_likelihood, signal_likelihood, signal_quality,
                                        signal_ranking)
@@ -55,6 +56,7 @@ __all__ = ["SETTINGS", "RARE_CLASSES", "MODELS", "CONDITIONS", "ConditionSource"
            "class_oracle_likelihood", "noisy_oracle_likelihood", "signal_quality", "signal_ranking", "Arm",
            "BASELINES", "PLACEBO", "design", "arms_for", "arm_weights", "realised_ratio", "build_model",
            "model_inputs", "validation_split", "train_model", "run_task", "run_experiment", "read_row_cache",
+           "count_runs", "estimate_cpu_seconds",
            "ENDPOINTS", "bootstrap_interval", "sign_flip_pvalue", "holm", "paired_differences", "summarize",
            "summarize_ranking", "auc_sweep", "cost_table", "write_outputs", "read_outputs", "output_folder",
            "reproduce", "markdown_table", "RUNS_FILE", "RUN_KEY", "ROWS_FOLDER", "ENCODER"]

@@ -56,6 +56,7 @@ class ExperimentConfig:
     sweep_aucs: tuple = (0.6, 0.7, 0.8, 0.9, 0.95)
     sweep_weight: tuple = ("cluster-balanced", {"max_ratio": 17.0})
     sweep_models: tuple = ("frozen_head",)
+    cnn_settings: tuple | None = None  # the settings the CNN trains in; None: every setting
     consensus_runs: int = 3            # t-SNE + HDBSCAN runs per seed for a consensus signal
     imbalance_ratio: float = 100.0
     largest_class: int = 800           # long_tail: training images of the most common class
@@ -87,9 +88,13 @@ class ExperimentConfig:
         """``long_tail`` and one setting per condition."""
         return (RARE_CLASSES, *self.conditions)
 
-    def seeds_of(self, model: str) -> tuple:
-        """The seeds ``model`` trains on."""
-        return tuple(self.cnn_seeds if model == "small_cnn" else self.seeds)
+    def seeds_of(self, model: str, setting: str | None = None) -> tuple:
+        """The seeds ``model`` trains on (in ``setting``: none where ``cnn_settings`` leaves the CNN out)."""
+        if model == "small_cnn":
+            if setting is not None and self.cnn_settings is not None and setting not in self.cnn_settings:
+                return ()
+            return tuple(self.cnn_seeds)
+        return tuple(self.seeds)
 
 
 #: The default settings (the full run's).

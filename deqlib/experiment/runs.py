@@ -22,7 +22,8 @@ from deqlib.experiment.signals import (ORACLE_CLASS, ORACLE_RARE, SignalContext,
                                        signal_ranking)
 from deqlib.experiment.training import model_inputs, train_model
 
-__all__ = ["RUN_KEY", "ROWS_FOLDER", "run_task", "run_experiment", "read_row_cache"]
+__all__ = ["RUN_KEY", "ROWS_FOLDER", "run_task", "run_experiment", "read_row_cache", "count_runs",
+           "estimate_cpu_seconds"]
 
 #: What identifies one row: the cell (setting, model, arm) and the seed.
 RUN_KEY = ["setting", "model", "arm", "seed"]
@@ -73,7 +74,7 @@ def run_task(pools: dict[str, Pool], setting: str, seed: int, config: Experiment
     started, cpu_started = time.perf_counter(), time.process_time()
     cache_file = Path(rows_folder) / f"{_task_stem(setting, seed)}.csv" if rows_folder is not None else None
     previous = pd.read_csv(cache_file).to_dict("records") if cache_file is not None and cache_file.is_file() else []
-    plan = [(model, arm) for model in models if seed in config.seeds_of(model)
+    plan = [(model, arm) for model in models if seed in config.seeds_of(model, setting)
             for arm in arms_for(arms, setting, model) if (model, arm.name) not in done]
     rows, ranking = [], pd.DataFrame()
     with limit_threads(config.threads):
@@ -203,7 +204,7 @@ def run_experiment(config: ExperimentConfig | None = None, settings: Sequence[st
             shutil.rmtree(rows_folder)
         rows_folder.mkdir(parents=True, exist_ok=True)
     cached = read_row_cache(rows_folder) if rows_folder is not None else read_row_cache(Path("/nonexistent"))
-    wanted = {(s, model, arm.name, seed) for s in settings for model in models for seed in config.seeds_of(model)
+    wanted = {(s, model, arm.name, seed) for s in settings for model in models for seed in config.seeds_of(model, s)
               for arm in arms_for(arm_list, s, model)}
     done_rows = [r for r in cached["runs"].to_dict("records")
                  if (r["setting"], r["model"], r["arm"], int(r["seed"])) in wanted]
@@ -249,3 +250,24 @@ def run_experiment(config: ExperimentConfig | None = None, settings: Sequence[st
         info = info.drop_duplicates(["setting", "seed"], keep="last").reset_index(drop=True)
     return {"runs": _sorted_runs(pd.DataFrame(done_rows), config, all_arms), "ranking": ranking, "info": info,
             "seconds": time.perf_counter() - started}
+
+
+def count_runs(config: ExperimentConfig, models: Sequence[str] = MODELS) -> pd.DataFrame:
+    """How many trainings and (setting, seed) tasks the design of ``config`` has, per setting and model."""
+    arms = design(config)
+    rows = [{"setting": s, "model": m, "arms": len(arms_for(arms, s, m)), "seeds": len(config.seeds_of(m, s)),
+             "runs": len(arms_for(arms, s, m)) * len(config.seeds_of(m, s))} for s in config.settings for m in models]
+    return pd.DataFrame(rows)
+
+
+def estimate_cpu_seconds(config: ExperimentConfig, cpu_per_run: dict, cpu_signals_per_task: float) -> dict:
+    """The full run's CPU seconds from measured costs: ``cpu_per_run`` (model -> CPU seconds of one training)
+    times the design's runs, plus ``cpu_signals_per_task`` for every (setting, seed) task. Divide by the
+    number of idle cores for the wall time (CPU seconds do not depend on the load)."""
+    counts = count_runs(config)
+    training = float(sum(cpu_per_run[m] * n for m, n in zip(counts.model, counts.runs)))
+    tasks = sum(len(set(config.seeds_of("frozen_head", s)) | set(config.seeds_of("small_cnn", s)))
+                for s in config.settings)
+    return {"runs": int(counts.runs.sum()), "tasks": tasks, "training_cpu_seconds": training,
+            "signal_cpu_seconds": tasks * cpu_signals_per_task,
+            "cpu_seconds": training + tasks * cpu_signals_per_task}
