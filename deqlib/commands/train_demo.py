@@ -23,6 +23,11 @@ def register(subparsers) -> None:
                         help="small sets, 2 seeds, 4 epochs (checks the mechanics; writes to build/train-demo-quick)")
     parser.add_argument("--seeds", type=int, default=None, help="frozen-head seeds per arm (default 10)")
     parser.add_argument("--cnn-seeds", type=int, default=None, help="CNN seeds per arm (default 20)")
+    parser.add_argument("--cnn-weights", nargs="+", default=None, metavar="WEIGHT",
+                        help="the CNN's fractional design: the weights (ExperimentConfig.weights names) every signal "
+                             "trains with on the CNN (default eq4(0.3,5) cb(17) rank(10))")
+    parser.add_argument("--cnn-settings", nargs="+", default=None, metavar="SETTING",
+                        help="the settings the CNN trains in (default: every setting)")
     parser.add_argument("--max-epochs", type=int, default=None,
                         help="most epochs per run, both models (default 300 frozen head, 150 CNN; early stopping "
                              "on the unweighted validation loss ends runs long before)")
@@ -40,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
 
     config = experiment_config(quick=args.quick, seeds=args.seeds, max_epochs=args.max_epochs,
                                cnn_seeds=args.cnn_seeds)
+    if args.cnn_weights is not None:
+        config.cnn_weights = tuple(args.cnn_weights)
+    if args.cnn_settings is not None:
+        unknown = sorted(set(args.cnn_settings) - set(config.settings))
+        if unknown:
+            raise SystemExit(f"--cnn-settings: unknown setting(s) {unknown}; choose from {list(config.settings)}")
+        config.cnn_settings = tuple(args.cnn_settings)
     folder = args.output_dir or output_folder(args.quick)
     out = reproduce(config, folder, rerun=not args.from_saved, n_jobs=args.jobs, resume=args.resume,
                     progress=True, log=print)
