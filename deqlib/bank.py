@@ -414,7 +414,7 @@ def missing_sample_ids(bank: LikelihoodBank, expected_ids: Sequence[str] | None 
 
 
 def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str = "error",
-                           expected_ids: Sequence[str] | None = None) -> Path:
+                           expected_ids: Sequence[str] | None = None, weight_scheme=None) -> Path:
     """Write the official forks' pickle (plain ``int`` values, ``str`` keys), atomically.
 
     A cluster-based bank is written with its cluster ids and sizes. A bank of any other signal (no
@@ -446,8 +446,16 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
     expected_ids : sequence of str, optional
         Every sample id the training run will look up (e.g. the split list), to catch samples
         missing from the bank for any reason.
+    weight_scheme : str or dict, optional
+        The weight the training run is meant to use (a :data:`deqlib.weights.WEIGHT_SCHEMES` name or a
+        :func:`deqlib.weights.weight_scheme_record`); None reads ``bank.metadata['weight_scheme']``
+        if present. The forks compute eq. 4 from the pickle's cluster sizes and nothing else, so any
+        scheme but ``'eq4'`` is refused (train from the Parquet bank with
+        ``deqlib.training.GFLWeightedLoss(..., scheme=...)`` instead). ``official_export`` records
+        ``weight_scheme: 'eq4'``; eta and gamma live in the fork's config, not in the pickle.
     """
     levels = _check_exportable(bank)
+    _check_eq4_only(bank, weight_scheme)
     if missing not in MISSING_POLICIES:
         raise ValueError(f"missing must be one of {MISSING_POLICIES}, got {missing!r}")
     table = _validate_table(bank.table)
@@ -476,11 +484,28 @@ def export_official_pickle(bank: LikelihoodBank, path: str | Path, missing: str 
         for sample_id in absent:
             payload[sample_id] = {"cluster_id": -1, "cluster_size": size, "largest_cluster_size": largest}
     bank.metadata["official_export"] = {"path": str(path), "missing": missing, "n_missing": len(absent),
-                                        "missing_sample_ids": absent, "likelihood_levels": levels}
+                                        "missing_sample_ids": absent, "likelihood_levels": levels,
+                                        "weight_scheme": "eq4"}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
             pickle.dump(payload, handle, protocol=4)
     return path
+
+
+def _check_eq4_only(bank: LikelihoodBank, weight_scheme) -> None:
+    """Refuse a weight scheme other than eq. 4: the forks' pickle cannot carry it."""
+    from deqlib.weights import WEIGHT_SCHEMES
+
+    scheme = weight_scheme if weight_scheme is not None else bank.metadata.get("weight_scheme")
+    if scheme is None:
+        return
+    name = scheme.get("scheme") if isinstance(scheme, Mapping) else scheme
+    if not isinstance(name, str) or WEIGHT_SCHEMES.resolve(name) != "eq4":
+        raise BankFormatError(
+            f"the forks' pickle carries cluster sizes, from which the forks compute eq. 4 only; the weight scheme "
+            f"{name!r} cannot travel in it (the forks would silently train with eq. 4). Train from the Parquet "
+            f"bank with deqlib.training.GFLWeightedLoss(criterion, bank, scheme={name!r}, scheme_params=...), "
+            "or export for eq. 4 (weight_scheme='eq4')")
 
 
 def _check_exportable(bank: LikelihoodBank) -> int | None:

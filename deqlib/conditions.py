@@ -246,6 +246,18 @@ def _shrunk(image: Image.Image) -> Image.Image:
     return canvas
 
 
+def _darkened(image: Image.Image) -> Image.Image:
+    # night / under-exposure: a third of the brightness
+    pixels = np.asarray(image, dtype=np.float32) * np.float32(1 / 3)
+    return Image.fromarray(pixels.round().astype(np.uint8))
+
+
+def _fogged(image: Image.Image) -> Image.Image:
+    # fog / haze: low contrast, blended towards a light grey
+    pixels = np.asarray(image, dtype=np.float32) * np.float32(0.45) + np.float32(0.55 * 180)
+    return Image.fromarray(pixels.round().astype(np.uint8))
+
+
 def _zoomed_in(image: Image.Image) -> Image.Image:
     w, h = image.size
     return image.crop((w // 4, h // 4, w - w // 4, h - h // 4)).resize((w, h), Image.BILINEAR)
@@ -260,6 +272,8 @@ for _name, _summary, _kind, _transform in (
         ("red_cast", "green and blue scaled by 0.35", "colour", _red_cast),
         ("striped_background", "grey stripes on the dark background", "layout", _striped_background),
         ("blurred", "Gaussian blur, radius 1.5 px", "optics", lambda image: image.filter(ImageFilter.GaussianBlur(1.5))),
+        ("darkened", "a third of the brightness (night, under-exposure)", "light", _darkened),
+        ("fogged", "contrast 0.45, blended towards grey 180 (fog, haze)", "weather", _fogged),
 ):
     _pil_condition(_name, _summary, _kind, _transform)
 

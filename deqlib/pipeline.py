@@ -44,7 +44,7 @@ from deqlib.faithfulness import faithfulness as measure_faithfulness
 from deqlib.likelihood import ClusterSignal, RarityContext
 from deqlib.progress import stage_message
 from deqlib.stages import MODES, Stages, build_stages, checked_stages
-from deqlib.weights import gfl_weight
+from deqlib.weights import gfl_weight, weight_scheme_record
 
 __all__ = ["MODES", "AnalysisResult", "DegenerateClusteringWarning", "DuplicateEmbeddingsWarning", "Stages", "analyze",
            "build_stages", "default_bank_path", "duplicate_groups", "embeddings_from_source", "read_samples_csv",
@@ -539,6 +539,7 @@ def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = N
     failed_ids = embed_info.pop("failed_sample_ids", [])
     params = {
         "mode": mode, "dataset": dataset, "noise_policy": noise_policy, "eta": float(eta), "gamma": float(gamma),
+        "weight_scheme": weight_scheme_record("eq4", eta=float(eta), gamma=float(gamma)),
         "seed": seed, "preset": preset, "embedding": {**embed_info, "n_samples": len(ids), "duplicates": duplicates,
                                                       "dim": int(vectors.shape[1]), "key": embedding_key,
                                                       # the row order moves t-SNE results (docs/analysis.md)

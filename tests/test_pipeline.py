@@ -143,6 +143,8 @@ def test_the_default_run_is_build_stages_defaults(data, tmp_path):
     assert implicit.params["reduce"]["random_state"] == 33 and implicit.params["cluster"]["eps_scale"] == "official"
     assert implicit.params["seed"] == 33 and implicit.params["mode"] == "default" and implicit.params["preset"] is None
     assert (implicit.params["eta"], implicit.params["gamma"]) == (1.0, 5.0)
+    assert implicit.params["weight_scheme"] == {"scheme": "eq4", "params": {"eta": 1.0, "gamma": 5.0}}
+    assert implicit.bank.metadata["weight_scheme"]["scheme"] == "eq4"  # the forks' export reads it
     np.testing.assert_allclose(implicit.samples["weight"], gfl_weight(implicit.samples["likelihood"].to_numpy()))
     with pytest.raises(TypeError, match="cache must be True .* False .* or a folder path, got None"):
         analyze(embeddings=X, cache=None)

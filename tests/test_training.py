@@ -70,3 +70,45 @@ def test_class_balanced_weights_match_cui_et_al_by_hand():
     np.testing.assert_allclose(weights, raw / raw.sum() * 2)
     assert weights[1] > weights[0]
     np.testing.assert_allclose(class_balanced_weights([5, 50], beta=0.0), [1.0, 1.0])  # beta 0: no re-weighting
+
+
+def test_lookup_with_a_set_level_scheme_weighs_every_bank_sample_once(bank, tmp_path):
+    from deqlib.weights import rank_weights
+
+    lookup = BankLookup(bank, scheme="rank", scheme_params={"max_ratio": 4.0})
+    # likelihoods 1, 1, 1, 1, 0.25, 0.25: u = 0 x4 and 4/5 x2 -> 1 x4, 4^0.8 x2, over the mean
+    raw = np.array([1.0] * 4 + [4 ** 0.8] * 2)
+    np.testing.assert_allclose(lookup.all_weights(), raw / raw.mean(), rtol=1e-6)
+    torch.testing.assert_close(lookup.weights(["000004", "000000"]),
+                               torch.tensor([4 ** 0.8, 1.0]) / float(raw.mean()))
+    assert lookup.scheme_record == {"scheme": "rank", "params": {"max_ratio": 4.0, "power": 1.0}, "normalised": True}
+    np.testing.assert_allclose(lookup.all_weights(), rank_weights(bank.table["likelihood"].to_numpy(), 4.0),
+                               rtol=1e-6)
+    with pytest.raises(KeyError, match="bank's samples only"):
+        lookup.weights(["999999"])
+    with pytest.raises(ValueError, match="default_likelihood is for eq. 4"):
+        BankLookup(bank, scheme="cluster-balanced", default_likelihood=0.0)
+    with pytest.raises(ValueError, match="scheme_params is for"):
+        BankLookup(bank, scheme="eq4", scheme_params={"eta": 0.3})
+    cb = GFLWeightedLoss(nn.CrossEntropyLoss(reduction="none"), bank, scheme="cluster-balanced",
+                         scheme_params={"max_ratio": 2.0})
+    # groups of 4 and noise singletons of likelihood 0.25: 0.25^-1 = 4 capped at 2 -> 1 x4, 2 x2 over 4/3
+    np.testing.assert_allclose(cb.lookup.all_weights(), [0.75] * 4 + [1.5] * 2, rtol=1e-6)
+    logits, targets = torch.zeros(2, 3), torch.tensor([0, 1])
+    assert cb(logits, targets, ["000000", "000004"]).item() == pytest.approx(np.log(3) * (0.75 + 1.5) / 2, rel=1e-6)
+    assert BankLookup(bank).scheme_record == {"scheme": "eq4", "params": {"eta": 1.0, "gamma": 5.0},
+                                              "normalised": False}
+
+
+def test_the_forks_pickle_carries_eq4_only(bank, tmp_path):
+    from deqlib.bank import BankFormatError
+
+    with pytest.raises(BankFormatError, match="scheme='rank'"):
+        export_official_pickle(bank, tmp_path / "a.pkl", weight_scheme="rank")
+    bank.metadata["weight_scheme"] = {"scheme": "cluster-balanced", "params": {"max_ratio": 4.0}}
+    with pytest.raises(BankFormatError, match="cannot travel"):
+        export_official_pickle(bank, tmp_path / "b.pkl")
+    assert not (tmp_path / "a.pkl").exists() and not (tmp_path / "b.pkl").exists()
+    path = export_official_pickle(bank, tmp_path / "c.pkl", weight_scheme="eq4")  # explicit eq. 4 wins
+    assert bank.metadata["official_export"]["weight_scheme"] == "eq4"
+    torch.testing.assert_close(BankLookup(load_bank(path)).weights(IDS), BankLookup(bank).weights(IDS))

@@ -12,7 +12,7 @@ import pandas as pd
 from deqlib import paths
 from deqlib.embed import embed_source
 from deqlib.experiment.conditions import CONDITIONS, ConditionSource
-from deqlib.experiment.config import ENCODER, SETTINGS, ExperimentConfig
+from deqlib.experiment.config import ENCODER, RARE_CLASSES, ExperimentConfig
 from deqlib.sources import FashionMNISTSource, ImageSource, SubsetSource
 
 __all__ = ["embed_images", "source_pixels", "per_class_pool", "condition_separability", "long_tailed_sizes",
@@ -97,34 +97,43 @@ def long_tailed_indices(labels: np.ndarray, largest_class: int, imbalance_ratio:
 
 @dataclass
 class Pool:
-    """Pre-embedded images: embeddings ``X``, pixels (N, 28, 28, 3) uint8, labels, condition flag, base image id."""
+    """Pre-embedded images: embeddings ``X``, pixels (N, 28, 28, 3) uint8, labels, the condition each image
+    shows (``""`` for a plain one) and its base image (position in the Fashion-MNIST split, so a condition
+    copy can be matched to its original)."""
 
     X: np.ndarray
     pixels: np.ndarray
     labels: np.ndarray
-    modified: np.ndarray
-    base: np.ndarray      # position in the Fashion-MNIST split, so a condition copy can be matched to its original
+    condition: np.ndarray
+    base: np.ndarray
+
+    @property
+    def modified(self) -> np.ndarray:
+        """Whether each image shows a condition."""
+        return self.condition != ""
 
 
-def _pool(split_source: FashionMNISTSource, positions: np.ndarray, modified_positions: np.ndarray, condition: str,
-          cache_dir, progress: bool) -> Pool:
-    plain = SubsetSource(split_source, positions)
-    parts = [(plain, positions, False)]
+def _pool(split_source: FashionMNISTSource, positions: np.ndarray, modified_positions: np.ndarray,
+          conditions: Sequence[str], cache_dir, progress: bool) -> Pool:
+    parts = [(SubsetSource(split_source, positions), positions, "")]
     if len(modified_positions):
-        parts.append((ConditionSource(SubsetSource(split_source, modified_positions),
-                                      np.ones(len(modified_positions), bool), condition), modified_positions, True))
-    X, pixels, labels, modified, base = [], [], [], [], []
-    for source, where, flag in parts:
+        for condition in conditions:
+            parts.append((ConditionSource(SubsetSource(split_source, modified_positions),
+                                          np.ones(len(modified_positions), bool), condition),
+                          modified_positions, condition))
+    X, pixels, labels, shown, base = [], [], [], [], []
+    for source, where, condition in parts:
         X.append(embed_images(source, cache_dir, progress))
         pixels.append(source_pixels(source))
         labels.append(split_source.labels[where])
-        modified.append(np.full(len(where), flag))
+        shown.append(np.full(len(where), condition, dtype=object))
         base.append(np.asarray(where))
-    return Pool(*(np.concatenate(part) for part in (X, pixels, labels, modified, base)))
+    return Pool(*(np.concatenate(part) for part in (X, pixels, labels, shown, base)))
 
 
 def build_pools(config: ExperimentConfig, cache_dir=None, progress: bool = False) -> dict[str, Pool]:
-    """The training and test pools (``'train'``, ``'test'``), embedded once (cached) for every seed."""
+    """The training and test pools (``'train'``, ``'test'``), embedded once (cached) for every seed: the plain
+    images and, for every condition of ``config.conditions``, the condition copies."""
     cache_dir = paths.interim_dir() / "embeddings" if cache_dir is None else cache_dir
     pools = {}
     for split, per_class, rare_per_class in (("train", config.pool_per_class, config.pool_rare_per_class),
@@ -133,7 +142,7 @@ def build_pools(config: ExperimentConfig, cache_dir=None, progress: bool = False
         chosen = per_class_pool(source.labels, per_class, config.pool_seed)
         positions = np.sort(np.concatenate(chosen))
         modified = np.sort(np.concatenate([c[:rare_per_class] for c in chosen]))
-        pools[split] = _pool(source, positions, modified, config.condition, cache_dir, progress)
+        pools[split] = _pool(source, positions, modified, config.conditions, cache_dir, progress)
     return pools
 
 
@@ -141,19 +150,19 @@ def draw_setting(pools: dict[str, Pool], setting: str, config: ExperimentConfig,
     """One seed's training and test sets for ``setting`` (positions in the pools, labels, rare flags).
 
     ``long_tail``: a random class order; the ``r``-th class keeps ``largest_class * ratio^(-r/9)``
-    images; the rare classes are the last ``rarest_classes`` of the order. ``rare_condition``:
-    ``per_class`` images per class, ``rare_fraction`` of them with the condition (never the same
-    image twice); test: ``test_per_class`` per class, half with the condition.
+    images; the rare classes are the last ``rarest_classes`` of the order. A condition (any other
+    setting of ``config.settings``): ``per_class`` images per class, ``rare_fraction`` of them with the
+    condition (never the same image twice); test: ``test_per_class`` per class, half with the condition.
     """
-    if setting not in SETTINGS:
-        raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
-    rng = np.random.default_rng([seed, SETTINGS.index(setting)])
+    if setting not in config.settings:
+        raise ValueError(f"setting must be one of {config.settings}, got {setting!r}")
+    rng = np.random.default_rng([seed, config.settings.index(setting)])
     train, test = pools["train"], pools["test"]
     plain_train = np.flatnonzero(~train.modified)
     plain_test = np.flatnonzero(~test.modified)
     test_idx = np.concatenate([rng.choice(plain_test[test.labels[plain_test] == c], config.test_per_class,
                                           replace=False) for c in range(10)])
-    if setting == "long_tail":
+    if setting == RARE_CLASSES:
         order = rng.permutation(10)
         sizes = long_tailed_sizes(10, config.largest_class, config.imbalance_ratio)
         train_idx = np.concatenate([rng.choice(plain_train[train.labels[plain_train] == c], n, replace=False)
@@ -161,12 +170,13 @@ def draw_setting(pools: dict[str, Pool], setting: str, config: ExperimentConfig,
         rare_classes = order[-config.rarest_classes:]
         train_rare = np.isin(train.labels[train_idx], rare_classes)
         test_rare = np.isin(test.labels[test_idx], rare_classes)
-        extra = {"class_order": " ".join(map(str, order))}
+        extra = {"class_order": " ".join(map(str, order)), "condition": ""}
     else:
         n_rare = max(1, round(config.rare_fraction * config.per_class))
         train_idx, train_rare = [], []
         for c in range(10):
-            rare_pick = rng.choice(np.flatnonzero(train.modified & (train.labels == c)), n_rare, replace=False)
+            rare_pick = rng.choice(np.flatnonzero((train.condition == setting) & (train.labels == c)), n_rare,
+                                   replace=False)
             taken = set(train.base[rare_pick])
             plain = [i for i in plain_train[train.labels[plain_train] == c] if train.base[i] not in taken]
             plain_pick = rng.choice(plain, config.per_class - n_rare, replace=False)
@@ -175,13 +185,14 @@ def draw_setting(pools: dict[str, Pool], setting: str, config: ExperimentConfig,
         train_idx, train_rare = np.concatenate(train_idx), np.concatenate(train_rare)
         # Half of each class's test images shown with the condition: swap them for their condition copy.
         test_rare = np.zeros(len(test_idx), bool)
-        copy_of = {b: i for i, b in zip(np.flatnonzero(test.modified), test.base[test.modified])}
+        shown = test.condition == setting
+        copy_of = {b: i for i, b in zip(np.flatnonzero(shown), test.base[shown])}
         for c in range(10):
             members = np.flatnonzero(test.labels[test_idx] == c)
             flip = rng.choice(members, len(members) // 2, replace=False)
             test_idx[flip] = [copy_of[test.base[test_idx[i]]] for i in flip]
             test_rare[flip] = True
-        extra = {"condition": config.condition}
+        extra = {"class_order": "", "condition": setting}
     return {"setting": setting, "seed": seed, "train_idx": train_idx, "train_y": train.labels[train_idx],
             "train_rare": train_rare, "test_idx": test_idx, "test_y": test.labels[test_idx], "test_rare": test_rare,
             **extra}

@@ -12,8 +12,8 @@ import pandas as pd
 from deqlib import paths
 from deqlib.experiment.config import ExperimentConfig
 from deqlib.experiment.runs import run_experiment
-from deqlib.experiment.statistics import summarize, summarize_ranking
-from deqlib.plots.training import plot_results
+from deqlib.experiment.statistics import auc_sweep, cost_table, summarize, summarize_ranking
+from deqlib.plots.training import plot_auc_sweep, plot_results
 
 __all__ = ["RUNS_FILE", "write_outputs", "read_outputs", "output_folder", "reproduce", "markdown_table"]
 
@@ -23,29 +23,40 @@ RUNS_FILE = "training_gfl_runs.csv"
 
 def write_outputs(runs: pd.DataFrame, ranking: pd.DataFrame, folder: str | Path | None = None,
                   info: pd.DataFrame | None = None) -> dict[str, Path]:
-    """Write the per-seed rows, the summary, the signal ranking and the figure (stable names).
+    """Write the per-seed rows, the summary, the signal ranking, the AUC sweep, the cost table and the figures.
 
     ``training_gfl_runs.csv`` (one row per setting x model x arm x seed), ``training_gfl_results.csv``
-    (:func:`summarize`), ``training_gfl_signal_ranking.csv`` (:func:`summarize_ranking`) and
-    ``training_gfl_results.png``. Everything is computed from ``runs`` and ``ranking`` alone, so
-    re-writing from the saved CSVs gives the same files.
+    (:func:`summarize`: three endpoints, Holm-corrected), ``training_gfl_signal_ranking.csv``
+    (:func:`summarize_ranking`), ``training_gfl_auc_sweep.csv`` (:func:`auc_sweep`),
+    ``training_gfl_cost.csv`` (:func:`cost_table`, CPU seconds per cell), ``training_gfl_results.png`` and
+    ``training_gfl_auc_sweep.png``. Everything is computed from ``runs``, ``ranking`` (and ``info`` for
+    the signals' cost), so re-writing from the saved CSVs gives the same files.
     """
     from deqlib._atomic import write_text_atomic
 
     folder = Path(folder) if folder is not None else paths.figures_dir()
     written = {"runs": folder / RUNS_FILE, "results": folder / "training_gfl_results.csv",
-               "ranking": folder / "training_gfl_signal_ranking.csv", "figure": folder / "training_gfl_results.png"}
+               "ranking": folder / "training_gfl_signal_ranking.csv", "sweep": folder / "training_gfl_auc_sweep.csv",
+               "cost": folder / "training_gfl_cost.csv", "figure": folder / "training_gfl_results.png"}
     write_text_atomic(written["runs"], runs.to_csv(index=False))
     write_text_atomic(folder / (Path(RUNS_FILE).stem + "_ranking.csv"), ranking.to_csv(index=False))
-    summary = summarize(runs)
-    write_text_atomic(written["results"], summary.to_csv(index=False, float_format="%.5f"))
-    write_text_atomic(written["ranking"], summarize_ranking(ranking).to_csv(index=False, float_format="%.5f"))
-    seeds = runs.groupby(["setting", "model", "arm"]).seed.nunique()
-    plot_results(summary, written["figure"], {"seeds": f"{seeds.min()}-{seeds.max()}" if seeds.min() != seeds.max()
-                                               else int(seeds.min()), "runs": len(runs)})
     if info is not None:
         written["info"] = folder / "training_gfl_runs_info.csv"
         write_text_atomic(written["info"], info.to_csv(index=False))
+    summary = summarize(runs)
+    write_text_atomic(written["results"], summary.to_csv(index=False, float_format="%.5f"))
+    write_text_atomic(written["ranking"], summarize_ranking(ranking).to_csv(index=False, float_format="%.5f")
+                      if len(ranking) else "")
+    sweep = auc_sweep(summary)
+    write_text_atomic(written["sweep"], sweep.to_csv(index=False, float_format="%.5f"))
+    write_text_atomic(written["cost"], cost_table(runs, info).to_csv(index=False, float_format="%.3f"))
+    seeds = runs.groupby(["setting", "model", "arm"]).seed.nunique()
+    plot_results(summary[~summary.arm.str.startswith("sweep AUC ")], written["figure"],
+                 {"seeds": f"{seeds.min()}-{seeds.max()}" if seeds.min() != seeds.max() else int(seeds.min()),
+                  "runs": len(runs)})
+    if len(sweep):
+        written["sweep_figure"] = folder / "training_gfl_auc_sweep.png"
+        plot_auc_sweep(sweep, written["sweep_figure"], {"runs": len(runs)})
     return written
 
 
@@ -54,9 +65,11 @@ def read_outputs(folder: str | Path | None = None) -> dict | None:
     folder = Path(folder) if folder is not None else paths.figures_dir()
     runs_path = folder / RUNS_FILE
     ranking_path = runs_path.with_name(runs_path.stem + "_ranking.csv")
+    info_path = runs_path.with_name(runs_path.stem + "_info.csv")
     if not runs_path.is_file() or not ranking_path.is_file():
         return None
-    return {"runs": pd.read_csv(runs_path), "ranking": pd.read_csv(ranking_path)}
+    return {"runs": pd.read_csv(runs_path), "ranking": pd.read_csv(ranking_path),
+            "info": pd.read_csv(info_path) if info_path.is_file() else None}
 
 
 def output_folder(quick: bool = False) -> Path:
@@ -84,23 +97,23 @@ def reproduce(config: ExperimentConfig | None = None, folder: str | Path | None 
     started = time.perf_counter()
     saved = None if rerun else (read_outputs(folder) or read_outputs(paths.project_root() / "figures"))
     if saved is not None:
-        runs, ranking, info, source = saved["runs"], saved["ranking"], None, "saved"
+        runs, ranking, info, source = saved["runs"], saved["ranking"], saved["info"], "saved"
     else:
         out = run_experiment(config, n_jobs=n_jobs, runs_path=folder / RUNS_FILE, resume=resume,
                              progress=progress, log=log)
         runs, ranking, info, source = out["runs"], out["ranking"], out["info"], "run"
     written = write_outputs(runs, ranking, folder, info=info)
-    return {"runs": runs, "ranking": ranking, "summary": summarize(runs), "written": written, "source": source,
-            "seconds": time.perf_counter() - started}
+    return {"runs": runs, "ranking": ranking, "info": info, "summary": pd.read_csv(written["results"]),
+            "written": written, "source": source, "seconds": time.perf_counter() - started}
 
 
 def markdown_table(summary: pd.DataFrame, metric: str = "accuracy_rare") -> str:
     """The README table: one row per arm, one column per setting x model; each cell is the paired difference
-    to CE in points with its 95% CI, and the realised weight ratio (CE's row: its mean accuracy)."""
+    to CE in points with its Holm interval, a ``*`` where Holm rejects, and the realised weight ratio
+    (CE's row: its mean accuracy)."""
     part = summary[summary.metric == metric]
     columns = list(dict.fromkeys(zip(part.setting, part.model)))
-    names = {"long_tail": "rare classes", "rare_condition": "rare condition", "frozen_head": "frozen head",
-             "small_cnn": "small CNN"}
+    names = {"long_tail": "rare classes", "frozen_head": "frozen head", "small_cnn": "small CNN"}
     lines = ["| arm | " + " | ".join(f"{names.get(s, s)}, {names.get(m, m)}" for s, m in columns) + " |",
              "| --- |" + " --- |" * len(columns)]
     for arm in dict.fromkeys(part.arm):
@@ -114,7 +127,8 @@ def markdown_table(summary: pd.DataFrame, metric: str = "accuracy_rare") -> str:
             if arm == "CE":
                 cells.append(f"{100 * row['mean']:.1f}% (n={row.n_seeds})")
             else:
-                cells.append(f"{100 * row.diff_vs_ce:+.1f} [{100 * row.ci_low:+.1f}, {100 * row.ci_high:+.1f}]"
+                star = "*" if bool(row.get("holm_significant", False)) else ""
+                cells.append(f"{100 * row.diff_vs_ce:+.1f}{star} [{100 * row.holm_low:+.1f}, {100 * row.holm_high:+.1f}]"
                              f" x{row.weight_ratio:.2f}")
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,5 +1,5 @@
-"""Models and training: a frozen-embedding MLP head and a small CNN, trained with per-sample weights and
-early stopping on the weighted validation loss."""
+"""Models and training: a frozen-embedding MLP head and a small CNN, trained with per-sample weights;
+one stopping rule for every arm (the unweighted validation loss: no rare label enters it)."""
 
 from __future__ import annotations
 
@@ -44,19 +44,33 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def train_model(model: str, X, y: np.ndarray, weights: np.ndarray, config: ExperimentConfig, seed: int):
-    """Train ``model`` with per-sample ``weights`` on a fit split; early stopping on the weighted
-    validation loss (``patience`` epochs); returns the best model and the number of epochs run."""
+def train_model(model: str, X, y: np.ndarray, weights: np.ndarray, config: ExperimentConfig, seed: int,
+                logit_offset: np.ndarray | None = None):
+    """Train ``model`` with per-sample ``weights`` on a fit split, stopped by one criterion for every arm.
+
+    Stopping reads the **unweighted** cross-entropy on the validation split, so no arm's weights (hence no
+    rare label, not even the oracle's) enter it; the same loss drives ``ReduceLROnPlateau``
+    (``lr_patience``, ``lr_factor``) and early stopping (``patience`` epochs without a better loss); the
+    best epoch is restored. The weights of the validation samples are never read. ``logit_offset``
+    (one value per class) is added to the logits in the training loss only: logit adjustment (Menon et
+    al., ICLR 2021); predictions and the stopping loss use the plain logits.
+
+    Returns ``(net, epochs, hit_cap)``: ``hit_cap`` is True when ``max_epochs`` ended the run before
+    the stopping rule did (the cap bound: the run may be under-trained).
+    """
     import torch
 
     torch.manual_seed(seed)
     fit, val = validation_split(len(y), config.validation_fraction, seed)
     y_t, w_t = torch.as_tensor(y, dtype=torch.long), torch.as_tensor(weights, dtype=torch.float32)
+    offset = None if logit_offset is None else torch.as_tensor(logit_offset, dtype=torch.float32)
     net = build_model(model, X.shape[1], config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.lr_factor,
+                                                           patience=config.lr_patience)
     generator = torch.Generator().manual_seed(seed)
     fit_t, val_t = torch.as_tensor(fit), torch.as_tensor(val)
-    best, best_state, stale, epochs = np.inf, None, 0, 0
+    best, best_state, stale, epochs, stopped = np.inf, None, 0, 0, False
     for epochs in range(1, config.max_epochs[model] + 1):
         net.train()
         order = fit_t[torch.randperm(len(fit_t), generator=generator)]
@@ -64,22 +78,26 @@ def train_model(model: str, X, y: np.ndarray, weights: np.ndarray, config: Exper
             batch = order[start:start + config.batch_size[model]]
             if len(batch) < 2 and model == "small_cnn":
                 continue  # batch norm needs two samples
-            losses = torch.nn.functional.cross_entropy(net(X[batch]), y_t[batch], reduction="none")
+            logits = net(X[batch])
+            if offset is not None:
+                logits = logits + offset
+            losses = torch.nn.functional.cross_entropy(logits, y_t[batch], reduction="none")
             loss = (losses * w_t[batch]).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         net.eval()
         with torch.inference_mode():
-            val_losses = torch.nn.functional.cross_entropy(net(X[val_t]), y_t[val_t], reduction="none")
-            val_loss = float((val_losses * w_t[val_t]).sum() / w_t[val_t].sum())
+            val_loss = float(torch.nn.functional.cross_entropy(net(X[val_t]), y_t[val_t]))  # unweighted
+        scheduler.step(val_loss)
         if val_loss < best - 1e-6:
             best, stale = val_loss, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             stale += 1
             if stale >= config.patience:
+                stopped = True
                 break
     net.load_state_dict(best_state)
     net.eval()
-    return net, epochs
+    return net, epochs, not stopped

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_results"]
+__all__ = ["plot_results", "plot_auc_sweep"]
 
 
 def plot_results(summary: pd.DataFrame, path: str | Path | None = None, parameters: dict | None = None):
@@ -35,6 +35,30 @@ def plot_results(summary: pd.DataFrame, path: str | Path | None = None, paramete
         ax.set_title(f"{titles.get(setting, setting)}, {model}", fontsize=10)
         ax.set_xlabel("rare-sample accuracy minus CE (points)")
     axes[0][0].invert_yaxis()
+    figure.tight_layout()
+    if path is not None:
+        from deqlib.plots.png import save_figure
+
+        save_figure(figure, path, parameters or {})
+    return figure
+
+
+def plot_auc_sweep(sweep: pd.DataFrame, path: str | Path | None = None, parameters: dict | None = None):
+    """The gain over CE on the rare samples (mean, bootstrap 95% interval) against the measured signal AUC of
+    the AUC sweep (:func:`deqlib.experiment.auc_sweep`); one line per setting and model."""
+    import matplotlib.pyplot as plt
+
+    figure, ax = plt.subplots(figsize=(6.5, 4.5))
+    for (setting, model), part in sweep.groupby(["setting", "model"], sort=False):
+        part = part.sort_values("signal_auc")
+        low = (part.diff_vs_ce - part.ci_low).fillna(0).to_numpy()
+        high = (part.ci_high - part.diff_vs_ce).fillna(0).to_numpy()
+        ax.errorbar(part.signal_auc, 100 * part.diff_vs_ce, yerr=100 * np.vstack([low, high]), marker="o",
+                    capsize=3, label=f"{setting}, {model}")
+    ax.axhline(0, color="#888888", lw=1)
+    ax.set_xlabel("signal ROC AUC on the training pool (measured)")
+    ax.set_ylabel("rare-sample accuracy minus CE (points)")
+    ax.legend(fontsize=8)
     figure.tight_layout()
     if path is not None:
         from deqlib.plots.png import save_figure
