@@ -43,6 +43,7 @@ from deqlib.cluster import ClusterResult
 from deqlib.faithfulness import faithfulness as measure_faithfulness
 from deqlib.likelihood import ClusterSignal, RarityContext
 from deqlib.progress import stage_message
+from deqlib.samples_csv import read_samples_csv, write_samples_csv
 from deqlib.stages import MODES, Stages, build_stages, checked_stages
 from deqlib.weights import gfl_weight, weight_scheme_record
 
@@ -189,31 +190,6 @@ class AnalysisResult:
                 lines.append(f"alignment with {row.attribute!r}: NMI {row.nmi:.3f}, ARI {row.ari:.3f}, "
                              f"purity {row.purity:.3f}")
         return "\n".join(lines)
-
-
-def write_samples_csv(samples: pd.DataFrame, path: str | Path) -> Path:
-    """Write a per-sample table as CSV (atomic) that reads back row for row, whatever the file names.
-
-    Every text field is quoted (``csv.QUOTE_NONNUMERIC``), so a sample id or path holding a comma, a
-    quote, a line feed or a lone carriage return stays one field of one row; pandas' default quotes
-    only what holds its line terminator, and a ``\\r`` in a file name split a row in two (60 samples
-    read back as 62 rows). UTF-8, ``\\n`` line ends. Read it with :func:`read_samples_csv`.
-    """
-    import csv
-
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        samples.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n", encoding="utf-8")
-    return path
-
-
-def read_samples_csv(path: str | Path) -> pd.DataFrame:
-    """Read a table written by :func:`write_samples_csv`: ids and locations stay text (``'000001'``,
-    ``'NA'`` and ``'nan'`` are ids, not numbers or missing values)."""
-    header = pd.read_csv(path, nrows=0, encoding="utf-8").columns
-    text_columns = {c: str for c in ("sample_id", "location") if c in header}
-    missing = {c: ["", "nan", "NaN"] for c in header if c not in text_columns}  # other columns: as pandas reads
-    return pd.read_csv(path, dtype=text_columns, keep_default_na=False, na_values=missing, encoding="utf-8")
 
 
 def default_bank_path(dataset: str, mode: str, encoder: str, noise_policy: str, signal: str = "cluster",
