@@ -79,9 +79,6 @@ class StopSignalHandlers:
             os.write(2, f"deq {self.command}: {STOP_SIGNALS[signum]} again; stopped at once\n".encode())
             os._exit(128 + signum)
         self.received = signum
-        # A signal sent to the whole group also stops the DataLoader workers; torch then reports their death
-        # from the loader's __del__ while the run unwinds, which Python prints as "Exception ignored in ...".
-        sys.unraisablehook = _quiet_worker_shutdown(sys.unraisablehook)
         raise Interrupted(signum)
 
     def __enter__(self) -> StopSignalHandlers:
@@ -99,18 +96,6 @@ class StopSignalHandlers:
 
     def __exit__(self, *exc_info) -> None:
         self._restore()
-
-
-def _quiet_worker_shutdown(previous):
-    """An unraisable-exception hook that drops torch's report of DataLoader workers stopped by our stop signal
-    (the one line ``deq`` prints says what happened) and passes anything else to ``previous``."""
-    def hook(unraisable):
-        message = str(unraisable.exc_value)
-        if isinstance(unraisable.exc_value, RuntimeError) and "DataLoader worker" in message and "signal" in message:
-            return
-        previous(unraisable)
-
-    return hook
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -312,6 +312,13 @@ class _EncodedImages(torch.utils.data.Dataset):
             return index, None, f"{type(exc).__name__}: {exc}"
 
 
+def _stop_quietly_on_sigterm(worker_id: int) -> None:
+    """A worker ends quietly on SIGTERM (a scheduler's, sent to the group): torch's worker loop exits on
+    KeyboardInterrupt, where a worker killed by the signal is reported from the parent as a traceback."""
+    import signal
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def _collate_tolerant(items):
     """Stack the decoded images; keep failed ones aside as ``(index, error)``."""
     good = [(index, tensor) for index, tensor, error in items if error is None]
@@ -556,7 +563,7 @@ def _embed_indices(source, encoder: Encoder, ids: list[str], indices: list[int],
         loader = torch.utils.data.DataLoader(
             _EncodedImages(source, encoder, indices), batch_size=settings.batch_size, shuffle=False,
             num_workers=settings.num_workers, collate_fn=_collate_tolerant, pin_memory=on_cuda,
-            prefetch_factor=4 if settings.num_workers else None)
+            prefetch_factor=4 if settings.num_workers else None, worker_init_fn=_stop_quietly_on_sigterm)
 
         embedded: list[str] = []
         failed: dict[int, str] = {}

@@ -28,6 +28,7 @@ from PIL import Image
 from deqlib import embed as E
 from deqlib import pipeline
 from deqlib.cli import main as deq
+from deq_runs import start_deq_embed, wait_for_shard
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(device="cpu", precision="fp32", num_workers=0, num_threads=1, progress=False)
@@ -403,25 +404,6 @@ def test_deq_embed_fails_when_its_cache_cannot_be_written(tmp_path, monkeypatch,
     assert "(4 now, 0 from cache)" in capsys.readouterr().out
 
 
-def _deq_embed(folder: Path, output: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "deqlib.cli", "embed", "--source", "folder", "--root", str(folder),
-           "--output", str(output), "--workers", "0", "--threads", "1", "--device", "cpu", "--precision", "fp32",
-           "--batch-size", "4", "--shard-size", "8", "--no-progress"]
-    # A background job (nohup ... &) inherits SIGINT ignored: give the child the default, as a
-    # terminal would (tests/test_faults_signals.py checks deq with SIGINT inherited ignored).
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-
-
-def _wait_for_shard(output: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not list(output.glob("*/*/shards/*.npz")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no shard appeared"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
@@ -434,8 +416,8 @@ def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
     for i in range(48):
         Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"img{i:02d}.png")
     output = tmp_path / "out"
-    proc = _deq_embed(folder, output)
-    _wait_for_shard(output, proc)
+    proc = start_deq_embed(folder, output)
+    wait_for_shard(output, proc)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:
@@ -445,7 +427,7 @@ def test_interrupted_deq_embed_resumes_byte_identical(tmp_path, sig):
     [shards] = list(output.glob("*/*/shards"))
     done = len(list(shards.glob("*.npz")))
     assert 1 <= done < 6, "the run was not interrupted mid-way"
-    proc = _deq_embed(folder, output)
+    proc = start_deq_embed(folder, output)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"({48 - 8 * done} now, {8 * done} from cache)" in out

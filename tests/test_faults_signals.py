@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deq_runs import start_deq_embed, wait_for_shard
 from deqlib.cli import STOP_SIGNALS, Interrupted, StopSignalHandlers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,23 +39,6 @@ def _set_sigint(disposition):
     return lambda: signal.signal(signal.SIGINT, disposition)
 
 
-def _deq_embed(folder: Path, output: Path, workers: int, sigint=signal.SIG_DFL) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "deqlib.cli", "embed", "--source", "folder", "--root", str(folder),
-           "--output", str(output), "--workers", str(workers), "--threads", "1", "--device", "cpu",
-           "--precision", "fp32", "--batch-size", "4", "--shard-size", str(SHARD), "--no-progress"]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_set_sigint(sigint), start_new_session=True)
-
-
-def _wait_for_shard(output: Path, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not list(output.glob("*/*/shards/*.npz")):
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no shard appeared"
-        time.sleep(0.05)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, target, inherited", [
     (signal.SIGINT, "parent", signal.SIG_IGN),  # a background job, Ctrl-C reaching only the parent
@@ -64,8 +48,8 @@ def _wait_for_shard(output: Path, proc: subprocess.Popen, timeout: float = 120) 
 def test_stop_signal_exits_with_one_line_and_the_run_resumes(tmp_path, sig, target, inherited):
     folder = _images(tmp_path / "images")
     output = tmp_path / "out"
-    proc = _deq_embed(folder, output, workers=2, sigint=inherited)
-    _wait_for_shard(output, proc)
+    proc = start_deq_embed(folder, output, workers=2, shard_size=SHARD, sigint=inherited, new_session=True)
+    wait_for_shard(output, proc)
     if target == "parent":
         proc.send_signal(sig)
     else:
@@ -79,7 +63,7 @@ def test_stop_signal_exits_with_one_line_and_the_run_resumes(tmp_path, sig, targ
     assert "Traceback" not in err and "BrokenPipe" not in err
     done = len(list(output.glob("*/*/shards/*.npz")))
     assert 1 <= done < N_IMAGES // SHARD, "the run was not stopped mid-way"
-    proc = _deq_embed(folder, output, workers=0)
+    proc = start_deq_embed(folder, output, shard_size=SHARD, new_session=True)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert f"({N_IMAGES - SHARD * done} now, {SHARD * done} from cache)" in out
