@@ -31,7 +31,8 @@ from sklearn.base import clone
 from deqlib._validation import check_real
 from deqlib.cluster import (CLUSTERERS, OFFICIAL_EPS_OUTPUTS, DBSCANClusterer, as_clusterer, preset_params,
                             preset_setting)
-from deqlib.likelihood import DEFAULT_NOISE_POLICY, NOISE_POLICIES, RARITY_SIGNALS
+from deqlib.likelihood import (DEFAULT_NOISE_POLICY, DEFAULT_RARITY_SIGNAL, NOISE_POLICIES, PAPER_RARITY_SIGNAL,
+                              RARITY_SIGNALS)
 from deqlib.reduce import REDUCERS, SklearnTSNEReducer, as_reducer, reducer_output
 from deqlib.weights import DEFAULT_ETA, DEFAULT_GAMMA
 
@@ -190,9 +191,10 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
         recorded by :func:`deqlib.pipeline.analyze` (``params['preset']``).
     rarity : str or object, optional
         A single-run ``deqlib.likelihood.RARITY_SIGNALS`` name (``'knn-density'``) or a signal
-        instance (cloned). None or ``'cluster'``: eq. 3 on the clusters with ``noise_policy``
-        (the only signal in reference mode). The consensus signals need K runs: refused here
-        (``deqlib.stability``).
+        instance (cloned). ``'cluster'``: eq. 3 on the clusters with ``noise_policy`` (the only
+        signal in reference mode). None: the mode's, ``'cluster'`` in reference mode and
+        :data:`deqlib.likelihood.DEFAULT_RARITY_SIGNAL` (the rarity benchmark's choice,
+        docs/rarity.md) otherwise. The consensus signals need K runs: refused here (``deqlib.stability``).
     rarity_params : dict, optional
         Constructor parameters of a named rarity signal (``{'k': 15}``); the cluster signal's noise
         policy is ``noise_policy``, not one of these.
@@ -276,7 +278,13 @@ def build_stages(mode: str = "default", *, reducer=None, reducer_params: dict | 
 
 
 def _rarity(rarity, rarity_params, seed, reference, noise_policy):
-    """The rarity signal (None: eq. 3 on the clusters with ``noise_policy``, made in :func:`deqlib.pipeline.analyze`)."""
+    """The rarity signal; None in the result means eq. 3 on the clusters with ``noise_policy``, made
+    in :func:`deqlib.pipeline.analyze`. ``rarity=None`` is the mode's: eq. 3 in reference mode,
+    :data:`deqlib.likelihood.DEFAULT_RARITY_SIGNAL` otherwise."""
+    if rarity is None and not reference:
+        if rarity_params:
+            raise ValueError("rarity_params apply to a rarity signal given by name (rarity=<name>)")
+        rarity = DEFAULT_RARITY_SIGNAL
     if isinstance(rarity, str):
         name = RARITY_SIGNALS.resolve(rarity)
         if name == "cluster":  # the stage's noise_policy is the one place to set it
@@ -316,6 +324,8 @@ def checked_stages(stages: Stages | None, seed: int | None = DEFAULT_SEED) -> St
     if not isinstance(stages, Stages):
         raise TypeError(f"stages must be a Stages from deqlib.stages.build_stages(...), got {type(stages).__name__}; "
                         "name the parts there, e.g. stages=build_stages(reducer='umap', clusterer='hdbscan')")
+    # a built Stages holds None for eq. 3: name it, or build_stages would put the mode's default there
+    rarity = PAPER_RARITY_SIGNAL if stages.rarity is None else stages.rarity
     return build_stages(stages.mode, reducer=stages.reducer, clusterer=stages.clusterer,
-                        noise_policy=stages.noise_policy, rarity=stages.rarity, preset=stages.preset,
+                        noise_policy=stages.noise_policy, rarity=rarity, preset=stages.preset,
                         seed=stages.seed, eta=stages.eta, gamma=stages.gamma)

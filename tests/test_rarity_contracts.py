@@ -23,6 +23,7 @@ from deqlib.bank import (
 )
 from deqlib.likelihood import (
     DEFAULT_RARITY_SIGNAL,
+    PAPER_RARITY_SIGNAL,
     RARITY_SIGNALS,
     RarityContext,
     RaritySignal,
@@ -90,12 +91,20 @@ def name(request):
     return request.param
 
 
-def test_registry_holds_the_signals_and_the_default_is_eq3():
+def test_registry_holds_the_signals_and_the_default_is_the_benchmarks_choice_with_eq3_for_reference():
+    from deqlib.stages import build_stages, checked_stages
+
     assert {"cluster", "knn-density", "consensus-mean", "consensus-coassoc"} <= set(NAMES)
     assert {"glosh", "lof", "knn-cosine", "two-sided-density", "parent-relative", "multi-granularity",
             "isolation-forest", "cleanlab-ood", "multi-granularity+lof"} <= set(NAMES)  # issue 20's signals
-    assert NAMES[0] == DEFAULT_RARITY_SIGNAL == "cluster"
-    assert type(get_rarity_signal()).__name__ == "ClusterSignal"
+    assert NAMES[0] == PAPER_RARITY_SIGNAL == "cluster"
+    assert DEFAULT_RARITY_SIGNAL == "multi-granularity+lof"  # docs/rarity.md: the benchmark's decision
+    assert type(get_rarity_signal()).__name__ == "RankFusionSignal"
+    assert type(build_stages().rarity).__name__ == "RankFusionSignal"
+    assert build_stages("reference").rarity is None  # eq. 3, as the official code
+    assert build_stages(rarity="cluster").rarity is None
+    assert checked_stages(build_stages(rarity="cluster")).rarity is None  # what analyze runs keeps eq. 3
+    assert type(checked_stages(None).rarity).__name__ == "RankFusionSignal"
     with pytest.raises(ValueError, match="unknown rarity signal 'loff'.*cluster, knn-density"):
         get_rarity_signal("loff")
 

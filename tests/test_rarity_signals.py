@@ -18,6 +18,7 @@ from deqlib.likelihood import (
     RarityContext,
     embedding_space,
     granularity_cuts,
+    micro_clusters,
     percentile_ranks,
     relative_likelihood,
     ward_cuts,
@@ -101,6 +102,36 @@ def test_ward_cuts_are_scikit_learns_connectivity_constrained_ward_partitions():
         assert labels.max() + 1 == n_clusters and labels[0] == 0
     assert granularity_cuts(5000) == [5, 10, 20, 40, 78, 156, 312]
     assert granularity_cuts(100) == [2, 3, 6]
+
+
+def test_ward_cuts_above_max_tree_points_cut_a_tree_on_micro_clusters_and_ignore_the_row_order():
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.neighbors import kneighbors_graph
+
+    X, groups = _blobs(seed=3, sizes=(400, 300, 20))
+    Z = embedding_space(X, 8)
+    exact = ward_cuts(Z, [3, 40], n_neighbors=10, max_tree_points=None)
+    assert all(np.array_equal(exact[c], ward_cuts(Z, [3, 40], 10, max_tree_points=len(Z))[c]) for c in (3, 40))
+
+    cuts = ward_cuts(Z, [3, 40, 500], n_neighbors=10, max_tree_points=200)
+    centres, assignment = micro_clusters(Z, 200)
+    assert len(centres) <= 200 and assignment.max() + 1 == len(centres)
+    graph = kneighbors_graph(centres, 10, include_self=False)
+    for n_clusters in (3, 40):
+        labels = cuts[n_clusters]
+        model = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward", connectivity=graph + graph.T).fit(centres)
+        assert adjusted_rand_score(model.labels_[assignment], labels) == 1.0  # each sample takes its centre's label
+        assert labels.max() + 1 == n_clusters and labels[0] == 0
+    assert cuts[500].max() + 1 == len(centres)  # a cut finer than the micro-clusters is clipped to them
+    assert adjusted_rand_score(cuts[3], exact[3]) > 0.95  # the coarse structure is the exact tree's
+    assert np.array_equal(groups == 2, cuts[3] == np.bincount(cuts[3]).argmin())  # the rare blob stays apart
+
+    order = np.random.default_rng(0).permutation(len(Z))
+    permuted = ward_cuts(Z[order], [3, 40], n_neighbors=10, max_tree_points=200)
+    for n_clusters in (3, 40):
+        assert adjusted_rand_score(permuted[n_clusters], cuts[n_clusters][order]) == 1.0
+    with pytest.raises(ValueError, match="max_tree_points"):
+        ward_cuts(Z, [3], max_tree_points=1)
 
 
 def test_relative_likelihood_and_percentile_ranks():

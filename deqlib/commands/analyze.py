@@ -110,13 +110,14 @@ def add_stage_arguments(stages, reducer: bool = True, rarity: bool = False) -> N
     stages.add_argument("--noise-policy", choices=NOISE_POLICIES, default=None,
                         help="likelihood of DBSCAN noise (default singleton; reference: as_cluster)")
     if rarity:
-        from deqlib.likelihood import DEFAULT_RARITY_SIGNAL, RARITY_SIGNALS
+        from deqlib.likelihood import DEFAULT_RARITY_SIGNAL, PAPER_RARITY_SIGNAL, RARITY_SIGNALS
 
         single_run = [n for n in RARITY_SIGNALS.names() if not RARITY_SIGNALS.entry(n).extra.get("needs_runs")]
-        stages.add_argument("--rarity", choices=single_run, default=DEFAULT_RARITY_SIGNAL,
-                            help="rarity signal that makes the likelihood (docs/likelihood.md): "
-                                 + "; ".join(f"{n}: {RARITY_SIGNALS.entry(n).summary}" for n in single_run)
-                                 + ". Only cluster-based signals export to the forks' pickle")
+        stages.add_argument("--rarity", choices=single_run, default=None,
+                            help=f"rarity signal that makes the likelihood (docs/rarity.md; default "
+                                 f"{DEFAULT_RARITY_SIGNAL}, the rarity benchmark's best; {PAPER_RARITY_SIGNAL} "
+                                 "(the paper's eq. 3) in --mode reference): "
+                                 + "; ".join(f"{n}: {RARITY_SIGNALS.entry(n).summary}" for n in single_run))
         stages.add_argument("--rarity-param", action="append", default=[], metavar="KEY=VALUE",
                             help="a rarity signal parameter, repeatable (none by default): e.g. k=15 (knn-density)")
     stages.add_argument("--eta", type=float, default=1.0, help="weight floor of eq. 4 (for the summary's weights)")

@@ -75,6 +75,7 @@ __all__ = [
     "RaritySignal",
     "RARITY_SIGNALS",
     "DEFAULT_RARITY_SIGNAL",
+    "PAPER_RARITY_SIGNAL",
     "ClusterSignal",
     "KNNDensitySignal",
     "ConsensusMeanSignal",
@@ -360,9 +361,13 @@ class RaritySignal(BaseEstimator):
         return self
 
 
-#: Rarity signals by name; the first (``cluster``, eq. 3) is the default.
+#: Rarity signals by name; the first is the paper's eq. 3 (``cluster``).
 RARITY_SIGNALS = Registry("rarity signal")
-DEFAULT_RARITY_SIGNAL = "cluster"
+#: The paper's eq. 3: the only signal of ``mode='reference'`` (the official code's), one name away otherwise.
+PAPER_RARITY_SIGNAL = "cluster"
+#: What an analysis in ``mode='default'`` computes unless told otherwise: the rarity benchmark's best
+#: signal (benchmarks/rarity, docs/rarity.md), stable across seeds, row orders and machines.
+DEFAULT_RARITY_SIGNAL = "multi-granularity+lof"
 
 
 def _register(summary: str, **extra):
@@ -530,7 +535,7 @@ def is_cluster_based(name: str) -> bool:
 
 
 def get_rarity_signal(signal=None, **params) -> RaritySignal:
-    """A rarity signal: a registered name (None = ``'cluster'``) made with ``params``, or an instance as given.
+    """A rarity signal: a registered name (None = :data:`DEFAULT_RARITY_SIGNAL`) made with ``params``, or an instance as given.
 
     Raises
     ------

@@ -14,7 +14,7 @@ import numpy as np
 from deqlib._validation import check_int
 from deqlib.likelihood.base import RaritySignal, _group_sizes, _register
 from deqlib.likelihood.embedding import local_outlier_factor, signal_space
-from deqlib.likelihood.space import embedding_space, granularity_cuts, percentile_ranks, ward_cuts
+from deqlib.likelihood.space import MAX_TREE_POINTS, embedding_space, granularity_cuts, percentile_ranks, ward_cuts
 
 __all__ = ["DEFAULT_DIVISORS", "multi_granularity_likelihood", "MultiGranularitySignal", "ParentRelativeSignal",
            "RankFusionSignal"]
@@ -41,7 +41,8 @@ def _check_views(views) -> tuple[str, ...]:
     return values
 
 
-def multi_granularity_likelihood(spaces, divisors=DEFAULT_DIVISORS, n_neighbors: int = 10) -> tuple[np.ndarray, dict]:
+def multi_granularity_likelihood(spaces, divisors=DEFAULT_DIVISORS, n_neighbors: int = 10,
+                                 max_tree_points: int | None = MAX_TREE_POINTS) -> tuple[np.ndarray, dict]:
     """Geometric mean, over views and cuts, of eq. 3 (``|C_i| / max_j |C_j|``) on a Ward tree's cuts.
 
     Parameters
@@ -52,6 +53,8 @@ def multi_granularity_likelihood(spaces, divisors=DEFAULT_DIVISORS, n_neighbors:
         Cut each tree at ``N / d`` clusters (:func:`deqlib.likelihood.space.granularity_cuts`).
     n_neighbors : int
         The trees' connectivity graph.
+    max_tree_points : int or None
+        Above this N each tree is built on k-means micro-clusters (:func:`deqlib.likelihood.space.ward_cuts`).
 
     Returns
     -------
@@ -67,7 +70,7 @@ def multi_granularity_likelihood(spaces, divisors=DEFAULT_DIVISORS, n_neighbors:
     terms = 0
     small = {}
     for view, Z in enumerate(spaces):
-        for cut, labels in ward_cuts(Z, cuts, n_neighbors=n_neighbors).items():
+        for cut, labels in ward_cuts(Z, cuts, n_neighbors=n_neighbors, max_tree_points=max_tree_points).items():
             sizes = _group_sizes(labels)
             log_sum += np.log(sizes / float(sizes.max()))
             terms += 1
@@ -118,6 +121,9 @@ class MultiGranularitySignal(_HierarchySignal):
         PCA components of the embedding space.
     views : sequence of {'plain', 'whitened'}, default=('plain', 'whitened')
         The views averaged over.
+    max_tree_points : int or None, default=10,000
+        Above this N the Ward trees are built on this many k-means micro-clusters (N = 70,000 in
+        minutes); at or below it, on every sample. None: always every sample.
 
     Attributes
     ----------
@@ -129,18 +135,19 @@ class MultiGranularitySignal(_HierarchySignal):
     name = "multi-granularity"
 
     def __init__(self, divisors=DEFAULT_DIVISORS, n_neighbors: int = 10, n_components: int | None = 50,
-                 views=VIEWS):
+                 views=VIEWS, max_tree_points: int | None = MAX_TREE_POINTS):
         self.divisors = divisors
         self.n_neighbors = n_neighbors
         self.n_components = n_components
         self.views = views
+        self.max_tree_points = max_tree_points
 
     def fit(self, context) -> "MultiGranularitySignal":
         divisors, views = _check_divisors(self.divisors), _check_views(self.views)
         X = self._need(context, "embeddings", "the encoder's vectors, one row per sample")
         n_neighbors = self._checked(len(X))
         spaces = _views(embedding_space(X, self.n_components), views)
-        likelihood, found = multi_granularity_likelihood(spaces, divisors, n_neighbors)
+        likelihood, found = multi_granularity_likelihood(spaces, divisors, n_neighbors, self.max_tree_points)
         return self._finish(likelihood / likelihood.max(), **found)
 
 
@@ -170,16 +177,20 @@ class ParentRelativeSignal(_HierarchySignal):
         The Ward tree's connectivity graph.
     n_components : int or None, default=50
         PCA components of the embedding space.
+    max_tree_points : int or None, default=10,000
+        Above this N the Ward trees are built on this many k-means micro-clusters (N = 70,000 in
+        minutes); at or below it, on every sample. None: always every sample.
     """
 
     name = "parent-relative"
 
     def __init__(self, parent_divisor: int = 500, child_divisor: int = 50, n_neighbors: int = 10,
-                 n_components: int | None = 50):
+                 n_components: int | None = 50, max_tree_points: int | None = MAX_TREE_POINTS):
         self.parent_divisor = parent_divisor
         self.child_divisor = child_divisor
         self.n_neighbors = n_neighbors
         self.n_components = n_components
+        self.max_tree_points = max_tree_points
 
     def fit(self, context) -> "ParentRelativeSignal":
         parent_divisor = check_int("parent_divisor", self.parent_divisor, 1)
@@ -191,7 +202,7 @@ class ParentRelativeSignal(_HierarchySignal):
         n_neighbors = self._checked(Z.shape[0])
         n_parents = granularity_cuts(Z.shape[0], (parent_divisor,))[0]
         n_children = max(granularity_cuts(Z.shape[0], (child_divisor,))[0], n_parents)
-        cuts = ward_cuts(Z, (n_parents, n_children), n_neighbors=n_neighbors)
+        cuts = ward_cuts(Z, (n_parents, n_children), n_neighbors=n_neighbors, max_tree_points=self.max_tree_points)
         parents, children = cuts[n_parents], cuts[n_children]
         child_sizes = np.bincount(children)
         largest_sibling = np.zeros(int(parents.max()) + 1, dtype=np.int64)
@@ -221,6 +232,9 @@ class RankFusionSignal(_HierarchySignal):
         k of the LOF part.
     n_components : int or None, default=50
         PCA components of the embedding space (both parts).
+    max_tree_points : int or None, default=10,000
+        Above this N the Ward trees are built on this many k-means micro-clusters (N = 70,000 in
+        minutes); at or below it, on every sample. None: always every sample.
 
     Attributes
     ----------
@@ -233,12 +247,13 @@ class RankFusionSignal(_HierarchySignal):
     name = "multi-granularity+lof"
 
     def __init__(self, divisors=DEFAULT_DIVISORS, n_neighbors: int = 10, views=VIEWS, lof_neighbors: int = 20,
-                 n_components: int | None = 50):
+                 n_components: int | None = 50, max_tree_points: int | None = MAX_TREE_POINTS):
         self.divisors = divisors
         self.n_neighbors = n_neighbors
         self.views = views
         self.lof_neighbors = lof_neighbors
         self.n_components = n_components
+        self.max_tree_points = max_tree_points
 
     def fit(self, context) -> "RankFusionSignal":
         divisors, views = _check_divisors(self.divisors), _check_views(self.views)
@@ -249,7 +264,7 @@ class RankFusionSignal(_HierarchySignal):
             raise ValueError(f"lof_neighbors must be below the number of samples N = {len(X)}, got {lof_neighbors}")
         plain = embedding_space(X, self.n_components)
         spaces = _views(plain, views)
-        granular, found = multi_granularity_likelihood(spaces, divisors, n_neighbors)
+        granular, found = multi_granularity_likelihood(spaces, divisors, n_neighbors, self.max_tree_points)
         lof = np.minimum(1.0, 1.0 / local_outlier_factor(plain, lof_neighbors))
         self.component_likelihoods_ = {"multi-granularity": granular / granular.max(), "lof": lof}
         fused = np.minimum(percentile_ranks(granular), percentile_ranks(lof))
