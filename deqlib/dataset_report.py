@@ -137,18 +137,23 @@ class DatasetReport:
     def likelihood_figures(self) -> list[Path]:
         """Figure 2 for this dataset (scaled likelihood per cluster) and the eq. 4 weights' histogram
         (with the analysis' ``eta`` and ``gamma``)."""
-        from deqlib.plots.clusters import likelihood_per_cluster, weight_distribution
+        from deqlib.plots.clusters import likelihood_histogram, likelihood_per_cluster, weight_distribution
 
         samples, params = self.result.samples, self.result.params
         return [self._save(likelihood_per_cluster(samples), "likelihood_per_cluster"),
+                self._save(likelihood_histogram(samples), "likelihood_histogram"),
                 self._save(weight_distribution(samples, params["eta"], params["gamma"]), "weight_distribution")]
 
     def galleries(self) -> list[Path]:
-        """Image galleries of the rarest and of the most common clusters."""
-        from deqlib.plots.clusters import cluster_gallery
+        """Image galleries of the rarest and of the most common clusters, and of the samples with the
+        lowest and the highest likelihood (with a per-sample signal, the latter are the rare ones)."""
+        from deqlib.plots.clusters import cluster_gallery, sample_gallery
 
-        return [self._save(cluster_gallery(self.result.samples, self.source, which, seed=self.seed), f"{which}_clusters")
-                for which in ("rarest", "common")]
+        samples = self.result.samples
+        return ([self._save(cluster_gallery(samples, self.source, which, seed=self.seed), f"{which}_clusters")
+                 for which in ("rarest", "common")]
+                + [self._save(sample_gallery(samples, self.source, which), f"{which}_samples")
+                   for which in ("rarest", "common")])
 
     def explorer(self, max_points: int | None = None, gif: bool = False, progress: bool = True) -> str:
         """Write the offline HTML explorer (``<dataset>_explorer.html``) and, with ``gif``, a rotating
@@ -197,6 +202,42 @@ class DatasetReport:
         self.written["consensus_bank"] = write_bank(consensus_path.parent / "consensus" / consensus_path.name,
                                                     consensus_bank(stability))
         return stability
+
+    # -------------------------------------------------------------------------------- the signal
+    def signal_check(self, stages, encoder, embed_options: Mapping[str, Any] | None = None):
+        """The likelihood's rarity signal: its row of the rarity benchmark and how far its ranking moves here.
+
+        Returns a one-row DataFrame: the signal, the benchmark's summary row for it
+        (:func:`deqlib.recovery.benchmark_row`: mean ROC AUC over the tasks an encoder can see,
+        the worst task, AP over prevalence, levels, cost; empty where the benchmark has no row) and
+        :func:`deqlib.recovery.signal_stability` on this run's vectors (Spearman under row order,
+        float32 and float16 rounding, one thread against two; the target is >= 0.95). Eq. 3
+        (``rarity='cluster'``, reference mode) depends on the t-SNE seed instead: see
+        :meth:`stability`. The vectors come from the embedding cache. Also written as
+        ``<dataset>_signal_check.csv``.
+        """
+        import pandas as pd
+
+        from deqlib.pipeline import embeddings_from_source
+        from deqlib.recovery import benchmark_row, signal_stability
+
+        if stages.rarity is None:
+            raise ValueError("this run's likelihood is eq. 3 (rarity='cluster'), whose ranking depends on the t-SNE "
+                             "seed: its stability is DatasetReport.stability(...); signal_check is for the other signals")
+        _, vectors, _, _ = embeddings_from_source(self.source, encoder, dict(embed_options or {}), False,
+                                                  mode=stages.mode)
+        stability = signal_stability(vectors, stages.rarity)
+        row = benchmark_row(stability["signal"]) or {}
+        keep = ("mean AUC (ceiling >= 0.9)", "tasks >= 0.9", "min task AUC", "AP / prevalence", "levels (median)",
+                "cost x analysis (median)", "date", "n")
+        table = pd.DataFrame([{**{f"benchmark: {k}": row.get(k) for k in keep},
+                               **{f"Spearman: {k}": stability[k] for k in
+                                  ("row_order", "rounding_fp32", "rounding_fp16", "threads")}}],
+                             index=pd.Index([stability["signal"]], name="signal"))
+        from deqlib._atomic import write_text_atomic
+
+        self.written["signal_check"] = write_text_atomic(self.path("signal_check.csv"), table.to_csv())
+        return table
 
     # ------------------------------------------------------------------------------------ banks
     def write_banks(self, missing: str = "error", official: bool | None = None) -> dict[str, Path]:

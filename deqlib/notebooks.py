@@ -63,7 +63,9 @@ FALLBACK_KERNEL = "python3"
 MAIN_NOTEBOOKS: dict[str, tuple[str, ...]] = {
     "00_quickstart": ("fashion-mnist_tsne_clusters.png", "fashion-mnist_likelihood_per_cluster.png",
                       "fashion-mnist_weight_distribution.png", "fashion-mnist_rarest_clusters.png",
-                      "fashion-mnist_common_clusters.png", "fashion-mnist_explorer.html",
+                      "fashion-mnist_common_clusters.png", "fashion-mnist_likelihood_histogram.png",
+                      "fashion-mnist_rarest_samples.png", "fashion-mnist_common_samples.png",
+                      "fashion-mnist_signal_check.csv", "fashion-mnist_explorer.html",
                       "fashion-mnist_stability_mean_vs_spread.png", "fashion-mnist_stability_agreement.png"),
     "06_parameter_sweeps": ("sweep_clusters_vs_eps.png", "sweep_weight_spread.png"),
     "01_generalized_focal_loss": ("figure3_generalized_focal_loss.png",),

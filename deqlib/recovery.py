@@ -29,7 +29,8 @@ from deqlib.likelihood import RARITY_SIGNALS, RarityContext, get_rarity_signal
 from deqlib.weights import gfl_weight
 
 __all__ = ["EQ4_SETTINGS", "precision_at_prevalence", "recovery_metrics", "spearman", "probe_ceiling",
-           "SignalVariant", "signal_variants", "Evaluator", "evaluate_variant"]
+           "SignalVariant", "signal_variants", "Evaluator", "evaluate_variant", "CEILING_FOR_TARGET",
+           "STABILITY_TOLERANCE", "benchmark_summary", "benchmark_row", "signal_stability"]
 
 #: (eta, gamma) pairs of eq. 4 at which the weight ratio rare vs rest is reported
 EQ4_SETTINGS = ((1.0, 5.0), (0.3, 5.0))
@@ -300,3 +301,128 @@ def evaluate_variant(evaluator: Evaluator, variant: SignalVariant, rare, seed: i
     return {"signal": variant.signal, "variant": variant.label, "tier": variant.tier, "reducer": variant.reducer,
             "clusterer": variant.clusterer, "seeds": [seed_a, seed_b], "K": K if variant.tier == "consensus" else 1,
             **metrics, "spearman_ab": spearman(likelihood_a, likelihood_b), **time_a}
+
+
+# ---------------------------------------------------------------------------------------- the benchmark's rows
+#: The rarity benchmark's targets count the tasks whose supervised ceiling (a linear probe) is at least this.
+CEILING_FOR_TARGET = 0.9
+#: A signal's ranking may move by less than this (1 - Spearman) under rounding noise, threads or row order.
+STABILITY_TOLERANCE = 0.05
+
+
+def benchmark_summary(cells, probes):
+    """One row per signal variant of the rarity benchmark, its metrics averaged over tasks and seeds.
+
+    Parameters
+    ----------
+    cells : DataFrame
+        One row per (encoder, task, seed, variant): :func:`evaluate_variant`'s record plus ``task``.
+    probes : DataFrame
+        ``task`` and ``probe_auc`` (the supervised ceiling) per task and seed.
+
+    Returns
+    -------
+    DataFrame
+        ``signal, tier``, the mean AUC over the tasks whose ceiling is >= :data:`CEILING_FOR_TARGET`
+        (and their number), the lowest task's mean AUC, AP over prevalence, precision at the
+        prevalence, eq. 4's weight ratios, the A-B Spearman, the median number of levels and cost
+        ratio, and the number of cells.
+    """
+    import pandas as pd
+
+    ceiling = probes.groupby("task")["probe_auc"].mean() if len(probes) else pd.Series(dtype=float)
+    visible = set(ceiling[ceiling >= CEILING_FOR_TARGET].index)
+    rows = []
+    for variant, part in cells.groupby("variant", sort=False):
+        per_task = part.groupby("task")["roc_auc"].mean()
+        seen = per_task[per_task.index.isin(visible)]
+        rows.append({"signal": variant, "tier": part["tier"].iloc[0],
+                     "mean AUC (ceiling >= 0.9)": seen.mean() if len(seen) else np.nan,
+                     "tasks >= 0.9": len(seen), "min task AUC": per_task.min(),
+                     "AP / prevalence": part["ap_over_prevalence"].mean(),
+                     "precision at prevalence": part["precision_at_prevalence"].mean(),
+                     "W ratio (1,5)": part["weight_ratio_1_5"].mean(),
+                     "W ratio (0.3,5)": part["weight_ratio_0.3_5"].mean(),
+                     "Spearman A-B": part["spearman_ab"].mean(), "levels (median)": part["n_levels"].median(),
+                     "cost x analysis (median)": part["cost_ratio"].median(), "cells": len(part)})
+    return pd.DataFrame(rows)
+
+
+def benchmark_row(signal: str, encoder: str = "efficientnet-lite0", results_dir=None) -> dict | None:
+    """The rarity benchmark's summary row of ``signal`` from its newest committed full run.
+
+    Reads the newest ``rarity-full-*.json`` of ``results_dir`` (default: the workbook's
+    ``benchmarks/rarity/results``) that holds ``signal`` for ``encoder``; returns
+    :func:`benchmark_summary`'s row as a dict plus ``date``, ``machine``, ``n`` and ``file``, or
+    None when no run holds it (a signal registered after the last run).
+    """
+    import json
+    from pathlib import Path
+
+    import pandas as pd
+
+    from deqlib import paths
+
+    folder = Path(results_dir) if results_dir is not None else paths.project_root() / "benchmarks" / "rarity" / "results"
+    for path in sorted(folder.glob("rarity-full-*.json"), reverse=True):
+        payload = json.loads(path.read_text())
+        cells = pd.DataFrame(payload["cells"])
+        if not len(cells) or signal not in set(cells["variant"]):
+            continue
+        cells = cells[cells.encoder == encoder]
+        probes = pd.DataFrame(payload["probes"])
+        probes = probes[probes.encoder == encoder] if len(probes) else probes
+        summary = benchmark_summary(cells, probes)
+        if signal not in set(summary["signal"]):
+            continue
+        row = summary[summary.signal == signal].iloc[0].to_dict()
+        host = payload["run"].get("host", {})
+        return {**row, "encoder": encoder, "date": host.get("date"), "machine": f"{host.get('cpu')}, "
+                f"{host.get('cores')} cores", "n": payload["run"].get("n"), "file": path.name}
+    return None
+
+
+def signal_stability(embeddings, signal=None, seed: int = 0) -> dict:
+    """How far ``signal``'s ranking moves when nothing that should matter changes.
+
+    The signal (a registered name, None for the default, or an instance) is fitted on
+    ``embeddings`` and again on the same vectors changed in one way each:
+
+    * ``row_order``: the rows in a seeded random order;
+    * ``rounding_fp32``: each value moved by one float32 rounding step at random (what another
+      CPU's arithmetic gives);
+    * ``rounding_fp16``: each value rounded to float16 (what a GPU's half-precision embedding
+      gives; about 1e-3 relative);
+    * ``threads``: one BLAS/OpenMP thread against two.
+
+    Returns
+    -------
+    dict
+        Each name -> Spearman between the likelihoods (1.0: the ranking did not move); the
+        target is ``>= 1 - STABILITY_TOLERANCE``. Plus ``signal`` and ``n``.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from deqlib._validation import check_embeddings
+
+    X = np.asarray(check_embeddings(embeddings, "embeddings", min_samples=3), dtype=np.float32)
+    made = get_rarity_signal(signal)
+
+    def fit(vectors, threads: int = 1):
+        from sklearn.base import clone
+
+        with threadpool_limits(limits=threads):
+            return np.asarray(clone(made).fit(RarityContext(embeddings=vectors)).likelihood_, dtype=np.float64)
+
+    rng = np.random.default_rng(seed)
+    base = fit(X)
+    order = rng.permutation(len(X))
+    reordered = np.empty_like(base)
+    reordered[order] = fit(X[order])
+    nudged = np.where(rng.random(X.shape) < 0.5, np.nextafter(X, np.float32(np.inf)),
+                      np.nextafter(X, np.float32(-np.inf))).astype(np.float32)
+    return {"signal": made.name if hasattr(made, "name") else type(made).__name__, "n": len(X),
+            "row_order": spearman(base, reordered),
+            "rounding_fp32": spearman(base, fit(nudged)),
+            "rounding_fp16": spearman(base, fit(X.astype(np.float16).astype(np.float32))),
+            "threads": spearman(base, fit(X, threads=2))}

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-CEILING_FOR_TARGET = 0.9  # the issue's targets count tasks whose probe ceiling is at least this
+from deqlib.recovery import benchmark_summary
+
 
 
 def _fmt(value, digits: int = 2) -> str:
@@ -15,26 +16,6 @@ def _fmt(value, digits: int = 2) -> str:
 def task_order(tasks) -> list[str]:
     return sorted(set(tasks), key=lambda t: (not t.startswith("rare-classes"), t.split("@")[0],
                                              float(t.split("@")[1].rstrip("%"))))
-
-
-def summary_rows(cells: pd.DataFrame, probes: pd.DataFrame) -> pd.DataFrame:
-    """One row per signal variant: the issue's metrics, averaged over tasks and seeds, with the cell count."""
-    ceiling = probes.groupby("task")["probe_auc"].mean() if len(probes) else pd.Series(dtype=float)
-    visible = set(ceiling[ceiling >= CEILING_FOR_TARGET].index)
-    rows = []
-    for variant, part in cells.groupby("variant", sort=False):
-        per_task = part.groupby("task")["roc_auc"].mean()
-        seen = per_task[per_task.index.isin(visible)]
-        rows.append({"signal": variant, "tier": part["tier"].iloc[0],
-                     "mean AUC (ceiling >= 0.9)": seen.mean() if len(seen) else np.nan,
-                     "tasks >= 0.9": len(seen), "min task AUC": per_task.min(),
-                     "AP / prevalence": part["ap_over_prevalence"].mean(),
-                     "precision at prevalence": part["precision_at_prevalence"].mean(),
-                     "W ratio (1,5)": part["weight_ratio_1_5"].mean(),
-                     "W ratio (0.3,5)": part["weight_ratio_0.3_5"].mean(),
-                     "Spearman A-B": part["spearman_ab"].mean(), "levels (median)": part["n_levels"].median(),
-                     "cost x analysis (median)": part["cost_ratio"].median(), "cells": len(part)})
-    return pd.DataFrame(rows)
 
 
 def markdown_table(cells: pd.DataFrame, probes: pd.DataFrame, run: dict) -> str:
@@ -55,7 +36,7 @@ def markdown_table(cells: pd.DataFrame, probes: pd.DataFrame, run: dict) -> str:
         encoder_probes = probes[probes.encoder == encoder] if len(probes) else probes
         tasks = task_order(part["task"])
         lines += [f"## {encoder}", "", "### Summary per signal", ""]
-        summary = summary_rows(part, encoder_probes)
+        summary = benchmark_summary(part, encoder_probes)
         header = list(summary.columns)
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for _, row in summary.iterrows():

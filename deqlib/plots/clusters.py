@@ -22,6 +22,8 @@ __all__ = [
     "cluster_scatter_3d",
     "cluster_scatter_png",
     "likelihood_per_cluster",
+    "likelihood_histogram",
+    "sample_gallery",
     "weight_distribution",
     "gallery_clusters",
     "cluster_gallery",
@@ -166,8 +168,8 @@ def likelihood_per_cluster(samples: pd.DataFrame, title: str | None = None, max_
     import matplotlib.pyplot as plt
 
     _check_samples(samples, ("cluster_id", "likelihood"))
-    clusters = (samples[samples["cluster_id"] >= 0].groupby("cluster_id")["likelihood"].first()
-                .sort_values(ascending=False))
+    clusters = _cluster_likelihood(samples).sort_values(ascending=False)
+    per_sample = _varies_within_clusters(samples)
     shown = clusters.iloc[:max_bars]
     figure, axes = plt.subplots(figsize=(9, 4))
     axes.bar(np.arange(len(shown)), shown.to_numpy(), color="#1b9e77", width=0.85)
@@ -179,9 +181,64 @@ def likelihood_per_cluster(samples: pd.DataFrame, title: str | None = None, max_
     step = max(1, len(shown) // 20)
     axes.set_xticks(np.arange(0, len(shown), step), [str(c) for c in shown.index[::step]], rotation=90, fontsize=7)
     axes.set_xlabel("cluster id (sorted by likelihood)")
-    axes.set_ylabel("scaled likelihood |C_i| / max |C_j|")
+    axes.set_ylabel("mean likelihood of the cluster's samples" if per_sample else "scaled likelihood |C_i| / max |C_j|")
     axes.set_ylim(0, 1.05)
-    axes.set_title(title or f"Scaled likelihood per cluster ({len(clusters)} clusters)")
+    axes.set_title(title or (f"Mean likelihood per cluster ({len(clusters)} clusters; a per-sample signal)" if per_sample
+                             else f"Scaled likelihood per cluster ({len(clusters)} clusters)"))
+    figure.tight_layout()
+    return figure
+
+
+def _varies_within_clusters(samples: pd.DataFrame) -> bool:
+    """Whether the likelihood is per sample (a signal other than eq. 3) rather than one value per cluster."""
+    members = samples[samples["cluster_id"] >= 0]
+    return bool(len(members)) and bool((members.groupby("cluster_id")["likelihood"].nunique() > 1).any())
+
+
+def _cluster_likelihood(samples: pd.DataFrame) -> pd.Series:
+    """Each cluster's likelihood: eq. 3's one value, or the mean over its samples for a per-sample signal."""
+    members = samples[samples["cluster_id"] >= 0].groupby("cluster_id")["likelihood"]
+    return members.mean() if _varies_within_clusters(samples) else members.first()
+
+
+def likelihood_histogram(samples: pd.DataFrame, bins: int = 50, title: str | None = None):
+    """Histogram of the per-sample likelihoods (log count), with the share below 0.1 and the median."""
+    import matplotlib.pyplot as plt
+
+    _check_samples(samples, ("likelihood",))
+    values = samples["likelihood"].to_numpy(dtype=float)
+    figure, axes = plt.subplots(figsize=(7, 3.6))
+    axes.hist(values, bins=bins, range=(0.0, 1.0), color="#7570b3")
+    axes.set_yscale("log")
+    axes.set_xlabel("likelihood (1 = most common)")
+    axes.set_ylabel("samples (log)")
+    axes.set_title(title or f"Likelihood of {len(values):,} samples: median {np.median(values):.3g}, "
+                   f"{(values < 0.1).mean():.1%} below 0.1, {np.unique(values).size:,} distinct values")
+    figure.tight_layout()
+    return figure
+
+
+def sample_gallery(samples: pd.DataFrame, source, which: str = "rarest", n_images: int = 40, columns: int = 10):
+    """Image grid of the ``n_images`` samples with the lowest (``'rarest'``) or highest (``'common'``) likelihood.
+
+    Ties are broken by sample id, so the choice is deterministic; each image's title is its likelihood.
+    """
+    import matplotlib.pyplot as plt
+
+    if which not in ("rarest", "common"):
+        raise ValueError(f"which must be 'rarest' or 'common', got {which!r}")
+    _check_samples(samples, ("sample_id", "likelihood"))
+    ordered = samples.sort_values(["likelihood", "sample_id"], ascending=[which == "rarest", True]).head(n_images)
+    position = {sid: i for i, sid in enumerate(source.sample_ids)}
+    rows = max(1, -(-len(ordered) // columns))
+    figure, grid = plt.subplots(rows, columns, figsize=(columns * 1.1, rows * 1.3), squeeze=False)
+    for axes in grid.ravel():
+        axes.axis("off")
+    for axes, (_, row) in zip(grid.ravel(), ordered.iterrows()):
+        axes.imshow(source.load(position[row["sample_id"]]))
+        axes.set_title(f"{row['likelihood']:.3g}", fontsize=7)
+    label = "lowest" if which == "rarest" else "highest"
+    figure.suptitle(f"The {len(ordered)} samples with the {label} likelihood (of {len(samples):,})")
     figure.tight_layout()
     return figure
 
@@ -254,8 +311,10 @@ def cluster_gallery(samples: pd.DataFrame, source, which: str = "rarest", n_clus
             if col < len(chosen):
                 axes.imshow(source.load(position[chosen.iloc[col]["sample_id"]]))
         first = members.iloc[0]
-        grid[row, 0].set_title(f"cluster {cluster_id}: {int(first['cluster_size'])} samples, "
-                               f"likelihood {first['likelihood']:.3g}", loc="left", fontsize=8)
+        likelihood = (f"mean likelihood {members['likelihood'].mean():.3g}" if members["likelihood"].nunique() > 1
+                      else f"likelihood {first['likelihood']:.3g}")
+        grid[row, 0].set_title(f"cluster {cluster_id}: {int(first['cluster_size'])} samples, {likelihood}",
+                               loc="left", fontsize=8)
     label = {"rarest": "rarest", "common": "most common", "least_stable": "least stable"}[which]
     figure.suptitle(f"The {len(clusters)} {label} clusters")
     figure.tight_layout()
