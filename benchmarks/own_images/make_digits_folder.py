@@ -9,6 +9,8 @@ Layout: one sub-folder per class, ``OUT/<digit>/<index>.png`` (e.g. ``3/0003.png
 upscaled from 8x8 with nearest-neighbour to ``--size`` pixels (default 64). The folder source keeps
 the sub-folder as the ``folder`` metadata column, so the explorer can colour by digit.
 ``--max-images N`` writes N images spread over the classes (stratified, seeded), for quick tests.
+``--photos`` also copies scikit-learn's two bundled colour photos (``china.jpg``, ``flower.jpg``, 640x427)
+into ``OUT/photos/``: two real photos among the digits, a rare group any signal should find.
 Existing files are overwritten; nothing else in OUT is touched. data/raw is git-ignored: never commit
 the images.
 """
@@ -22,8 +24,10 @@ import numpy as np
 from PIL import Image
 
 
-def write_digits_folder(out: Path | str, size: int = 64, max_images: int | None = None, seed: int = 0) -> list[Path]:
-    """Write the digits as ``out/<digit>/<index:04d>.png``; returns the written paths (sorted)."""
+def write_digits_folder(out: Path | str, size: int = 64, max_images: int | None = None, seed: int = 0,
+                        photos: bool = False) -> list[Path]:
+    """Write the digits as ``out/<digit>/<index:04d>.png`` (and, with ``photos``, scikit-learn's two sample
+    photos as ``out/photos/*.jpg``); returns the written paths (sorted)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -45,6 +49,15 @@ def write_digits_folder(out: Path | str, size: int = 64, max_images: int | None 
         path.parent.mkdir(parents=True, exist_ok=True)
         image.save(path)
         written.append(path)
+    if photos:
+        import shutil
+
+        import sklearn.datasets
+
+        bundled = Path(sklearn.datasets.__file__).parent / "images"
+        (out / "photos").mkdir(parents=True, exist_ok=True)
+        for name in ("china.jpg", "flower.jpg"):
+            written.append(Path(shutil.copyfile(bundled / name, out / "photos" / name)))
     return sorted(written)
 
 
@@ -54,9 +67,14 @@ def main(argv=None) -> None:
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (default: %(default)s)")
     parser.add_argument("--max-images", type=int, default=None, help="write only N images, stratified by class")
     parser.add_argument("--seed", type=int, default=0, help="seed of --max-images (default: %(default)s)")
+    parser.add_argument("--photos", action="store_true",
+                        help="also copy scikit-learn's two bundled photos into OUT/photos/ (a rare group)")
     args = parser.parse_args(argv)
-    written = write_digits_folder(args.out, size=args.size, max_images=args.max_images, seed=args.seed)
-    print(f"wrote {len(written):,} PNG files ({args.size}x{args.size} grayscale) under {args.out}/<digit>/")
+    written = write_digits_folder(args.out, size=args.size, max_images=args.max_images, seed=args.seed,
+                                  photos=args.photos)
+    photos = " and 2 photos under photos/" if args.photos else ""
+    print(f"wrote {len(written) - (2 if args.photos else 0):,} PNG files ({args.size}x{args.size} grayscale) "
+          f"under {args.out}/<digit>/{photos}")
 
 
 if __name__ == "__main__":
