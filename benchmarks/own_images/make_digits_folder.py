@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+DEFAULT_OUT = "data/raw/digits-png"  # the folder the README's "Your own images" commands read
+
 
 def write_digits_folder(out: Path | str, size: int = 64, max_images: int | None = None, seed: int = 0,
                         photos: bool = False) -> list[Path]:
@@ -63,7 +65,7 @@ def write_digits_folder(out: Path | str, size: int = 64, max_images: int | None 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("out", nargs="?", default="data/raw/digits-png", help="output folder (default: %(default)s)")
+    parser.add_argument("out", nargs="?", default=DEFAULT_OUT, help="output folder (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (default: %(default)s)")
     parser.add_argument("--max-images", type=int, default=None, help="write only N images, stratified by class")
     parser.add_argument("--seed", type=int, default=0, help="seed of --max-images (default: %(default)s)")
