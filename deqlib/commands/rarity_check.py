@@ -10,6 +10,9 @@ from deqlib.commands import (
     DEFAULT_ENCODER, ENCODERS_HELP, DefaultsHelpFormatter, add_source_arguments, source_from_args)
 
 
+DEFAULT_N_SAMPLES = 1000  # --n-samples when not given; a smaller dataset (a user's folder) is taken whole
+
+
 def register(subparsers) -> None:
     from deqlib.conditions import DRIVING_CONDITIONS
 
@@ -28,7 +31,9 @@ def register(subparsers) -> None:
     add_source_arguments(parser, max_images=False)
     parser.add_argument("--encoder", default=DEFAULT_ENCODER, help=f"encoder, one of: {ENCODERS_HELP}")
     parser.add_argument("--weights", default=None, metavar="FILE", help="local weights file for the encoder")
-    parser.add_argument("--n-samples", type=int, default=1000, help="images drawn (seeded) from the dataset")
+    parser.add_argument("--n-samples", type=int, default=None,
+                        help=f"images drawn (seeded) from the dataset (default: {DEFAULT_N_SAMPLES}, or every image "
+                             "of a smaller dataset)")
     parser.add_argument("--prevalence", type=float, default=0.03, help="share of the sample shown with each condition")
     parser.add_argument("--conditions", nargs="+", default=list(DRIVING_CONDITIONS), metavar="NAME",
                         help="conditions to plant (deqlib.conditions.CONDITIONS)")
@@ -59,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     embed_options = {"device": args.device}
     if args.threads is not None:
         embed_options["num_threads"] = args.threads
-    result = rarity_check(source, encoder, n_samples=args.n_samples, prevalence=args.prevalence,
+    n_samples = args.n_samples if args.n_samples is not None else min(DEFAULT_N_SAMPLES, len(source))
+    result = rarity_check(source, encoder, n_samples=n_samples, prevalence=args.prevalence,
                           conditions=args.conditions, strength=args.strength, signals=args.signals,
                           tiers=tuple(args.tiers), K=args.K, seed=args.seed, cache_dir=args.cache,
                           embed_options=embed_options, progress=not args.no_progress)
