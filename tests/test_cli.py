@@ -85,4 +85,5 @@ def test_deq_analyze_seeds_as_the_notebooks_and_reference_mode_as_the_official_c
         assert main([*base, *extra]) == 0
         written.append(re.search(r"bank written to (\S+)", capsys.readouterr().out).group(1))
     assert written[0] != written[1]
-    assert all(re.search(r"/blobs_precomputed_default_singleton_n60_[0-9a-f]{8}\.parquet$", w) for w in written)
+    assert all(re.search(r"/blobs_precomputed_default_multi-granularity-lof_n60_[0-9a-f]{8}\.parquet$", w)
+               for w in written)  # the default signal's name (eq. 3's banks carry the noise policy instead)

@@ -66,8 +66,9 @@ def test_figures_are_named_for_the_dataset_and_carry_the_parameters(report, tmp_
     scatter = report.scatter_3d()
     assert len(scatter.data[0].x) + sum(len(trace.x) for trace in scatter.data[1:]) >= N
     written = report.likelihood_figures() + report.galleries()
-    names = ["kitti_likelihood_per_cluster.png", "kitti_weight_distribution.png", "kitti_rarest_clusters.png",
-             "kitti_common_clusters.png"]
+    names = ["kitti_likelihood_per_cluster.png", "kitti_likelihood_histogram.png", "kitti_weight_distribution.png",
+             "kitti_rarest_clusters.png", "kitti_common_clusters.png", "kitti_rarest_samples.png",
+             "kitti_common_samples.png"]
     assert [p.name for p in written] == names
     assert report.written["tsne_clusters"] == tmp_path / "figures" / "kitti_tsne_clusters.png"
     for path in [report.written["tsne_clusters"], *written]:
@@ -79,14 +80,18 @@ def test_figures_are_named_for_the_dataset_and_carry_the_parameters(report, tmp_
 def test_banks_the_forks_pickle_only_where_a_fork_reads_the_dataset(report):
     written = report.write_banks()
     bank = read_bank(written["bank"])
-    assert re.fullmatch(r"kitti_efficientnet-lite0_default_singleton_n21_[0-9a-f]{8}\.parquet", written["bank"].name)
-    assert written["bank"].name == f"kitti_efficientnet-lite0_default_singleton_n21_{report.result.run_id}.parquet"
+    assert re.fullmatch(r"kitti_efficientnet-lite0_default_multi-granularity-lof_n21_[0-9a-f]{8}\.parquet",
+                        written["bank"].name)  # the default signal's name
+    assert written["bank"].name == (f"kitti_efficientnet-lite0_default_multi-granularity-lof_n21_"
+                                    f"{report.result.run_id}.parquet")
     np.testing.assert_array_equal(bank.table.set_index("sample_id").loc[report.result.samples.sample_id, "likelihood"],
                                   report.result.samples.likelihood)
     assert written["official"].name == OFFICIAL_BANK_FILENAMES["kitti"]
     assert written["official"].parent == written["bank"].with_suffix("")  # the fork's name, in the run's folder
     official = import_official_pickle(written["official"])
-    assert official.table.set_index("sample_id").cluster_size.equals(bank.table.set_index("sample_id").cluster_size)
+    recovered = official.table.set_index("sample_id")
+    np.testing.assert_allclose(recovered.cluster_size / recovered.largest_cluster_size,
+                               bank.table.set_index("sample_id").likelihood.loc[recovered.index], atol=1e-6)
     elsewhere = DatasetReport(types.SimpleNamespace(name="bdd100k"), report.result, encoder="efficientnet-lite0")
     assert set(elsewhere.write_banks()) == {"bank"}
 

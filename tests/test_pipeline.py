@@ -46,8 +46,22 @@ def run(data, tmp_path, **kw):
     return analyze(**options)
 
 
+def test_the_default_likelihood_is_the_default_signal_beside_the_analysis_clusters(data, tmp_path):
+    from deqlib.likelihood import DEFAULT_RARITY_SIGNAL, RarityContext, get_rarity_signal
+
+    X, ids, _ = data
+    result = run(data, tmp_path)
+    s = result.samples
+    assert result.bank.metadata["signal"] == DEFAULT_RARITY_SIGNAL == "multi-granularity+lof"
+    expected = get_rarity_signal(DEFAULT_RARITY_SIGNAL).fit(RarityContext(embeddings=X)).likelihood_
+    np.testing.assert_allclose(s["likelihood"], expected, rtol=1e-12)  # the embeddings' signal, not the map's
+    assert s.groupby("label")["likelihood"].median().idxmin() == 3  # the blob of 20 is the rarest
+    assert {"cluster_id", "cluster_size", "raw_cluster_id", "is_noise"} <= set(s.columns)  # the map's clusters stay
+    assert s["cluster_size"].max() == s["largest_cluster_size"].iloc[0]
+
+
 def test_samples_clusters_params_and_bank(data, tmp_path):
-    result = run(data, tmp_path, eta=0.5, gamma=2.0)
+    result = run(data, tmp_path, eta=0.5, gamma=2.0, rarity="cluster")  # eq. 3: the cluster mechanics
     s = result.samples
     assert len(s) == 300 and s["sample_id"].tolist() == data[1]
     for column in ["sample_id", "location", "x", "y", "z", "cluster_id", "raw_cluster_id", "is_noise",
@@ -354,8 +368,9 @@ def test_noise_policies_change_only_the_noise_samples(data, tmp_path):
 def test_default_stages_are_exactly_the_previous_defaults():
     """The default path's numbers cannot move: the same classes with the same parameters as before
     the registries (OpenTSNEReducer() with seed 33, DBSCAN eps 1.0 / 10 in official units, singleton)."""
-    stages = build_stages(seed=33)
+    stages = build_stages(seed=33, rarity="cluster")
     assert isinstance(stages, Stages) and stages.rarity is None and stages.noise_policy == "singleton"
+    assert type(build_stages(seed=33).rarity).__name__ == "RankFusionSignal"  # the default signal since issue 20
     assert stages.reducer.get_params() == OpenTSNEReducer(random_state=33).get_params()
     assert type(stages.clusterer) is DBSCANClusterer
     assert stages.clusterer.get_params() == DBSCANClusterer(eps=1.0, min_samples=10, eps_scale="official").get_params()

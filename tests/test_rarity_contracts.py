@@ -306,8 +306,8 @@ def _analyze(**stage_options):
     return analyze(embeddings=_blobs(), stages=stages, cache=False)
 
 
-def test_analyze_default_is_eq3_and_a_named_signal_replaces_only_the_likelihood():
-    default = _analyze()
+def test_analyze_eq3_and_a_named_signal_replaces_only_the_likelihood():
+    default = _analyze(rarity="cluster")
     labels = default.samples["raw_cluster_id"].to_numpy()
     assert sorted(np.bincount(labels).tolist()) == [12, 100]  # the two blobs, no noise
     np.testing.assert_allclose(default.bank.table["likelihood"], np.where(labels == np.argmax(np.bincount(labels)),
@@ -315,6 +315,8 @@ def test_analyze_default_is_eq3_and_a_named_signal_replaces_only_the_likelihood(
     assert default.bank.metadata["signal"] == "cluster" and default.bank.has_clusters
     named = _analyze(rarity="cluster", noise_policy="singleton")
     np.testing.assert_array_equal(named.bank.table["likelihood"], default.bank.table["likelihood"])
+    reference_free = _analyze()  # no rarity: the default signal, in the embedding space
+    assert reference_free.bank.metadata["signal"] == "multi-granularity+lof"
 
     density = _analyze(rarity="knn-density", rarity_params={"k": 5})
     np.testing.assert_allclose(density.bank.table["likelihood"], _knn_density_by_hand(_blobs(), k=5), rtol=1e-9)

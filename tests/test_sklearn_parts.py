@@ -55,7 +55,7 @@ def test_plain_instances_become_stages_with_their_own_parameters():
 def test_plain_kmeans_and_pca_run_analyze_end_to_end_with_a_cache(blobs, tmp_path):
     X, y = blobs
     pca, kmeans = PCA(n_components=3, random_state=0), KMeans(n_clusters=3, n_init=1, random_state=0)
-    result = analyze(embeddings=X, stages=build_stages(reducer=pca, clusterer=kmeans), cache=tmp_path)
+    result = analyze(embeddings=X, stages=build_stages(reducer=pca, clusterer=kmeans, rarity="cluster"), cache=tmp_path)
     labels = result.samples["cluster_id"].to_numpy()
     assert adjusted_rand_score(y, labels) == 1.0
     # relabelled by size as every clusterer: 0 = the 60-point blob; eq. 3 = size / largest

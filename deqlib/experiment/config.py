@@ -14,12 +14,13 @@ ENCODER = "efficientnet-lite0"
 
 
 def _default_signals() -> dict:
-    # display name -> (deqlib.likelihood.RARITY_SIGNALS name, its parameters). Placeholders until the rarity
-    # benchmark (issue 20) names the default and the three best label-free signals: set them here or pass
-    # ExperimentConfig(signals=...). A consensus signal gets config.consensus_runs t-SNE + HDBSCAN runs per seed.
-    return {"cluster": ("cluster", {"noise_policy": "singleton"}),
-            "knn-density": ("knn-density", {"k": 10}),
-            "consensus-mean": ("consensus-mean", {})}
+    # display name -> (deqlib.likelihood.RARITY_SIGNALS name, its parameters): the workbook's default signal and
+    # the next three label-free signals of the rarity benchmark (benchmarks/rarity, docs/rarity.md), each with
+    # its registered defaults. A consensus signal would get config.consensus_runs t-SNE + HDBSCAN runs per seed.
+    return {"multi-granularity+lof": ("multi-granularity+lof", {}),
+            "multi-granularity": ("multi-granularity", {}),
+            "knn-cosine": ("knn-cosine", {}),
+            "isolation-forest": ("isolation-forest", {})}
 
 
 def _default_weights() -> dict:

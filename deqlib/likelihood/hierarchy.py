@@ -229,7 +229,8 @@ class RankFusionSignal(_HierarchySignal):
     divisors, n_neighbors, views
         Of the multi-granularity part (:class:`MultiGranularitySignal`).
     lof_neighbors : int, default=20
-        k of the LOF part.
+        k of the LOF part (``N - 1`` where N is smaller, so the signal runs on any N >= 3; the
+        value used is ``params_['lof_neighbors_used']``).
     n_components : int or None, default=50
         PCA components of the embedding space (both parts).
     max_tree_points : int or None, default=10,000
@@ -259,13 +260,12 @@ class RankFusionSignal(_HierarchySignal):
         divisors, views = _check_divisors(self.divisors), _check_views(self.views)
         X = self._need(context, "embeddings", "the encoder's vectors, one row per sample")
         n_neighbors = self._checked(len(X))
-        lof_neighbors = check_int("lof_neighbors", self.lof_neighbors, 1)
-        if lof_neighbors >= len(X):
-            raise ValueError(f"lof_neighbors must be below the number of samples N = {len(X)}, got {lof_neighbors}")
+        # a default that works on any N: fewer samples than neighbours compare each with all the others
+        lof_neighbors = min(check_int("lof_neighbors", self.lof_neighbors, 1), len(X) - 1)
         plain = embedding_space(X, self.n_components)
         spaces = _views(plain, views)
         granular, found = multi_granularity_likelihood(spaces, divisors, n_neighbors, self.max_tree_points)
         lof = np.minimum(1.0, 1.0 / local_outlier_factor(plain, lof_neighbors))
         self.component_likelihoods_ = {"multi-granularity": granular / granular.max(), "lof": lof}
         fused = np.minimum(percentile_ranks(granular), percentile_ranks(lof))
-        return self._finish(fused / fused.max(), **found)
+        return self._finish(fused / fused.max(), lof_neighbors_used=lof_neighbors, **found)
