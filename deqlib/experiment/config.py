@@ -18,9 +18,9 @@ def _default_signals() -> dict:
     # the next three label-free signals of the rarity benchmark (benchmarks/rarity, docs/rarity.md), each with
     # its registered defaults. A consensus signal would get config.consensus_runs t-SNE + HDBSCAN runs per seed.
     return {"multi-granularity+lof": ("multi-granularity+lof", {}),
-            "multi-granularity": ("multi-granularity", {}),
             "knn-cosine": ("knn-cosine", {}),
-            "isolation-forest": ("isolation-forest", {})}
+            "cleanlab-ood": ("cleanlab-ood", {}),
+            "multi-granularity": ("multi-granularity", {})}
 
 
 def _default_weights() -> dict:
