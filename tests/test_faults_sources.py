@@ -391,3 +391,20 @@ def test_every_notebook_that_exports_official_lets_the_user_choose_missing_sampl
             assert isinstance(keywords.get("missing"), ast.Name) and keywords["missing"].id == "missing_samples", \
                 f"{path.name}: export_official(...) does not pass missing=missing_samples"
     assert {"00_quickstart.ipynb", "02_kitti.ipynb", "03_nuscenes.ipynb"} <= set(exporting)
+
+
+def test_bdd100k_relative_labels_file_is_read_from_the_dataset_root(tmp_path, monkeypatch):
+    """The help's example ``--source-option labels_file=labels/det_20/det_train.json`` (issue 19):
+    a relative path was resolved from the current folder, so the example failed as written."""
+    root = make_bdd100k_tree(tmp_path / "bdd", n_images=4)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    source = open_source("bdd100k", root=root, split="train", labels_file="labels/det_20/det_train.json")
+    assert source.labels_file == root / "labels" / "det_20" / "det_train.json"
+    assert source.metadata()["weather"].notna().sum() == 3  # the tree labels every image but the last
+    # a path relative to the current folder still works when the root has no such file
+    (elsewhere / "mine.json").write_bytes((root / "labels" / "det_20" / "det_train.json").read_bytes())
+    assert open_source("bdd100k", root=root, split="train", labels_file="mine.json").labels_file == Path("mine.json")
+    with pytest.raises(DatasetLayoutError, match=r"nope\.json not found.*in the dataset root .*bdd.* nor in the current folder"):
+        open_source("bdd100k", root=root, split="train", labels_file="labels/nope.json")

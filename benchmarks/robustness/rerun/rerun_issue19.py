@@ -52,9 +52,9 @@ def run(cmd, timeout=300, cwd=None, env=None, **kw):
     """(rc, stdout+stderr, seconds); rc 'HANG' past the limit."""
     started = time.perf_counter()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd or WORK,
-                              env=env or ENV, **kw)
-        return done.returncode, done.stdout + done.stderr, time.perf_counter() - started
+        done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+                              cwd=cwd or WORK, env=env or ENV, **kw)
+        return done.returncode, done.stdout, time.perf_counter() - started
     except subprocess.TimeoutExpired:
         return "HANG", "", time.perf_counter() - started
 
@@ -83,9 +83,15 @@ def wanted(case: str) -> bool:
     return ONLY is None or case in ONLY
 
 
-def check(case, command, expected, result, ok_rc, needles=(), one_line=False, extra_ok=True, extra_obs=""):
-    """The common verdict: right exit code, no traceback, no hang; needles all present (else partly)."""
+def check(case, command, expected, result, ok_rc, needles=(), one_line=False, extra_ok=True, extra_obs="",
+          api=None):
+    """The common verdict: right exit code, no traceback, no hang; needles all present (else partly).
+
+    ``api``: a Python API call (not a ``deq`` command) expected to raise this exception class: its
+    traceback is how Python reports it, so the verdict reads only the final line."""
     rc, out, seconds = result
+    if api and last_line(out).startswith(api):
+        out = last_line(out)
     obs = f"rc={rc}, {seconds:.0f}s: {last_line(out)[:200]}" + (f"; {extra_obs}" if extra_obs else "")
     if rc == "HANG" or (isinstance(rc, int) and rc < 0) or "Traceback" in out or rc not in ok_rc or not extra_ok:
         verdict = "FAILED"
@@ -193,14 +199,14 @@ if wanted("S3"):  # Waymo key listing
     python(f"from deqlib.bank import record_key_listing; record_key_listing({str(folder)!r}, 'listing.tsv')")
     shutil.copytree(folder, WORK / "waymo_copy")  # the images moved (another file system's order)
     check("S3a Waymo keys, a sorted listing (row 34)", "load_bank('waymo.pkl', key_listing=sorted(names))",
-          "refused: 'position alone ... record_key_listing'", python("""
+          "refused: 'position alone ... record_key_listing'", api="deqlib.bank.BankFormatError", result=python("""
             import os
             from deqlib.training import load_bank
-            load_bank('waymo.pkl', key_listing=sorted(os.listdir('waymo_copy')))"""), {1}, ("record_key_listing", "waymo.pkl"))
+            load_bank('waymo.pkl', key_listing=sorted(os.listdir('waymo_copy')))"""), ok_rc={1}, needles=("record_key_listing", "waymo.pkl"))
     check("S3b Waymo keys, the copied folder listed again (row 34)", "load_bank('waymo.pkl', key_listing='waymo_copy')",
-          "refused", python("""
+          "refused", api="deqlib.bank.BankFormatError", result=python("""
             from deqlib.training import load_bank
-            load_bank('waymo.pkl', key_listing='waymo_copy')"""), {1}, ("record_key_listing",))
+            load_bank('waymo.pkl', key_listing='waymo_copy')"""), ok_rc={1}, needles=("record_key_listing",))
     rc, out, s = python(f"""
         import json
         from deqlib.training import load_bank
@@ -265,7 +271,7 @@ if wanted("S6"):  # index.parquet after a subsample run
     obs, extra = "", False
     if r1[0] == 0 and r2[0] == 0 and idx:
         from deqlib.sources import open_source  # noqa: E402
-        union = set(open_source("fashion-mnist").sample_ids()[:300]) | set(open_source("fashion-mnist", max_images=200).sample_ids())
+        union = set(open_source("fashion-mnist").sample_ids[:300]) | set(open_source("fashion-mnist", max_images=200).sample_ids)
         t = pd.read_parquet(idx[0])
         extra = set(t.sample_id) == union and len(t) == len(union)
         obs = f"index {len(t)} rows, union of both runs {len(union)}, same ids: {set(t.sample_id) == union}"
@@ -287,10 +293,10 @@ if wanted("F1"):
     Path("colliding.pkl").write_bytes(pickle.dumps({k * M: {"cluster_id": 0, "cluster_size": 1, "largest_cluster_size": 1}
                                                     for k in range(1, 80_001)}, protocol=2))
     check("F1 80,000 integer keys that hash alike", "load_bank('colliding.pkl', key_listing=[...])",
-          "refused fast (< 30 s), naming the file", python("""
+          "refused fast (< 30 s), naming the file", api="deqlib.bank.UnsafePickleError", result=python("""
             from deqlib.training import load_bank
             load_bank('colliding.pkl', key_listing=[f'{i}.png' for i in range(80000)])""", timeout=60),
-          {1}, ("colliding.pkl", "outside [0, 2**32)"))
+          ok_rc={1}, needles=("colliding.pkl", "outside [0, 2**32)"))
 
 if wanted("F2"):
     from layouts import make_folder_tree  # noqa: E402
