@@ -276,7 +276,7 @@ if wanted("S6"):  # index.parquet after a subsample run
         extra = set(t.sample_id) == union and len(t) == len(union)
         obs = f"index {len(t)} rows, union of both runs {len(union)}, same ids: {set(t.sample_id) == union}"
     check("S6 index.parquet after a subsample run (B6)", "deq embed --first 300, then --max-images 200 (same --output)",
-          "index holds both runs' samples", r2 if r2[0] else r1, {0}, extra_ok=extra, extra_obs=obs)
+          "index holds both runs' samples", r1 if r1[0] else r2, {0}, extra_ok=extra, extra_obs=obs)
 
 if wanted("S7"):  # notebook parameters that no longer exist
     check("S7a deq notebook run -p perplexity 3 (row 35)", "deq notebook run 00_quickstart -p perplexity 3",
