@@ -349,26 +349,32 @@ if wanted("F8"):  # signals: background job (SIGINT inherited ignored), parent-o
     for label, sig, group, expect in [("SIGINT to the parent only, started with nohup &", signal.SIGINT, False, 130),
                                       ("SIGTERM to the process group", signal.SIGTERM, True, 143)]:
         out_dir = f"sig{int(sig)}"
-        cmd = f"nohup {DEQ} {' '.join(E)} --output {out_dir} > {out_dir}.log 2>&1 & echo $! > {out_dir}.pid; wait $!; echo $? > {out_dir}.rc"
         started = time.perf_counter()
-        shell = subprocess.Popen(["bash", "-c", cmd], cwd=WORK, env=ENV, start_new_session=True)
+        if not group:  # a real background job: bash's `&` starts it with SIGINT ignored (nohup: SIGHUP too)
+            cmd = (f"nohup {DEQ} {' '.join(E)} --output {out_dir} > {out_dir}.log 2>&1 & echo $! > {out_dir}.pid; "
+                   f"wait $!; echo $? > {out_dir}.rc")
+            shell = subprocess.Popen(["bash", "-c", cmd], cwd=WORK, env=ENV, start_new_session=True)
+        else:  # deq leads its own process group (as under a scheduler); the signal goes to the whole group
+            log_file = open(f"{out_dir}.log", "w")
+            shell = subprocess.Popen([DEQ, *E, "--output", out_dir], cwd=WORK, env=ENV, start_new_session=True,
+                                     stdout=log_file, stderr=subprocess.STDOUT)
         while not glob.glob(f"{out_dir}/*/*/shards/*.npz") and shell.poll() is None and time.perf_counter() - started < 300:
             time.sleep(0.05)
-        pid = int(Path(f"{out_dir}.pid").read_text())
         if group:
-            os.killpg(os.getpgid(pid), sig)
+            os.killpg(shell.pid, sig)
         else:
-            os.kill(pid, sig)
+            os.kill(int(Path(f"{out_dir}.pid").read_text()), sig)
         try:
             shell.wait(timeout=120)
-            rc = int(Path(f"{out_dir}.rc").read_text())
+            rc = shell.returncode if group else int(Path(f"{out_dir}.rc").read_text())
         except (subprocess.TimeoutExpired, ValueError, FileNotFoundError):
             rc = "HANG"
         log = Path(f"{out_dir}.log").read_text(errors="replace")
         shards = len(glob.glob(f"{out_dir}/*/*/shards/*.npz"))
         again = deq(*E, "--output", out_dir, timeout=600)
         resumed = again[0] == 0 and "from cache" in again[1] and " 0 from cache" not in again[1]
-        check(f"F8 {label}", f"nohup deq {' '.join(E)} &; kill -{sig.name[3:]} {'-PGID' if group else 'PID'}; run again",
+        check(f"F8 {label}", (f"setsid deq {' '.join(E)}; kill -TERM -PGID; run again" if group else
+                                 f"nohup deq {' '.join(E)} &; kill -INT PID; run again"),
               f"exit {expect}, one line, no worker traceback; the rerun resumes",
               (rc, log, time.perf_counter() - started), {expect},
               ("run the same command again",), extra_ok=resumed and "BrokenPipe" not in log,
@@ -387,6 +393,8 @@ if wanted("F10"):  # --source-option example from the help, relative to the data
                 "rc 0, labels read from the dataset root", deq("embed", "--source", "bdd100k", "--root", bdd, "--split", "train",
                                                                "--source-option", "labels_file=labels/det_20/det_train.json",
                                                                "--output", WORK / "embb", *EMB, cwd=other), {0}, ("now",))
+    if "no label file" in out or "not found" in out:
+        ROWS[-1] = ROWS[-1].rsplit("|", 1)[0] + "| FAILED (labels not read)"
 
 # ================================================================== banks and seeds (B1-B8)
 if wanted("B1"):
