@@ -83,6 +83,13 @@ def wanted(case: str) -> bool:
     return ONLY is None or case in ONLY
 
 
+def extra_lines(out: str) -> list[str]:
+    """Lines of a refusal beyond deq's warnings and summaries: the error line itself and anything
+    else (library chatter such as "INFO root: ...", a second message). A one-line refusal has 1."""
+    return [l for l in out.strip().splitlines() if l.strip() and not l.startswith(("WARNING ", " "))
+            and "Warning: " not in l and not (l.startswith("deq ") and ": error:" not in l)]
+
+
 def check(case, command, expected, result, ok_rc, needles=(), one_line=False, extra_ok=True, extra_obs="",
           api=None):
     """The common verdict: right exit code, no traceback, no hang; needles all present (else partly).
@@ -97,8 +104,7 @@ def check(case, command, expected, result, ok_rc, needles=(), one_line=False, ex
         verdict = "FAILED"
         if "Traceback" in out:
             obs += " [TRACEBACK]"
-    elif not all(n in out for n in needles) or (one_line and rc != 0 and len(
-            [l for l in out.strip().splitlines() if l.strip() and "Warning" not in l and not l.startswith(" ")]) > 2):
+    elif not all(n in out for n in needles) or (one_line and rc != 0 and len(extra_lines(out)) > 1):
         verdict = "partly"
         obs += f" [missing: {[n for n in needles if n not in out]}]"
     else:
