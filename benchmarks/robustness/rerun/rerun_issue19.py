@@ -560,7 +560,7 @@ if wanted("R2x"):
     for line in out.splitlines():
         if line.startswith(("OK  ", "BAD ")):
             parts = [p.strip() for p in line[4:].split("|")]
-            report(f"R {parts[0]}", "benchmarks/robustness/rerun_bank_loader_cases.py", "right result or a refusal naming file and fix",
+            report(f"R item {parts[0]}", "rerun_bank_loader_cases.py (issue-10 item)", "right result or a refusal naming file and fix",
                    " | ".join(parts[1:])[:220], "handled" if line.startswith("OK") else "FAILED")
     if rc not in (0, 1):
         report("R rows 1, 5-11, 18-29", "rerun_bank_loader_cases.py", "rc 0", f"rc={rc}: {last_line(out)[:200]}", "FAILED")
