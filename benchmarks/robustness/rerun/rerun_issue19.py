@@ -414,12 +414,13 @@ if wanted("B1"):
     X = vectors(300)
     save_npz("n300.npz", X)
     save_npz("n200.npz", X[:200])
-    r1 = deq("analyze", "--embeddings", "n300.npz", "--no-progress")
-    first = sorted(glob.glob("data/processed/*.parquet"))
-    r2 = deq("analyze", "--embeddings", "n200.npz", "--no-progress")
-    r3 = deq("analyze", "--embeddings", "n200.npz", "--no-progress", "--seed", "1")
-    r4 = deq("analyze", "--embeddings", "n200.npz", "--no-progress")
-    files = sorted(glob.glob("data/processed/*.parquet"))
+    own = {**ENV, "DEQ_DATA_DIR": str(WORK / "dataB1")}  # a data folder of its own: other cases write banks too
+    r1 = deq("analyze", "--embeddings", "n300.npz", "--no-progress", env=own)
+    first = sorted(glob.glob("dataB1/processed/*.parquet"))
+    r2 = deq("analyze", "--embeddings", "n200.npz", "--no-progress", env=own)
+    r3 = deq("analyze", "--embeddings", "n200.npz", "--no-progress", "--seed", "1", env=own)
+    r4 = deq("analyze", "--embeddings", "n200.npz", "--no-progress", env=own)
+    files = sorted(glob.glob("dataB1/processed/*.parquet"))
     rows = sorted(len(pd.read_parquet(f, columns=["sample_id"])) for f in files)
     ok = len(files) == 3 and rows == [200, 200, 300] and first[0] in files and len(pd.read_parquet(first[0])) == 300
     check("B1/B2 default bank paths: N 300, N 200, seed 1, N 200 again",
