@@ -98,13 +98,21 @@ class StopSignalHandlers:
         self._restore()
 
 
+def _no_third_party_info(record: logging.LogRecord) -> bool:
+    """Drop INFO and DEBUG records on the root logger: deqlib logs on named loggers, while some
+    libraries (open_clip) call ``logging.info`` directly, which printed "INFO root: ..." lines
+    around a one-line refusal. ``-v`` shows them."""
+    return record.levelno >= logging.WARNING or record.name != "root"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    if not args.verbose:
+        handler.addFilter(_no_third_party_info)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

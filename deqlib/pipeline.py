@@ -43,6 +43,7 @@ from deqlib.cluster import ClusterResult
 from deqlib.faithfulness import faithfulness as measure_faithfulness
 from deqlib.likelihood import ClusterSignal, RarityContext
 from deqlib.progress import stage_message
+from deqlib.reduce import check_not_all_identical
 from deqlib.samples_csv import read_samples_csv, write_samples_csv
 from deqlib.stages import MODES, Stages, build_stages, checked_stages
 from deqlib.weights import gfl_weight, weight_scheme_record
@@ -465,6 +466,8 @@ def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = N
     else:
         _say(progress, f"reduce: {type(reducer).__name__} on {len(ids)} x {vectors.shape[1]} ...")
         fitted = vectors[distinct] if has_duplicates else vectors
+        if len(distinct) == 1 and len(ids) > 1:
+            check_not_all_identical(vectors)  # "all N embeddings are the same vector ... drop the duplicates"
         try:
             if progress and "progress" in inspect.signature(reducer.fit_transform).parameters:
                 coords = reducer.fit_transform(fitted, progress=True)  # a t-SNE progress bar
@@ -473,9 +476,9 @@ def analyze(source=None, encoder="efficientnet-lite0", stages: Stages | None = N
         except ValueError as exc:
             if not has_duplicates:
                 raise
-            raise ValueError(f"{exc} (the map is made of the {len(distinct)} distinct vectors among {len(ids)} "
-                             f"samples: {duplicates['n_copies']} are copies; drop the duplicates or add samples)"
-                             ) from None
+            raise ValueError(f"only {len(distinct)} distinct vectors among {len(ids)} samples "
+                             f"({duplicates['n_copies']} are copies), and the map is made of the distinct ones: "
+                             f"drop the duplicates or add samples ({exc})") from None
         if has_duplicates:
             coords = np.asarray(coords)[inverse]
         reduce_params = getattr(reducer, "params_", reducer.cache_key())

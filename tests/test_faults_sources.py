@@ -394,3 +394,44 @@ def test_every_notebook_that_exports_official_lets_the_user_choose_missing_sampl
             assert isinstance(keywords.get("missing"), ast.Name) and keywords["missing"].id == "missing_samples", \
                 f"{path.name}: export_official(...) does not pass missing=missing_samples"
     assert {"00_quickstart.ipynb", "02_kitti.ipynb", "03_nuscenes.ipynb"} <= set(exporting)
+
+
+def test_bdd100k_relative_labels_file_is_read_from_the_dataset_root(tmp_path, monkeypatch):
+    """The help's example ``--source-option labels_file=labels/det_20/det_train.json`` (issue 19):
+    a relative path was resolved from the current folder, so the example failed as written."""
+    root = make_bdd100k_tree(tmp_path / "bdd", n_images=4)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    source = open_source("bdd100k", root=root, split="train", labels_file="labels/det_20/det_train.json")
+    assert source.labels_file == root / "labels" / "det_20" / "det_train.json"
+    assert source.metadata()["weather"].notna().sum() == 3  # the tree labels every image but the last
+    # a path relative to the current folder still works when the root has no such file
+    (elsewhere / "mine.json").write_bytes((root / "labels" / "det_20" / "det_train.json").read_bytes())
+    assert open_source("bdd100k", root=root, split="train", labels_file="mine.json").labels_file == Path("mine.json")
+    with pytest.raises(DatasetLayoutError, match=r"nope\.json not found.*in the dataset root .*bdd.* nor in the current folder"):
+        open_source("bdd100k", root=root, split="train", labels_file="labels/nope.json")
+
+
+@pytest.mark.parametrize("n_distinct", [1, 2])
+def test_deq_analyze_on_copies_leads_with_the_duplicates(tmp_path, capsys, n_distinct):
+    """From outside (issue 19 re-run): since the reducer is fitted on the distinct vectors only,
+    `deq analyze` on 200 identical vectors said "X has 1 sample(s) (shape=(1, 16)) while a minimum of
+    2 is required" (scikit-learn's words, not row 11's "all 200 embeddings are the same vector"), and
+    on 2 distinct vectors "... got 2; lower perplexity below 0.7": the duplicates came last."""
+    from deqlib.cli import main as deq
+
+    base = np.random.default_rng(0).normal(size=(n_distinct, 16)).astype(np.float32)
+    np.savez(tmp_path / "copies.npz", vectors=np.repeat(base, 200 // n_distinct, axis=0),
+             sample_ids=np.asarray([f"s{i}" for i in range(200)]))
+    for mode in ("default", "reference"):
+        rc = deq(["analyze", "--embeddings", str(tmp_path / "copies.npz"), "--mode", mode, "--no-cache",
+                  "--no-progress", "--output", str(tmp_path / "bank.parquet")])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("deq analyze: error:")]
+        assert rc == 2 and len(lines) == 1, err
+        lead = ("all 200 embeddings are the same vector" if n_distinct == 1
+                else "only 2 distinct vectors among 200 samples (198 are copies)")
+        assert lines[0].startswith(f"deq analyze: error: {lead}"), lines[0]
+        assert "drop the duplicates" in lines[0] and "X has 1 sample" not in lines[0], lines[0]
+        assert not (tmp_path / "bank.parquet").exists()

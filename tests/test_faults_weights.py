@@ -143,3 +143,24 @@ def test_efficientnet_weights_as_safetensors_or_npz_load_the_same_tensors(tmp_pa
     loaded = EfficientNetLite0Encoder(weights=str(path)).build_classifier("cpu").state_dict()
     assert list(loaded) == list(reference) and len(timm_state) == 296
     assert all(torch.equal(loaded[k], reference[k]) for k in reference)
+
+
+def test_deq_embed_clip_npz_refusal_is_one_line_without_open_clips_info_chatter(tmp_path):
+    """From outside (issue 19 re-run): `deq embed --encoder clip:ViT-B-32 --weights plain.npz` gave the
+    one-line refusal after five "INFO root: ..." lines that open_clip logs on the root logger (deq's
+    INFO level reached every library). Third-party INFO on the root logger is shown only with -v."""
+    import subprocess
+    import sys
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.new("RGB", (32, 32), (10, 200, 10)).save(images / "a.png")
+    path = tmp_path / "plain.npz"
+    np.savez(path, w=np.zeros(3, dtype=np.float32))
+    command = [sys.executable, "-m", "deqlib.cli", "embed", "--source", "folder", "--root", str(images), "--encoder",
+               "clip:ViT-B-32", "--weights", str(path), "--output", str(tmp_path / "out"), "--device", "cpu",
+               "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2, done.stderr
+    assert len(lines) == 1 and "does not fit clip:ViT-B-32" in lines[0] and str(path) in lines[0], done.stderr

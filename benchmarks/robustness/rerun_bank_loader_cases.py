@@ -145,10 +145,15 @@ Path("waymo.pkl").write_bytes(pickle.dumps({np.int64(i): {"cluster_id": np.int64
 case("13 Waymo integer keys, no listing", python("""
     from deqlib.training import load_bank
     load_bank('waymo.pkl')"""), {1}, "waymo.pkl", "key_listing")
-case("13 Waymo integer keys with key_listing=folder", python("""
-    import os
+case("13 Waymo integer keys with key_listing=folder (refused since issue 19, row 34)", python("""
     from deqlib.training import load_bank
-    bank = load_bank('waymo.pkl', key_listing='waymo_listing')
+    load_bank('waymo.pkl', key_listing='waymo_listing')"""), {1}, "waymo.pkl", "position alone", "record_key_listing")
+case("13 Waymo integer keys through a recorded listing", python("""
+    import os
+    from deqlib.bank import record_key_listing
+    from deqlib.training import load_bank
+    record_key_listing('waymo_listing', 'listing.tsv')
+    bank = load_bank('waymo.pkl', key_listing='listing.tsv', images='waymo_listing')
     names = [n.rsplit('.', 1)[0] for n in os.listdir('waymo_listing')]
     print('mapped', bank.table['sample_id'].tolist() == names)"""), {0}, "mapped True")
 

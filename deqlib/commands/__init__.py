@@ -74,7 +74,7 @@ def add_source_arguments(parser, max_images: bool = True) -> None:
                              "default: the source's default")
     parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE",
                         help="a source's own option, repeatable: e.g. version=v1.0-mini (nuscenes), "
-                             "labels_file=labels/det_20/det_train.json (bdd100k), camera=FRONT (waymo-parquet), "
+                             "labels_file=labels/det_20/det_train.json (bdd100k; relative to --root), camera=FRONT (waymo-parquet), "
                              "seed=1 (the --max-images subsample)")
     if max_images:
         limit = parser.add_mutually_exclusive_group()

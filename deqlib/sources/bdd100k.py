@@ -27,7 +27,7 @@ class BDD100KSource(_FileListSource):
     split : {'train', 'val', 'test'}, default='train'
     labels_file : path or False, optional
         A label JSON list (``[{"name": "<file>.jpg", "attributes": {...}}, ...]``) or a folder of
-        per-image JSON files. Default: ``labels/det_20/det_<split>.json``, with images it lacks
+        per-image JSON files; a relative path is looked up in ``root`` first, then in the current folder. Default: ``labels/det_20/det_<split>.json``, with images it lacks
         filled from ``labels/bdd100k_labels_images_<split>.json`` (then ``labels/100k/<split>/``).
         No label file warns; a file that labels none of the images raises (a file of another
         split); some unlabelled images warn. ``False``: no labels, on purpose, without a warning.
@@ -55,10 +55,16 @@ class BDD100KSource(_FileListSource):
         if labels_file is False:  # no labels, on purpose
             self.labels_file, self.labels_files = None, []
         elif labels_file is not None:
-            self.labels_file = Path(labels_file).expanduser()
+            given = Path(labels_file).expanduser()
+            # a relative path names a file in the dataset root (as the CLI help's example
+            # labels_file=labels/det_20/det_train.json), else one in the current folder
+            self.labels_file = next((p for p in ((self.root / given, given) if not given.is_absolute() else (given,))
+                                     if p.exists()), given)
             if not self.labels_file.exists():
+                where = (f"in the dataset root {self.root} nor in the current folder {Path.cwd()}"
+                         if not given.is_absolute() else "")
                 raise DatasetLayoutError(
-                    f"labels file {self.labels_file} not found. Expected layout:\n{_BDD100K_LAYOUT}")
+                    f"labels file {given} not found{' ' + where if where else ''}. Expected layout:\n{_BDD100K_LAYOUT}")
             self.labels_files = [self.labels_file]
         else:
             self.labels_files = [c for c in candidates if c.exists()]
