@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/rarity/bench_scale.py                      # embeds 70,000 images once (cached)
     .venv/bin/python benchmarks/rarity/bench_scale.py --sizes 2000 5000    # a quick look
     .venv/bin/python benchmarks/rarity/bench_scale.py --signals multi-granularity+lof knn-cosine
+    .venv/bin/python benchmarks/rarity/bench_scale.py --vectors jittered     # no embedding: see below
 
 The vectors are the default encoder's (EfficientNet-Lite0, fp32, one thread per process) for the
 train and test splits of Fashion-MNIST, embedded once through ``embed_source``'s shard cache
@@ -11,7 +12,11 @@ permutation, in this process, one at a time, on one BLAS/OpenMP thread (the sign
 setting), and timed with ``time.perf_counter``. Also measured at each N: the Spearman between the
 signal fitted on the rows as drawn and on the rows reversed (the row-order effect), and for the
 multi-granularity signals at N above ``MAX_TREE_POINTS``, against the exact tree where N allows
-(``--exact-up-to``). Results: ``results/scale-<UTC stamp>.json`` and ``.md`` with machine, load
+(``--exact-up-to``). ``--vectors jittered`` skips the 70,000-image embedding (about 10 minutes on 2
+idle cores, hours on a loaded machine): the rarity benchmark's 11,200 real Lite0 vectors (its universe,
+embedded by ``bench_rarity.py embed``), each repeated with Gaussian jitter at 30% of the median
+nearest-neighbour distance per coordinate scale, up to the largest N: the same dimension and a
+realistic spread, for timing only (its likelihoods say nothing about rarity). Results: ``results/scale-<UTC stamp>.json`` and ``.md`` with machine, load
 and date.
 """
 
@@ -67,6 +72,19 @@ def all_vectors(threads: int) -> np.ndarray:
     return X
 
 
+def jittered_vectors(n: int, seed: int = 0) -> np.ndarray:
+    """The benchmark universe's real vectors, repeated with jitter up to ``n`` rows (timing only)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    base = np.load(U.gathered_path(U.FULL, "efficientnet-lite0"))
+    X = np.vstack([base["X"]] + [base[k] for k in base.files if k.startswith("altered/")]).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    distance = np.median(NearestNeighbors(n_neighbors=2).fit(X[:2000]).kneighbors(X[:2000])[0][:, 1])
+    scale = 0.3 * distance / np.sqrt(X.shape[1])
+    rows = [X] + [X + rng.normal(0.0, scale, X.shape).astype(np.float32) for _ in range(n // len(X))]
+    return np.vstack(rows)[:n]
+
+
 def fit_seconds(name: str, X: np.ndarray) -> tuple[np.ndarray, float]:
     from deqlib.likelihood import RarityContext, get_rarity_signal
 
@@ -84,9 +102,11 @@ def main(argv=None) -> None:
     parser.add_argument("--row-order-up-to", type=int, default=20000,
                         help="also fit on the reversed rows (the row-order Spearman) up to this N")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the one-off embedding")
+    parser.add_argument("--vectors", choices=("fashion-mnist", "jittered"), default="fashion-mnist",
+                        help="the 70,000 real images (embedded once) or the universe's vectors jittered (timing only)")
     args = parser.parse_args(argv)
 
-    X_all = all_vectors(args.threads)
+    X_all = all_vectors(args.threads) if args.vectors == "fashion-mnist" else jittered_vectors(max(args.sizes))
     order = np.random.default_rng(0).permutation(len(X_all))
     rows = []
     for n in args.sizes:
@@ -106,8 +126,11 @@ def main(argv=None) -> None:
     stamp = dt.datetime.now(dt.timezone.utc)
     info = {"date": stamp.strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_model(), "cores": os.cpu_count(),
             "python": platform.python_version(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "data": "Fashion-MNIST train+test, EfficientNet-Lite0 fp32 vectors, first N of a seed-0 permutation"}
-    out = HERE / "results" / f"scale-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
+            "data": ("Fashion-MNIST train+test, EfficientNet-Lite0 fp32 vectors, first N of a seed-0 permutation"
+                     if args.vectors == "fashion-mnist" else "the rarity benchmark's 11,200 real Lite0 vectors, "
+                     "repeated with Gaussian jitter (30% of the median 1-NN distance) up to N; first N of a "
+                     "seed-0 permutation; timing only")}
+    out = HERE / "results" / f"scale-{args.vectors}-{stamp.strftime('%Y%m%dT%H%M%SZ')}"
     write_text_atomic(out.with_suffix(".json"), json.dumps({"run": info, "rows": rows}, indent=1))
     lines = [f"# Rarity signals at scale ({info['date']}, {info['cpu']}, {info['cores']} cores)", "",
              f"Data: {info['data']}. One process, one thread per signal (OMP_NUM_THREADS={info['omp_num_threads']}); "
