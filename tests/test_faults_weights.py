@@ -145,6 +145,34 @@ def test_efficientnet_weights_as_safetensors_or_npz_load_the_same_tensors(tmp_pa
     assert all(torch.equal(loaded[k], reference[k]) for k in reference)
 
 
+def test_root_logger_info_is_dropped_without_verbose_and_deqlib_info_and_warnings_are_kept():
+    """The quick loop's check of the filter that the subprocess test below checks end to end."""
+    import logging
+
+    from deqlib.cli import _no_third_party_info
+
+    def record(name, level):
+        return logging.LogRecord(name, level, __file__, 1, "message", None, None)
+
+    assert not _no_third_party_info(record("root", logging.INFO))  # open_clip's logging.info(...)
+    assert not _no_third_party_info(record("root", logging.DEBUG))
+    assert _no_third_party_info(record("root", logging.WARNING))
+    assert _no_third_party_info(record("deqlib.embed", logging.INFO))
+
+
+@pytest.mark.parametrize("argv, filtered", [([], True), (["-v"], False)])
+def test_deq_installs_the_root_info_filter_unless_verbose(monkeypatch, capsys, argv, filtered):
+    import logging
+
+    from deqlib.cli import _no_third_party_info
+
+    installed = []
+    monkeypatch.setattr(logging, "basicConfig", lambda **kwargs: installed.extend(kwargs["handlers"]))
+    assert deq(argv) == 0  # no subcommand: the help, exit 0
+    assert len(installed) == 1 and (_no_third_party_info in installed[0].filters) == filtered
+
+
+@pytest.mark.slow  # `deq embed` in a subprocess (imports torch and open_clip: 19 s at load 5); in-process: the test above
 def test_deq_embed_clip_npz_refusal_is_one_line_without_open_clips_info_chatter(tmp_path):
     """From outside (issue 19 re-run): `deq embed --encoder clip:ViT-B-32 --weights plain.npz` gave the
     one-line refusal after five "INFO root: ..." lines that open_clip logs on the root logger (deq's
