@@ -102,22 +102,22 @@ def test_the_design_takes_label_free_signals_by_registry_name_from_the_config():
 def test_design_size_and_the_cpu_estimate_count_every_run():
     config = ex.ExperimentConfig()
     counts = ex.count_runs(config).set_index(["setting", "model"])
-    # signals: oracle-rare, oracle-class (rare classes only), 3 label-free, placebo. Frozen head: the baselines
+    # signals: oracle-rare, oracle-class (rare classes only), 4 label-free, placebo. Frozen head: the baselines
     # (3 where classes are rare, else CE) + signals x 5 weights + 5 sweep levels, 10 seeds; CNN: the baselines +
     # signals x 3 weights (cnn_weights), 20 seeds
-    assert counts.loc[("long_tail", "frozen_head"), ["arms", "runs"]].tolist() == [3 + 6 * 5 + 5, 380]
-    assert counts.loc[("fogged", "frozen_head"), ["arms", "runs"]].tolist() == [1 + 5 * 5 + 5, 310]
-    assert counts.loc[("long_tail", "small_cnn"), ["arms", "runs"]].tolist() == [3 + 6 * 3, 420]
-    assert counts.loc[("blurred", "small_cnn"), ["arms", "runs"]].tolist() == [1 + 5 * 3, 320]
+    assert counts.loc[("long_tail", "frozen_head"), ["arms", "runs"]].tolist() == [3 + 7 * 5 + 5, 430]
+    assert counts.loc[("fogged", "frozen_head"), ["arms", "runs"]].tolist() == [1 + 6 * 5 + 5, 360]
+    assert counts.loc[("long_tail", "small_cnn"), ["arms", "runs"]].tolist() == [3 + 7 * 3, 480]
+    assert counts.loc[("blurred", "small_cnn"), ["arms", "runs"]].tolist() == [1 + 6 * 3, 380]
     estimate = ex.estimate_cpu_seconds(config, {"frozen_head": 1.0, "small_cnn": 10.0}, 2.0)
-    assert estimate["runs"] == 380 + 3 * 310 + 420 + 3 * 320
-    assert estimate["tasks"] == 4 * 20 and estimate["cpu_seconds"] == 1310 + 10 * 1380 + 160
+    assert estimate["runs"] == 430 + 3 * 360 + 480 + 3 * 380
+    assert estimate["tasks"] == 4 * 20 and estimate["cpu_seconds"] == 1510 + 10 * 1620 + 160
     # the CNN left out of two settings: their tasks keep only the frozen head's seeds
     fewer = ex.ExperimentConfig(cnn_settings=("long_tail", "blurred"))
     assert fewer.seeds_of("small_cnn", "fogged") == () and fewer.seeds_of("small_cnn", "blurred") == tuple(range(20))
     assert ex.estimate_cpu_seconds(fewer, {"frozen_head": 0.0, "small_cnn": 1.0}, 1.0) == {
-        "runs": 1310 + 420 + 320, "tasks": 20 + 20 + 10 + 10, "training_cpu_seconds": 740.0,
-        "signal_cpu_seconds": 60.0, "cpu_seconds": 800.0}
+        "runs": 1510 + 480 + 380, "tasks": 20 + 20 + 10 + 10, "training_cpu_seconds": 860.0,
+        "signal_cpu_seconds": 60.0, "cpu_seconds": 920.0}
 
 
 def test_noisy_oracle_reaches_the_requested_auc():
