@@ -121,9 +121,10 @@ class MultiGranularitySignal(_HierarchySignal):
         PCA components of the embedding space.
     views : sequence of {'plain', 'whitened'}, default=('plain', 'whitened')
         The views averaged over.
-    max_tree_points : int or None, default=10,000
-        Above this N the Ward trees are built on this many k-means micro-clusters (N = 70,000 in
-        minutes); at or below it, on every sample. None: always every sample.
+    max_tree_points : int or None, default=100,000
+        Above this N the Ward trees are built on ``max_tree_points // 4`` k-means micro-clusters
+        (:func:`deqlib.likelihood.space.ward_cuts`); at or below it, on every sample (N = 70,000: about
+        3 minutes). None: always every sample.
 
     Attributes
     ----------
@@ -177,9 +178,10 @@ class ParentRelativeSignal(_HierarchySignal):
         The Ward tree's connectivity graph.
     n_components : int or None, default=50
         PCA components of the embedding space.
-    max_tree_points : int or None, default=10,000
-        Above this N the Ward trees are built on this many k-means micro-clusters (N = 70,000 in
-        minutes); at or below it, on every sample. None: always every sample.
+    max_tree_points : int or None, default=100,000
+        Above this N the Ward trees are built on ``max_tree_points // 4`` k-means micro-clusters
+        (:func:`deqlib.likelihood.space.ward_cuts`); at or below it, on every sample (N = 70,000: about
+        3 minutes). None: always every sample.
     """
 
     name = "parent-relative"
@@ -233,9 +235,10 @@ class RankFusionSignal(_HierarchySignal):
         value used is ``params_['lof_neighbors_used']``).
     n_components : int or None, default=50
         PCA components of the embedding space (both parts).
-    max_tree_points : int or None, default=10,000
-        Above this N the Ward trees are built on this many k-means micro-clusters (N = 70,000 in
-        minutes); at or below it, on every sample. None: always every sample.
+    max_tree_points : int or None, default=100,000
+        Above this N the Ward trees are built on ``max_tree_points // 4`` k-means micro-clusters
+        (:func:`deqlib.likelihood.space.ward_cuts`); at or below it, on every sample (N = 70,000: about
+        3 minutes). None: always every sample.
 
     Attributes
     ----------
