@@ -209,7 +209,9 @@ def write_results(args, run_info: dict) -> None:
 
 
 def cmd_table(args) -> None:
-    write_results(args, {"host": host(), "note": "tabulated from the cached cells"})
+    spec, n, _, _ = plan(args)
+    write_results(args, {"host": host(), "note": "tabulated from the cached cells", "n": n,
+                         "spec": {**spec.__dict__, "conditions": list(spec.conditions)}})
 
 
 def main(argv=None) -> None:

@@ -27,9 +27,11 @@ def markdown_table(cells: pd.DataFrame, probes: pd.DataFrame, run: dict) -> str:
              f"- versions: python {host.get('python')}, numpy {host.get('numpy')}, scikit-learn "
              f"{host.get('scikit-learn')}, torch {host.get('torch')}, openTSNE {host.get('openTSNE')}, hdbscan "
              f"{host.get('hdbscan')}, deqlib commit {host.get('git_commit')}",
-             f"- pool N = {run.get('n', cells['n'].iloc[0] if len(cells) else '?')}; seeds {run.get('seeds')}; "
-             f"analysis and consensus tiers on seeds {run.get('heavy_seeds')} of {run.get('heavy_encoders')} "
-             f"(tasks: {run.get('heavy_tasks')}); K = {run.get('K')} runs per consensus bank",
+             f"- pool N = {run.get('n', cells['n'].iloc[0] if len(cells) else '?')}; " + (
+                 f"seeds {run.get('seeds')}; analysis and consensus tiers on seeds {run.get('heavy_seeds')} of "
+                 f"{run.get('heavy_encoders')} (tasks: {run.get('heavy_tasks')}); K = {run.get('K')} runs per consensus bank"
+                 if "seeds" in run else "tabulated from the cached cells of several runs: the seeds of each signal "
+                 "are in its cells (`(n)` below), the runs in benchmarks/rarity/README.md"),
              "- each cell: mean over the seeds cached for it; `(n)` is the number of seeds when fewer than the most",
              ""]
     for encoder, part in cells.groupby("encoder", sort=False):
