@@ -59,8 +59,13 @@ def test_bank_and_official_pickle_cover_every_image(quickstart):
     assert len(bank) == N_IMAGES and bank.table.sample_id.str.startswith("train-").all()
     meta = bank.metadata
     assert meta["noise_policy"] == "singleton" and meta["versions"]["deqlib"] == __version__
+    assert meta["signal"] == "multi-granularity+lof"  # the default signal, not eq. 3
     official = import_official_pickle(banks[0].with_suffix(".pkl"))
-    assert official.table.set_index("sample_id").cluster_size.equals(bank.table.set_index("sample_id").cluster_size)
+    # the forks' p = cluster_size / largest_cluster_size gives back the default signal's likelihood
+    recovered = official.table.set_index("sample_id")
+    expected = bank.table.set_index("sample_id").likelihood.loc[recovered.index]
+    assert len(recovered) == N_IMAGES
+    assert ((recovered.cluster_size / recovered.largest_cluster_size - expected).abs() <= 1e-6).all()
 
 
 def test_clusters_found_real_structure(quickstart):
