@@ -242,6 +242,7 @@ def test_cli_writes_bank_and_official_pickle(data, tmp_path, capsys):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DegenerateClusteringWarning)
         code = main(["analyze", "--embeddings", str(tmp_path / "emb.npz"), "--eps", "1.5", "--eps-scale", "knn",
+                     "--rarity", "cluster",  # eq. 3: the pickle carries its cluster sizes exactly
                      "--output", str(tmp_path / "bank.parquet"), "--export-official", str(tmp_path / "bank.pkl"),
                      "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     assert code == 0

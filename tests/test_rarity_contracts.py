@@ -363,7 +363,8 @@ def test_deq_analyze_rarity_knn_density_writes_its_bank_and_its_likelihood_into_
     assert bank.metadata["signal"] == "knn-density" and bank.metadata["signal_params"]["k"] == 5
     assert not bank.has_clusters
     np.testing.assert_allclose(bank.table["likelihood"], _knn_density_by_hand(_blobs(), k=5), rtol=1e-9)
-    assert main(base + ["--output", str(tmp_path / "eq3.parquet"), "--export-official", str(tmp_path / "eq3.pkl")]) == 0
+    assert main(base + ["--rarity", "cluster", "--output", str(tmp_path / "eq3.parquet"),
+                        "--export-official", str(tmp_path / "eq3.pkl")]) == 0  # eq. 3 travels exactly
     np.testing.assert_array_equal(import_official_pickle(tmp_path / "eq3.pkl").likelihood_of(bank.sample_ids),
                                   read_bank(tmp_path / "eq3.parquet").likelihood_of(bank.sample_ids))
 

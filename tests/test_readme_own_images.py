@@ -132,7 +132,7 @@ def test_the_three_commands_run_as_printed_on_a_small_digits_folder(tmp_path):
         outputs.append(done.stdout)
     bank = pd.read_parquet(tmp_path / build_parser().parse_args(commands[0]).output)
     assert len(bank) == 120
-    assert {"sample_id", "cluster_id", "likelihood", "x", "y", "z"} <= set(bank.columns)
+    assert {"sample_id", "likelihood", "x", "y", "z", "raw_cluster_id"} <= set(bank.columns)  # the default signal
     page = tmp_path / "figures" / f"{Path(build_parser().parse_args(commands[0]).output).stem}_explorer.html"
     assert page.is_file() and page.stat().st_size > 100_000
     results = tmp_path / "data" / "processed" / "rarity-check" / "folder"
