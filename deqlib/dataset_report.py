@@ -218,6 +218,7 @@ class DatasetReport:
         """
         import pandas as pd
 
+        from deqlib._atomic import write_text_atomic
         from deqlib.pipeline import embeddings_from_source
         from deqlib.recovery import benchmark_row, signal_stability
 
@@ -234,8 +235,6 @@ class DatasetReport:
                                **{f"Spearman: {k}": stability[k] for k in
                                   ("row_order", "rounding_fp32", "rounding_fp16", "threads")}}],
                              index=pd.Index([stability["signal"]], name="signal"))
-        from deqlib._atomic import write_text_atomic
-
         self.written["signal_check"] = write_text_atomic(self.path("signal_check.csv"), table.to_csv())
         return table
 

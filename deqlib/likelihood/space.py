@@ -21,8 +21,8 @@ import numpy as np
 
 from deqlib._validation import check_embeddings, check_int
 
-__all__ = ["embedding_space", "ward_cuts", "micro_clusters", "MAX_TREE_POINTS", "granularity_cuts", "relative_likelihood", "percentile_ranks",
-           "kth_neighbour_distance"]
+__all__ = ["embedding_space", "ward_cuts", "micro_clusters", "MAX_TREE_POINTS", "granularity_cuts",
+           "relative_likelihood", "percentile_ranks", "kth_neighbour_distance"]
 
 
 def embedding_space(X, n_components: int = 50, whiten: bool = False, centre: bool = True) -> np.ndarray:
@@ -142,12 +142,13 @@ def ward_cuts(Z: np.ndarray, n_clusters, n_neighbors: int = 10,
         return _exact_ward_cuts(Z, cuts, n_neighbors)
     centres, assignment = micro_clusters(Z, max(2, max_tree_points // 4))
     on_centres = _exact_ward_cuts(centres, sorted({min(c, len(centres)) for c in cuts}, reverse=True), n_neighbors)
-    result = {}
-    for cut in cuts:
-        labels = on_centres[min(cut, len(centres))][assignment]
-        _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-        result[cut] = np.argsort(np.argsort(first))[inverse].astype(np.int64)  # first appearance in row order
-    return result
+    return {cut: _numbered_by_first_appearance(on_centres[min(cut, len(centres))][assignment]) for cut in cuts}
+
+
+def _numbered_by_first_appearance(labels: np.ndarray) -> np.ndarray:
+    """The same partition with clusters numbered ``0..n-1`` in the order they first appear in the rows."""
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    return np.argsort(np.argsort(first))[inverse].astype(np.int64)
 
 
 def micro_clusters(Z: np.ndarray, n_centres: int, seed: int = 0, max_iter: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -211,9 +212,7 @@ def _exact_ward_cuts(Z: np.ndarray, cuts: list[int], n_neighbors: int) -> dict[i
             parent[find(int(right))] = node
             merges_done += 1
         roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
-        _, first, inverse = np.unique(roots, return_index=True, return_inverse=True)
-        relabel = np.argsort(np.argsort(first))  # number clusters by first appearance
-        result[cut] = relabel[inverse].astype(np.int64)
+        result[cut] = _numbered_by_first_appearance(roots)
     return result
 
 
